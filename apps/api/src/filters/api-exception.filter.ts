@@ -1,0 +1,85 @@
+import { STATUS_CODES } from 'node:http';
+import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { BuildSpecError } from '../../../../libs/contracts/index.js';
+import { ApiError, type FieldIssue } from '../errors/api.error.js';
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+  errors?: FieldIssue[];
+  code?: string;
+  requestId: string;
+}
+
+/** Errors from Fastify and its plugins carry a 4xx statusCode and an FST_* code. */
+function isClientFrameworkError(err: unknown): err is Error & { statusCode: number; code?: string } {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return err instanceof Error && typeof status === 'number' && status >= 400 && status < 500;
+}
+
+/**
+ * One JSON error shape for every failure: {statusCode, error, message, errors?, code?, requestId}.
+ * Client errors keep their status; anything unexpected is logged with its stack
+ * and answered with a 500 that names only the request id.
+ */
+@Catch()
+export class ApiExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger('ApiExceptionFilter');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const ctx = host.switchToHttp();
+    const request = ctx.getRequest<FastifyRequest>();
+    const reply = ctx.getResponse<FastifyReply>();
+    const body = this.toBody(exception, String(request.id));
+
+    if (body.statusCode >= 500) {
+      const detail = exception instanceof Error ? (exception.stack ?? exception.message) : String(exception);
+      this.logger.error(`${request.method} ${request.url} failed (request ${body.requestId}): ${detail}`);
+    }
+    if (reply.sent) return;
+    // A request body we did not read to the end (an upload refused half-way) must not be
+    // drained nor left hanging: closing the connection stops the client's upload.
+    if (!request.raw.complete) void reply.header('connection', 'close');
+    void reply.header('x-request-id', body.requestId).status(body.statusCode).send(body);
+  }
+
+  private toBody(exception: unknown, requestId: string): ErrorBody {
+    if (exception instanceof ApiError) {
+      return {
+        statusCode: exception.statusCode,
+        error: exception.reason,
+        message: exception.message,
+        ...(exception.details.errors?.length ? { errors: exception.details.errors } : {}),
+        ...(exception.details.code ? { code: exception.details.code } : {}),
+        requestId,
+      };
+    }
+    if (exception instanceof BuildSpecError) {
+      return { statusCode: 400, error: STATUS_CODES[400]!, message: exception.message, errors: exception.errors, requestId };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const response = exception.getResponse();
+      const raw = typeof response === 'string' ? response : (response as { message?: unknown }).message;
+      const message = Array.isArray(raw) ? raw.join('; ') : typeof raw === 'string' ? raw : exception.message;
+      if (status < 500) return { statusCode: status, error: STATUS_CODES[status] ?? 'Error', message, requestId };
+    } else if (isClientFrameworkError(exception)) {
+      const status = exception.statusCode;
+      return {
+        statusCode: status,
+        error: STATUS_CODES[status] ?? 'Error',
+        message: exception.message,
+        ...(exception.code ? { code: exception.code } : {}),
+        requestId,
+      };
+    }
+    return {
+      statusCode: 500,
+      error: STATUS_CODES[500]!,
+      message: `internal error; quote request id ${requestId} when reporting it`,
+      requestId,
+    };
+  }
+}

@@ -1,0 +1,113 @@
+import { Injectable } from '@nestjs/common';
+import { z } from 'zod';
+import { MODEL_NAME_PATTERN, TARGETS, isTarget, type Target } from '../../../../libs/contracts/index.js';
+import { CHANNEL_NAME_PATTERN, ChannelRepository } from '../../../../libs/registry/index.js';
+import { parseInput } from '../dto/validate.js';
+import { ApiError } from '../errors/api.error.js';
+import { StorageRepository } from '../repositories/storage.repository.js';
+import { PLAN_URL_TTL_SECONDS } from './model.service.js';
+
+const VERSION = /^v?(\d{1,6})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?(?:[-+].*)?$/;
+
+const resolveQuery = z.object({
+  model: z.string().regex(MODEL_NAME_PATTERN, 'expected a model name'),
+  channel: z.string().regex(CHANNEL_NAME_PATTERN, 'expected a channel name'),
+  /** 86, sm_86, sm86 */
+  sm: z.string().regex(/^(?:sm_?)?\d{2,3}$/i, 'expected a compute capability like 86 or sm_86'),
+  /** The device's runtime (planforge optimizer) version, e.g. 0.1.0; optional. */
+  runtime: z.string().regex(VERSION, 'expected a version like 1.4.2').optional(),
+});
+
+export interface ResolvedDto {
+  model: string;
+  channel: string;
+  version: number;
+  target: Target;
+  sha256: string;
+  size: number;
+  precision: string;
+  optimizerVersion: string;
+  url: string;
+  expiresAt: string;
+}
+
+export type ResolveOutcome = { status: 200; etag: string; body: ResolvedDto } | { status: 304; etag: string };
+
+function major(version: string): number | null {
+  const m = VERSION.exec(version.trim());
+  return m ? Number(m[1]) : null;
+}
+
+/** Strong ETag of what a device would download: the plan's bytes and the version it belongs to. */
+export function planEtag(sha256: string, version: number): string {
+  return `"${sha256}-v${version}"`;
+}
+
+/** If-None-Match: a list of ETags, weak or strong, or *. */
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false;
+  return ifNoneMatch.split(',').some((tag) => {
+    const t = tag.trim();
+    return t === '*' || t.replace(/^W\//, '') === etag;
+  });
+}
+
+/**
+ * Device-side resolution: the plan a channel serves for one GPU and runtime.
+ * Plans are per exact SM (a plan for sm_86 does not load on sm_80). Runtime rule:
+ * a runtime loads plans written by an optimizer of the same MAJOR version (the
+ * plan format only changes incompatibly with a major release); without
+ * `runtime` no check is made.
+ */
+@Injectable()
+export class ResolveService {
+  constructor(
+    private readonly channels: ChannelRepository,
+    private readonly storage: StorageRepository,
+  ) {}
+
+  async resolve(query: unknown, ifNoneMatch: string | undefined): Promise<ResolveOutcome> {
+    const q = parseInput(resolveQuery, query, 'query');
+    const target = `sm_${q.sm.replace(/^sm_?/i, '')}`;
+    const plan = isTarget(target) ? await this.channels.resolve(q.model, q.channel, target) : null;
+    if (!plan) throw await this.noPlan(q.model, q.channel, `no plan for ${target}${isTarget(target) ? '' : ` (not a target the farm builds: ${TARGETS.join(', ')})`}`);
+    if (q.runtime !== undefined) {
+      const want = major(q.runtime);
+      const have = major(plan.optimizerVersion);
+      if (have === null || want !== have) {
+        throw await this.noPlan(
+          q.model,
+          q.channel,
+          `the ${target} plan (version ${plan.version}) was built by optimizer ${plan.optimizerVersion}; runtime ${q.runtime} loads plans of major version ${want} only`,
+        );
+      }
+    }
+    const etag = planEtag(plan.sha256, plan.version);
+    if (matches(ifNoneMatch, etag)) return { status: 304, etag };
+    const url = await this.storage.presignGet(plan.s3Key, PLAN_URL_TTL_SECONDS);
+    return {
+      status: 200,
+      etag,
+      body: {
+        model: q.model,
+        channel: q.channel,
+        version: plan.version,
+        target: plan.target,
+        sha256: plan.sha256,
+        size: plan.size,
+        precision: plan.precision,
+        optimizerVersion: plan.optimizerVersion,
+        url,
+        expiresAt: new Date(Date.now() + PLAN_URL_TTL_SECONDS * 1000).toISOString(),
+      },
+    };
+  }
+
+  /** The slow path (a 404) may take a second query: say what the channel does serve. */
+  private async noPlan(model: string, channel: string, why: string): Promise<ApiError> {
+    const served = await this.channels.servedTargets(model, channel);
+    if (served === null) return new ApiError(404, `model "${model}" has no channel "${channel}"`, { code: 'E_NO_PLAN' });
+    const list = served.length ? served.map((s) => `${s.target} (version ${s.version}, optimizer ${s.optimizerVersion})`).join(', ') : 'none';
+    return new ApiError(404, `channel "${channel}" of model "${model}": ${why}; targets served: ${list}`, { code: 'E_NO_PLAN' });
+  }
+}

@@ -1,0 +1,155 @@
+import type { Precision } from '../../../../libs/contracts/index.js';
+import { BuildError, runPlan, type ProfileDims, type ValueInfo } from '../../../../libs/native/index.js';
+import { OnnxReference } from './onnx-reference.js';
+import { OutputComparison, type OutputMetrics } from './output-comparison.js';
+import { SeededRandom } from './seeded-random.js';
+import {
+  DEFAULT_VERIFICATION_SAMPLES,
+  DEFAULT_VERIFICATION_SEED,
+  MAX_VERIFICATION_SAMPLES,
+  effectivePrecision,
+  resolveTolerance,
+  type VerificationTolerance,
+} from './tolerances.js';
+import { VerificationError } from './verification-error.js';
+import { randomInputs, verificationInputShapes } from './verification-inputs.js';
+
+/** The spec's `verification` section (libs/contracts/build-spec.ts). */
+export interface VerificationSettings {
+  samples?: number;
+  seed?: number;
+  tolerance?: Partial<Record<keyof VerificationTolerance, number>>;
+}
+
+/** Stored in plans.verification and served by the plan endpoint. */
+export interface VerificationReport {
+  passed: boolean;
+  /** Verification runs, each on fresh random inputs of the shapes in `inputShapes`. */
+  samples: number;
+  seed: number;
+  /** Precision whose default tolerance applies (the loosest of the plan's and its layers'). */
+  precision: Precision;
+  inputShapes: Record<string, number[]>;
+  outputs: Record<string, OutputMetrics>;
+  /** Worst over outputs: max of maxAbs / maxRel, min of top1 (null when no output has one). */
+  maxAbs: number;
+  maxRel: number;
+  top1: number | null;
+  tolerance: VerificationTolerance;
+  /** Why it did not pass, one line per bound exceeded. */
+  failures: string[];
+  reference: string;
+  durationMs: number;
+}
+
+export interface VerifyPlanOptions {
+  planPath: string;
+  modelPath: string;
+  /** checkModel(modelPath).inputs */
+  modelInputs: readonly ValueInfo[];
+  precision: Precision;
+  layerPrecisions?: Record<string, string>;
+  profiles?: Record<string, ProfileDims>;
+  settings?: VerificationSettings;
+  /** 0-100, after each sample. */
+  onProgress?: (percent: number) => void;
+  signal?: AbortSignal;
+}
+
+const num = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(2));
+
+function checkBounds(name: string, m: OutputMetrics, tol: VerificationTolerance): string[] {
+  const out: string[] = [];
+  if (m.nonFiniteMismatches > 0) out.push(`output '${name}': ${m.nonFiniteMismatches} elements are NaN/Inf on one side only`);
+  if (tol.maxAbs !== null && !(m.scaledMaxAbs <= tol.maxAbs))
+    out.push(`output '${name}': max abs error ${num(m.maxAbs)} (${num(m.scaledMaxAbs)} of its scale ${num(Math.max(1, m.scale))}) exceeds ${num(tol.maxAbs)}`);
+  if (tol.maxRel !== null && !(m.maxRel <= tol.maxRel)) out.push(`output '${name}': max rel error ${num(m.maxRel)} exceeds ${num(tol.maxRel)}`);
+  if (tol.minTop1 !== null && m.top1 !== null && !(m.top1 >= tol.minTop1)) out.push(`output '${name}': top-1 agreement ${num(m.top1)} is below ${num(tol.minTop1)}`);
+  return out;
+}
+
+/**
+ * Runs a built plan on the CPU reference executor (runPlan, native thread) and the original
+ * model on onnxruntime (worker thread) over the same seeded random inputs, and measures how
+ * far apart their outputs are. Resolves with the report whether or not it passed; rejects with
+ * VerificationError when the comparison itself cannot be made (a run fails, outputs differ in
+ * shape), and with BuildError E_CANCELLED when the signal aborts.
+ */
+export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationReport> {
+  const started = performance.now();
+  const samples = Math.min(MAX_VERIFICATION_SAMPLES, Math.max(1, Math.floor(opts.settings?.samples ?? DEFAULT_VERIFICATION_SAMPLES)));
+  const seed = (opts.settings?.seed ?? DEFAULT_VERIFICATION_SEED) >>> 0;
+  const precision = effectivePrecision(opts.precision, opts.layerPrecisions);
+  const tolerance = resolveTolerance(precision, opts.settings?.tolerance);
+  const shapes = verificationInputShapes(opts.modelInputs, opts.profiles);
+  const rng = new SeededRandom(seed);
+  const cancelled = () => {
+    if (opts.signal?.aborted) throw new BuildError('E_CANCELLED', 'build cancelled during verification');
+  };
+
+  cancelled();
+  const reference = await OnnxReference.open(opts.modelPath);
+  const comparisons = new Map<string, OutputComparison>();
+  try {
+    const outputNames = reference.outputNames;
+    for (const name of outputNames) comparisons.set(name, new OutputComparison(name));
+    for (let s = 0; s < samples; s++) {
+      cancelled();
+      const inputs = randomInputs(opts.modelInputs, shapes, rng);
+      const [planOutputs, refOutputs] = await Promise.all([
+        runPlan(opts.planPath, inputs).catch((err: unknown) => {
+          if (err instanceof BuildError && err.code === 'E_CANCELLED') throw err;
+          const code = (err as { code?: string })?.code;
+          throw new VerificationError(`running the plan on the CPU reference executor failed${code ? ` (${code})` : ''}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        }),
+        reference.run(inputs),
+      ]);
+      for (const name of outputNames) {
+        const ref = refOutputs[name];
+        if (!ref) throw new VerificationError(`onnxruntime did not produce output '${name}'`);
+        comparisons.get(name)!.add(planOutputs[name], ref);
+      }
+      opts.onProgress?.(Math.round(((s + 1) / samples) * 100));
+    }
+  } finally {
+    await reference.close();
+  }
+
+  const outputs: Record<string, OutputMetrics> = {};
+  const failures: string[] = [];
+  let maxAbs = 0;
+  let maxRel = 0;
+  let top1: number | null = null;
+  for (const [name, c] of comparisons) {
+    const m = c.result();
+    outputs[name] = m;
+    maxAbs = Math.max(maxAbs, m.maxAbs);
+    maxRel = Math.max(maxRel, m.maxRel);
+    if (m.top1 !== null) top1 = top1 === null ? m.top1 : Math.min(top1, m.top1);
+    failures.push(...checkBounds(name, m, tolerance));
+  }
+  return {
+    passed: failures.length === 0,
+    samples,
+    seed,
+    precision,
+    inputShapes: shapes,
+    outputs,
+    maxAbs,
+    maxRel,
+    top1,
+    tolerance,
+    failures,
+    reference: 'onnxruntime-node (CPU)',
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+/** The E_VERIFICATION message of a report that did not pass: every bound exceeded, with the numbers. */
+export function verificationFailureMessage(report: VerificationReport): string {
+  const top1 = report.top1 === null ? '' : `, top-1 ${num(report.top1)}`;
+  return (
+    `plan does not match the ONNX model (${report.precision}, ${report.samples} samples, seed ${report.seed}; ` +
+    `max abs ${num(report.maxAbs)}, max rel ${num(report.maxRel)}${top1}): ${report.failures.join('; ')}`
+  );
+}

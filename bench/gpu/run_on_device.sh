@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Runs ON THE GPU MACHINE from the repo root, after bench/gpu/prepare_carry.sh filled .gpucarry/:
+#   bash .gpucarry/gpu/run_on_device.sh [info] [unit] [conformance] [models] [verify] [bench] [baseline]
+# Writes $OUT/results.jsonl (one JSON object per step), conformance.jsonl, unit.txt, baseline.json, log.txt.
+# Every step has its own timeout and records failures instead of stopping the run.
+set -u
+C=$PWD/.gpucarry
+export LD_LIBRARY_PATH=$C/lib:${LD_LIBRARY_PATH:-}
+OUT=${OUT:-/tmp/pf-out}
+mkdir -p "$OUT"
+W=/tmp/pfwork
+mkdir -p "$W/plans" "$W/conf"
+PHASES=${*:-info unit conformance models verify bench baseline}
+R=$OUT/results.jsonl
+OPT=$C/bin/planforge-opt
+GPU=$C/bin/pf-gpu
+SM=${PF_SM:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '. ')}
+MODELS=${PF_MODELS:-resnet50 mobilenet_v3_large bert-base}
+PRECISIONS=${PF_PRECISIONS:-fp32 fp16}
+log() { echo "[$(date +%T)] $*" | tee -a "$OUT/log.txt"; }
+has() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# record KIND JSON-FIELDS: appends {"kind":KIND, ...} to results.jsonl
+record() { echo "{\"kind\":\"$1\",$2}" >>"$R"; }
+json_or_error() {  # FILE-WITH-STDOUT FILE-WITH-STDERR -> a JSON value
+  if [ -s "$1" ] && head -c1 "$1" | grep -q '[{[]'; then tail -1 "$1"; else printf '%s' "$(tr -d '"\\' <"$2" | tr '\n' ' ' | head -c 600)" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))'; fi
+}
+input_of() { case $1 in bert-base) echo input_ids ;; *) echo input ;; esac; }
+shape_of() { case $1 in bert-base) echo "${2}x128" ;; *) echo "${2}x3x224x224" ;; esac; }
+
+log "phases: $PHASES; sm_$SM"
+if has info; then
+  nvidia-smi >"$OUT/log.txt.nvidia-smi" 2>&1; cat "$OUT/log.txt.nvidia-smi" >>"$OUT/log.txt"; rm -f "$OUT/log.txt.nvidia-smi"
+  "$GPU" devices --json >"$W/dev.json" 2>"$W/dev.err"; record devices "\"rc\":$?,\"result\":$(json_or_error "$W/dev.json" "$W/dev.err")"
+fi
+
+if has unit; then
+  log "unit tests"
+  timeout 300 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1; record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
+fi
+
+conformance_case() {  # DIR
+  local d=$1 name; name=$(basename "$(dirname "$d")")_$(basename "$d")
+  local plan=$W/conf/$name.plan
+  if ! timeout 60 "$OPT" build "$d/model.onnx" --target "sm_$SM" --precision fp32 -o "$plan" >"$W/conf/$name.b.out" 2>"$W/conf/$name.b.err"; then
+    echo "{\"case\":\"$name\",\"stage\":\"build\",\"error\":$(json_or_error /dev/null "$W/conf/$name.b.err")}"
+    return
+  fi
+  timeout 60 "$GPU" verify "$plan" --data-dir "$d/test_data_set_0" --rtol 1e-3 --atol 1e-4 --json >"$W/conf/$name.v.out" 2>"$W/conf/$name.v.err"
+  local rc=$?
+  echo "{\"case\":\"$name\",\"stage\":\"verify\",\"rc\":$rc,\"result\":$(json_or_error "$W/conf/$name.v.out" "$W/conf/$name.v.err")}"
+}
+export -f conformance_case json_or_error
+export W OPT GPU SM
+if has conformance; then
+  log "conformance"
+  ls -d "$C"/conformance/*/*/ | sed 's:/$::' | xargs -P 8 -I{} bash -c 'conformance_case {}' >"$OUT/conformance.jsonl" 2>>"$OUT/log.txt"
+  record conformance "\"cases\":$(wc -l <"$OUT/conformance.jsonl"),\"passed\":$(grep -c '"rc":0,' "$OUT/conformance.jsonl")"
+fi
+
+if has models; then
+  log "export models"
+  timeout 240 python3 "$C/gpu/export_models.py" "$W/models" --models "$(echo $MODELS | tr ' ' ,)" >>"$OUT/log.txt" 2>&1
+  for m in $MODELS; do
+    in=$(input_of "$m")
+    for p in $PRECISIONS; do
+      plan=$W/plans/$m.$p.plan
+      t0=$(date +%s.%N)
+      timeout 300 "$OPT" build "$W/models/$m.onnx" --target "sm_$SM" --precision "$p" -o "$plan" --json \
+        --profile "$in:min=$(shape_of "$m" 1),opt=$(shape_of "$m" 32),max=$(shape_of "$m" 256)" >"$W/b.out" 2>"$W/b.err"
+      rc=$?
+      record build "\"model\":\"$m\",\"precision\":\"$p\",\"rc\":$rc,\"seconds\":$(python3 -c "import time; print(round(time.time() - $t0, 2))"),\"result\":$(json_or_error "$W/b.out" "$W/b.err")"
+      log "build $m $p rc=$rc"
+    done
+  done
+fi
+
+if has verify; then
+  for m in $MODELS; do
+    for p in $PRECISIONS; do
+      plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
+      tol="--rtol 1e-3 --atol 1e-3"; [ "$p" = fp32 ] || tol="--rtol 5e-2 --atol 5e-2"
+      timeout 240 "$GPU" verify "$plan" --synthetic --shape "$(input_of "$m")=$(shape_of "$m" 1)" $tol --json >"$W/v.out" 2>"$W/v.err"
+      rc=$?
+      record verify "\"model\":\"$m\",\"precision\":\"$p\",\"rc\":$rc,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
+      log "verify $m $p rc=$rc"
+    done
+  done
+fi
+
+if has bench; then
+  for m in $MODELS; do
+    for p in $PRECISIONS; do
+      plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
+      for b in ${PF_BATCHES:-1 32 256}; do
+        [ "$m" = bert-base ] && [ "$b" = 256 ] && [ -z "${PF_BERT_256:-}" ] && continue
+        it=100; [ "$b" -ge 32 ] && it=20; [ "$b" -ge 256 ] && it=8
+        extra=""; [ "$b" = 1 ] && extra=--profile-layers
+        timeout 240 "$GPU" bench "$plan" --shape "$(input_of "$m")=$(shape_of "$m" "$b")" --iterations $it --warmup 3 $extra --json >"$W/bn.out" 2>"$W/bn.err"
+        rc=$?
+        record bench "\"model\":\"$m\",\"precision\":\"$p\",\"batch\":$b,\"rc\":$rc,\"result\":$(json_or_error "$W/bn.out" "$W/bn.err")"
+        log "bench $m $p bs$b rc=$rc"
+      done
+    done
+  done
+fi
+
+if has baseline; then
+  log "pytorch baseline"
+  timeout 420 python3 "$C/pytorch_baseline.py" --models "$(echo $MODELS | tr ' ' ,)" --batches "${PF_BASELINE_BATCHES:-1,32,256}" \
+    --json "$OUT/baseline.json" >>"$OUT/log.txt" 2>&1
+  record baseline "\"rc\":$?"
+fi
+log "done"

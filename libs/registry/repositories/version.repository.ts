@@ -1,0 +1,236 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import type { BuildSpec, Target } from '../../contracts/index.js';
+import { BuildTargetEntity } from '../entities/build-target.entity.js';
+import { BuildEntity, type BuildStatus } from '../entities/build.entity.js';
+import { ModelVersionEntity, type VersionError, type VersionStatus } from '../entities/model-version.entity.js';
+import { ModelEntity } from '../entities/model.entity.js';
+import { RegistryError, SHA256_HEX, isUuid } from '../registry-error.js';
+
+export interface CreateVersionInput {
+  modelName: string;
+  modelSha256: string;
+  modelKey: string;
+  modelSize: number;
+  spec: BuildSpec;
+  specHash: string;
+  targets: Target[];
+}
+
+export interface CreatedVersion {
+  model: ModelEntity;
+  version: ModelVersionEntity;
+  build: BuildEntity;
+  targets: BuildTargetEntity[];
+}
+
+export interface FinalizeResult {
+  buildId: string;
+  modelVersionId: string;
+  buildStatus: BuildStatus;
+  versionStatus: VersionStatus;
+  succeeded: Target[];
+  failed: Target[];
+  /** false when the build had already been finalized (nothing changed). */
+  changed: boolean;
+}
+
+/** Code recorded for a target whose job ended (stalled out, crashed) without writing its own result. */
+export const ABANDONED_TARGET_CODE = 'E_ABANDONED';
+
+export class VersionRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  /**
+   * Registers a push: one transaction upserts the model, locks its row, takes
+   * version = max + 1 and inserts the version, its build and one row per target.
+   * The row lock serializes pushes of one model (gap-free, race-free numbers);
+   * pushes of different models lock different rows and do not wait on each other.
+   */
+  async createVersionWithBuild(input: CreateVersionInput): Promise<CreatedVersion> {
+    if (!SHA256_HEX.test(input.modelSha256)) throw new RegistryError('E_INVALID', 'modelSha256 must be 64 lowercase hex digits');
+    if (!Number.isSafeInteger(input.modelSize) || input.modelSize < 0) throw new RegistryError('E_INVALID', 'modelSize must be a non-negative integer');
+    const targets = [...new Set(input.targets)];
+    if (targets.length === 0) throw new RegistryError('E_INVALID', 'a build needs at least one target');
+
+    return this.ds.transaction(async (em) => {
+      await em.query('INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [input.modelName]);
+      const model = await em
+        .getRepository(ModelEntity)
+        .createQueryBuilder('m')
+        .setLock('pessimistic_write')
+        .where('m.name = :name', { name: input.modelName })
+        .getOneOrFail();
+      // Read after the lock: under READ COMMITTED this statement sees every version committed before we got it.
+      const [{ next }]: { next: number }[] = await em.query(
+        'SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE model_id = $1',
+        [model.id],
+      );
+      const version = await em.save(
+        em.create(ModelVersionEntity, {
+          modelId: model.id,
+          version: next,
+          status: 'building',
+          modelSha256: input.modelSha256,
+          modelKey: input.modelKey,
+          modelSize: input.modelSize,
+          spec: input.spec,
+          specHash: input.specHash,
+          buildId: null,
+          completedAt: null,
+          error: null,
+        }),
+      );
+      const build = await em.save(
+        em.create(BuildEntity, {
+          modelVersionId: version.id,
+          status: 'queued',
+          spec: input.spec,
+          targets,
+          startedAt: null,
+          finishedAt: null,
+          error: null,
+        }),
+      );
+      await em.update(ModelVersionEntity, { id: version.id }, { buildId: build.id });
+      version.buildId = build.id;
+      const targetRows = await em.save(
+        targets.map((target) =>
+          em.create(BuildTargetEntity, {
+            buildId: build.id,
+            target,
+            status: 'queued',
+            attempts: 0,
+            progress: 0,
+            stage: null,
+            workerId: null,
+            startedAt: null,
+            finishedAt: null,
+            errorCode: null,
+            errorMessage: null,
+          }),
+        ),
+      );
+      return { model, version, build, targets: targetRows };
+    });
+  }
+
+  /** Versions of a model, oldest first; [] for an unknown model. */
+  listVersions(modelName: string): Promise<ModelVersionEntity[]> {
+    return this.ds
+      .getRepository(ModelVersionEntity)
+      .createQueryBuilder('v')
+      .innerJoin(ModelEntity, 'm', 'm.id = v.model_id')
+      .where('m.name = :modelName', { modelName })
+      .orderBy('v.version', 'ASC')
+      .getMany();
+  }
+
+  getVersion(modelName: string, version: number): Promise<ModelVersionEntity | null> {
+    if (!Number.isSafeInteger(version) || version < 1) return Promise.resolve(null);
+    return this.ds
+      .getRepository(ModelVersionEntity)
+      .createQueryBuilder('v')
+      .innerJoin(ModelEntity, 'm', 'm.id = v.model_id')
+      .where('m.name = :modelName AND v.version = :version', { modelName, version })
+      .getOne();
+  }
+
+  getVersionById(id: string): Promise<ModelVersionEntity | null> {
+    if (!isUuid(id)) return Promise.resolve(null);
+    return this.ds.getRepository(ModelVersionEntity).findOneBy({ id });
+  }
+
+  /** The newest version of a model, optionally only among those with a given status (e.g. 'complete'). */
+  latestVersion(modelName: string, status?: VersionStatus): Promise<ModelVersionEntity | null> {
+    const qb = this.ds
+      .getRepository(ModelVersionEntity)
+      .createQueryBuilder('v')
+      .innerJoin(ModelEntity, 'm', 'm.id = v.model_id')
+      .where('m.name = :modelName', { modelName });
+    if (status) qb.andWhere('v.status = :status', { status });
+    return qb.orderBy('v.version', 'DESC').limit(1).getOne();
+  }
+
+  /**
+   * Settles a build once all its target jobs have ended: every target succeeded →
+   * succeeded/complete; some → partial/partial; none → failed/failed. Targets still
+   * queued or running at this point lost their job (stalled out, crashed) and are
+   * recorded failed. Idempotent: a finalized build is returned unchanged.
+   */
+  async finalize(buildId: string): Promise<FinalizeResult> {
+    if (!isUuid(buildId)) throw new RegistryError('E_NOT_FOUND', `no build ${buildId}`);
+    return this.ds.transaction(async (em) => {
+      const build = await em
+        .getRepository(BuildEntity)
+        .createQueryBuilder('b')
+        .setLock('pessimistic_write')
+        .where('b.id = :buildId', { buildId })
+        .getOne();
+      if (!build) throw new RegistryError('E_NOT_FOUND', `no build ${buildId}`);
+      const version = await em.getRepository(ModelVersionEntity).findOneByOrFail({ id: build.modelVersionId });
+
+      if (build.finishedAt !== null) {
+        const targets = await this.targetsOf(em, buildId);
+        return this.result(build, version.status, targets, false);
+      }
+
+      await em
+        .createQueryBuilder()
+        .update(BuildTargetEntity)
+        .set({
+          status: 'failed',
+          finishedAt: () => 'now()',
+          errorCode: () => `COALESCE(error_code, '${ABANDONED_TARGET_CODE}')`,
+          errorMessage: () => `COALESCE(error_message, 'the target job ended without recording a result')`,
+        })
+        .where('build_id = :buildId AND status IN (:...open)', { buildId, open: ['queued', 'running'] })
+        .execute();
+      const targets = await this.targetsOf(em, buildId);
+      const failed = targets.filter((t) => t.status !== 'succeeded');
+      const okCount = targets.length - failed.length;
+      const buildStatus: BuildStatus = failed.length === 0 ? 'succeeded' : okCount > 0 ? 'partial' : 'failed';
+      const versionStatus: VersionStatus = failed.length === 0 ? 'complete' : okCount > 0 ? 'partial' : 'failed';
+      const versionError: VersionError | null = failed.length
+        ? { failedTargets: failed.map((t) => ({ target: t.target, code: t.errorCode, message: t.errorMessage })) }
+        : null;
+
+      await em
+        .createQueryBuilder()
+        .update(BuildEntity)
+        .set({
+          status: buildStatus,
+          startedAt: () => 'COALESCE(started_at, now())',
+          finishedAt: () => 'now()',
+          error: failed.length ? failed.map((t) => `${t.target}: ${t.errorCode ?? 'E_UNKNOWN'}`).join('; ') : null,
+        })
+        .where('id = :buildId', { buildId })
+        .execute();
+      // A later rebuild may point the version at another build; only the version's own build settles it.
+      if (version.buildId === buildId) {
+        await em
+          .createQueryBuilder()
+          .update(ModelVersionEntity)
+          .set({ status: versionStatus, completedAt: () => 'now()', error: versionError })
+          .where('id = :id', { id: version.id })
+          .execute();
+      }
+      return this.result({ ...build, status: buildStatus }, version.buildId === buildId ? versionStatus : version.status, targets, true);
+    });
+  }
+
+  private targetsOf(em: EntityManager, buildId: string): Promise<BuildTargetEntity[]> {
+    return em.getRepository(BuildTargetEntity).find({ where: { buildId }, order: { target: 'ASC' } });
+  }
+
+  private result(build: BuildEntity, versionStatus: VersionStatus, targets: BuildTargetEntity[], changed: boolean): FinalizeResult {
+    return {
+      buildId: build.id,
+      modelVersionId: build.modelVersionId,
+      buildStatus: build.status,
+      versionStatus,
+      succeeded: targets.filter((t) => t.status === 'succeeded').map((t) => t.target),
+      failed: targets.filter((t) => t.status !== 'succeeded').map((t) => t.target),
+      changed,
+    };
+  }
+}

@@ -1,0 +1,202 @@
+// The planforge kernel module: compiled by nvcc into one cubin per target SM
+// (sm_80, sm_86, sm_87, sm_90) and embedded in the optimizer; a plan carries the cubin of its SM.
+// Host-side launch code: native/src/core/gpu/gpu_executor.cc (parameter structs: kernel_abi.h).
+#include "common.cuh"
+#include "gemm_conv.cuh"
+
+#define PF_GRID_STRIDE(i, n) \
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+
+extern "C" __global__ void pf_unary(const float* x, float* y, long long n, int op, float alpha, float beta) {
+  PF_GRID_STRIDE(i, n) y[i] = pfActivate(x[i], op, alpha, beta);
+}
+
+// N-d strided view: element i of the (contiguous) output index space maps to offsets in a and b.
+struct PfStrides {
+  int rank;
+  long long dims[PF_MAX_RANK];
+  long long a[PF_MAX_RANK];
+  long long b[PF_MAX_RANK];
+};
+
+enum PfBinary { PF_ADD = 0, PF_SUB = 1, PF_MUL = 2, PF_DIV = 3, PF_POW = 4, PF_MAX = 5, PF_MIN = 6, PF_PRELU = 7 };
+
+__device__ __forceinline__ float pfBinary(float a, float b, int op) {
+  switch (op) {
+    case PF_ADD: return a + b;
+    case PF_SUB: return a - b;
+    case PF_MUL: return a * b;
+    case PF_DIV: return a / b;
+    case PF_POW: return (b == 2.f) ? a * a : powf(a, b);
+    case PF_MAX: return fmaxf(a, b);
+    case PF_MIN: return fminf(a, b);
+    case PF_PRELU: return a < 0.f ? a * b : a;
+  }
+  return 0.f;
+}
+
+__device__ __forceinline__ void pfOffsets(const PfStrides& s, long long i, long long& oa, long long& ob) {
+  oa = 0;
+  ob = 0;
+  for (int d = s.rank - 1; d >= 0; --d) {
+    const long long c = i % s.dims[d];
+    i /= s.dims[d];
+    oa += c * s.a[d];
+    ob += c * s.b[d];
+  }
+}
+
+// y[i] = a[.] op b[.] with numpy broadcasting expressed as strides (0 on broadcast dims).
+extern "C" __global__ void pf_binary(const float* a, const float* b, float* y, long long n, int op, PfStrides s) {
+  PF_GRID_STRIDE(i, n) {
+    long long oa, ob;
+    pfOffsets(s, i, oa, ob);
+    y[i] = pfBinary(a[oa], b[ob], op);
+  }
+}
+
+// Generic strided copy: element i of dims goes from x[offset a] to y[offset b]. Transpose, Concat
+// (one launch per input into a slice of y), Slice, Expand (stride 0) are all this kernel.
+extern "C" __global__ void pf_copy_nd(const float* x, float* y, long long n, PfStrides s) {
+  PF_GRID_STRIDE(i, n) {
+    long long ox, oy;
+    pfOffsets(s, i, ox, oy);
+    y[oy] = x[ox];
+  }
+}
+
+// Gather along one axis: data viewed as [outer][axisDim][inner], indices int64 (negative wrap).
+extern "C" __global__ void pf_gather(const float* data, const long long* indices, float* y, long long outer, long long nIdx,
+                                     long long axisDim, long long inner) {
+  const long long n = outer * nIdx * inner;
+  PF_GRID_STRIDE(i, n) {
+    const long long in = i % inner, j = (i / inner) % nIdx, o = i / (inner * nIdx);
+    long long idx = indices[j];
+    if (idx < 0) idx += axisDim;
+    y[i] = (idx >= 0 && idx < axisDim) ? data[(o * axisDim + idx) * inner + in] : 0.f;
+  }
+}
+
+// Per-channel affine (inference BatchNormalization with precomputed scale/shift): x is [N][C][HW].
+extern "C" __global__ void pf_channel_affine(const float* x, const float* scale, const float* shift, float* y, long long n, long long c,
+                                             long long hw) {
+  PF_GRID_STRIDE(i, n) {
+    const long long ch = (i / hw) % c;
+    y[i] = x[i] * scale[ch] + shift[ch];
+  }
+}
+
+// 2-D pooling over [NC][H][W]. mode 0 max, 1 average counting padding, 2 average excluding padding.
+extern "C" __global__ void pf_pool2d(const float* x, float* y, long long nc, int H, int W, int OH, int OW, int KH, int KW, int sh,
+                                     int sw, int ph, int pw, int dh, int dw, int mode) {
+  const long long n = nc * OH * OW;
+  PF_GRID_STRIDE(i, n) {
+    const int ow = (int)(i % OW), oh = (int)((i / OW) % OH);
+    const long long c = i / ((long long)OW * OH);
+    const float* xp = x + c * H * W;
+    float acc = mode == 0 ? -INFINITY : 0.f;
+    int count = 0;
+    for (int kh = 0; kh < KH; ++kh) {
+      const int ih = oh * sh - ph + kh * dh;
+      for (int kw = 0; kw < KW; ++kw) {
+        const int iw = ow * sw - pw + kw * dw;
+        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+        const float v = xp[ih * W + iw];
+        acc = mode == 0 ? fmaxf(acc, v) : acc + v;
+        ++count;
+      }
+    }
+    if (mode == 1) acc /= (float)(KH * KW);
+    if (mode == 2) acc = count ? acc / (float)count : 0.f;
+    y[i] = acc;
+  }
+}
+
+__device__ __forceinline__ float pfWarpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float pfWarpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Block-wide reduction (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+template <bool kMax>
+__device__ float pfBlockReduce(float v) {
+  __shared__ float part[32];
+  __shared__ float result;
+  v = kMax ? pfWarpMax(v) : pfWarpSum(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < (int)(blockDim.x / 32) ? part[lane] : (kMax ? -INFINITY : 0.f);
+    w = kMax ? pfWarpMax(w) : pfWarpSum(w);
+    if (lane == 0) result = w;
+  }
+  __syncthreads();
+  const float r = result;
+  __syncthreads();
+  return r;
+}
+
+// Mean of each row (GlobalAveragePool, ReduceMean over trailing axes): one block per row.
+extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows, long long len) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * len;
+    float s = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
+    s = pfBlockReduce<false>(s);
+    if (threadIdx.x == 0) y[r] = s / (float)len;
+  }
+}
+
+// Softmax / LogSoftmax over the last axis: one block per row.
+extern "C" __global__ void pf_softmax(const float* x, float* y, long long rows, long long len, int logSoftmax) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * len;
+    float* yr = y + r * len;
+    float m = -INFINITY;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, xr[j]);
+    m = pfBlockReduce<true>(m);
+    float s = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += __expf(xr[j] - m);
+    s = pfBlockReduce<false>(s);
+    if (logSoftmax) {
+      const float ls = logf(s);
+      for (long long j = threadIdx.x; j < len; j += blockDim.x) yr[j] = xr[j] - m - ls;
+    } else {
+      const float inv = 1.f / s;
+      for (long long j = threadIdx.x; j < len; j += blockDim.x) yr[j] = __expf(xr[j] - m) * inv;
+    }
+  }
+}
+
+// LayerNormalization over the last `len` elements of each row (two-pass mean / variance).
+extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, const float* beta, float* y, long long rows, long long len,
+                                        float eps) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * len;
+    float* yr = y + r * len;
+    float s = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
+    const float mean = pfBlockReduce<false>(s) / (float)len;
+    float v = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) {
+      const float d = xr[j] - mean;
+      v += d * d;
+    }
+    const float rstd = rsqrtf(pfBlockReduce<false>(v) / (float)len + eps);
+    for (long long j = threadIdx.x; j < len; j += blockDim.x)
+      yr[j] = (xr[j] - mean) * rstd * (gamma ? gamma[j] : 1.f) + (beta ? beta[j] : 0.f);
+  }
+}
+
+// Reformat kernels (half <-> float) for FP16 inputs / outputs.
+extern "C" __global__ void pf_f16_to_f32(const __half* x, float* y, long long n) {
+  PF_GRID_STRIDE(i, n) y[i] = __half2float(x[i]);
+}
+extern "C" __global__ void pf_f32_to_f16(const float* x, __half* y, long long n) {
+  PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]);
+}

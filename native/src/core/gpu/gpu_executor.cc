@@ -1,0 +1,1107 @@
+#include "gpu_executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <set>
+
+#include "../executor.h"
+#include "../half.h"
+#include "../op_registry.h"
+#include "cubin.h"
+#include "cuda_driver.h"
+#include "kernel_abi.h"
+#include "memory_planner.h"
+#include "tactics.h"
+
+namespace planforge {
+namespace gpu {
+
+namespace {
+
+constexpr int kCaptureModeThreadLocal = 1;  // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+constexpr unsigned kStreamNonBlocking = 1;  // CU_STREAM_NON_BLOCKING
+
+const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    "pf_gather",     "pf_channel_affine",
+                                    "pf_pool2d",  "pf_row_mean", "pf_softmax",  "pf_layernorm",  "pf_gemm_f32",
+                                    "pf_gemm_f16tc", "pf_conv_f32", "pf_conv_f16tc", "pf_conv_depthwise"};
+
+const std::set<std::string>& nondeterministicOps() {
+  static const std::set<std::string> s{"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
+  return s;
+}
+
+bool isFloatType(DataType t) { return t == DataType::kFloat || t == DataType::kFloat16 || t == DataType::kBFloat16 || t == DataType::kDouble; }
+
+Shape contiguousStrides(const Shape& s) {
+  Shape st(s.size(), 1);
+  for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * s[i + 1];
+  return st;
+}
+
+int64_t normAxis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
+
+// Float copy of a host tensor for upload (float16 / bfloat16 / double -> float32).
+std::vector<float> toFloatVector(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  switch (t.dtype) {
+    case DataType::kFloat: std::memcpy(v.data(), t.bytes.data(), v.size() * 4); break;
+    case DataType::kFloat16: for (size_t i = 0; i < v.size(); ++i) v[i] = halfToFloat(t.data<uint16_t>()[i]); break;
+    case DataType::kBFloat16: for (size_t i = 0; i < v.size(); ++i) v[i] = bfloat16ToFloat(t.data<uint16_t>()[i]); break;
+    case DataType::kDouble: for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(t.data<double>()[i]); break;
+    default: throw BuildError(ErrorCode::kInternal, "not a float tensor");
+  }
+  return v;
+}
+
+struct Launch {
+  CUfunction fn = nullptr;
+  unsigned grid[3] = {1, 1, 1};
+  unsigned block[3] = {256, 1, 1};
+  // Argument storage: each argument's bytes, 8-byte aligned slots.
+  std::vector<std::vector<uint64_t>> args;
+  template <typename T>
+  void arg(const T& v) {
+    std::vector<uint64_t> slot((sizeof(T) + 7) / 8);
+    std::memcpy(slot.data(), &v, sizeof(T));
+    args.push_back(std::move(slot));
+  }
+  void operator()(CUstream s) const {
+    std::vector<void*> ptrs;
+    for (const auto& a : args) ptrs.push_back(const_cast<uint64_t*>(a.data()));
+    checkCuda(cudaDriver().cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, s, ptrs.data(), nullptr),
+              "cuLaunchKernel");
+  }
+};
+
+}  // namespace
+
+struct GpuExecutor::Impl {
+  const CudaDriverApi& cu;
+  Plan plan;
+  GpuExecutorOptions options;
+  DeviceInfo dev;
+  CUdevice cuDevice = 0;
+  CUcontext ctx = nullptr;
+  CUmodule module = nullptr;
+  CUstream stream = nullptr;
+  std::map<std::string, CUfunction> fns;
+  bool kernelsFromPlan = false;
+  std::map<std::string, std::pair<CUdeviceptr, size_t>> weightBuffers;  // initializers uploaded (float32 or raw)
+  size_t weightBytes = 0;
+
+  struct Storage {
+    enum Kind { kArena, kInput, kOwned } kind = kArena;
+    size_t bytes = 0;
+    int firstStep = 0, lastStep = 0;
+    CUdeviceptr ptr = 0;
+  };
+  struct Value {
+    DataType dtype = DataType::kFloat;
+    Shape shape;
+    int storage = -1;  // device storage; -1 for host-known values
+  };
+  struct Step {
+    int node = 0;
+    enum Kind { kGpu, kCpu } kind = kGpu;
+    std::vector<Launch> launches;
+  };
+  struct Spec {
+    std::map<std::string, Value> values;
+    std::map<std::string, Tensor> host;     // host-known values computed while specializing
+    std::vector<Storage> storages;
+    std::vector<Step> steps;
+    std::vector<CUdeviceptr> owned;         // arena, input buffers, folded constants
+    CUdeviceptr arena = 0;
+    GpuLayerStats stats;
+    CUgraphExec graph = nullptr;
+    bool graphTried = false;
+  };
+  std::map<std::string, std::unique_ptr<Spec>> specs;
+
+  Impl(const Plan& p, const GpuExecutorOptions& o) : cu(cudaDriver()), plan(p), options(o) {
+    dev = deviceInfo(o.deviceOrdinal);
+    checkPlanMatchesDevice(plan.header.targetSm, dev.sm, dev.name);
+    const std::vector<uint8_t> image = kernelImageForPlan(plan, &kernelsFromPlan);
+    checkCuda(cu.cuDeviceGet(&cuDevice, o.deviceOrdinal), "cuDeviceGet");
+    checkCuda(cu.cuDevicePrimaryCtxRetain(&ctx, cuDevice), "cuDevicePrimaryCtxRetain");
+    bind();
+    checkCuda(cu.cuModuleLoadData(&module, image.data()), "cuModuleLoadData (plan kernels)");
+    for (const char* n : kKernelNames) {
+      CUfunction f = nullptr;
+      checkCuda(cu.cuModuleGetFunction(&f, module, n), (std::string("cuModuleGetFunction ") + n).c_str());
+      fns[n] = f;
+    }
+    checkCuda(cu.cuStreamCreate(&stream, kStreamNonBlocking), "cuStreamCreate");
+  }
+
+  ~Impl() {
+    try {
+      bind();
+      for (auto& kv : specs) freeSpec(*kv.second);
+      for (auto& kv : weightBuffers) cu.cuMemFree(kv.second.first);
+      if (stream) cu.cuStreamDestroy(stream);
+      if (module) cu.cuModuleUnload(module);
+      if (ctx) cu.cuDevicePrimaryCtxRelease(cuDevice);
+    } catch (...) {
+    }
+  }
+
+  // The primary context must be current on whichever thread calls (Node AsyncWorkers move around).
+  void bind() { checkCuda(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent"); }
+
+  void freeSpec(Spec& s) {
+    if (s.graph) cu.cuGraphExecDestroy(s.graph);
+    for (CUdeviceptr p : s.owned) cu.cuMemFree(p);
+    s.owned.clear();
+  }
+
+  CUdeviceptr alloc(size_t bytes) {
+    CUdeviceptr p = 0;
+    checkCuda(cu.cuMemAlloc(&p, std::max<size_t>(bytes, 256)), "cuMemAlloc");
+    return p;
+  }
+
+  unsigned gridFor(int64_t n, unsigned block = 256) const {
+    const int64_t blocks = (n + block - 1) / block;
+    return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(dev.multiprocessors) * 32)));
+  }
+
+  // ---------------------------------------------------------------- specialization
+
+  const Tensor* hostValue(const Spec& s, const std::string& name) const {
+    auto it = s.host.find(name);
+    if (it != s.host.end()) return &it->second;
+    auto w = plan.graph.initializers.find(name);
+    return w == plan.graph.initializers.end() ? nullptr : &w->second;
+  }
+
+  // Uploads a host-known tensor (float types as float32, others raw) and returns its device pointer.
+  CUdeviceptr deviceConst(Spec& s, const std::string& name) {
+    const Tensor* t = hostValue(s, name);
+    if (!t) throw BuildError(ErrorCode::kInternal, "no host value for '" + name + "'");
+    const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
+    if (isWeight) {
+      auto it = weightBuffers.find(name);
+      if (it != weightBuffers.end()) return it->second.first;
+    }
+    CUdeviceptr p = 0;
+    size_t bytes = 0;
+    if (isFloatType(t->dtype)) {
+      const std::vector<float> v = toFloatVector(*t);
+      bytes = v.size() * 4;
+      p = alloc(bytes);
+      checkCuda(cu.cuMemcpyHtoDAsync(p, v.data(), bytes, stream), "upload constant");
+      checkCuda(cu.cuStreamSynchronize(stream), "upload constant");
+    } else {
+      bytes = t->bytes.size();
+      p = alloc(bytes);
+      if (bytes) checkCuda(cu.cuMemcpyHtoDAsync(p, t->bytes.data(), bytes, stream), "upload constant");
+      checkCuda(cu.cuStreamSynchronize(stream), "upload constant");
+    }
+    if (isWeight) {
+      weightBuffers[name] = {p, bytes};
+      weightBytes += bytes;
+    } else {
+      s.owned.push_back(p);
+    }
+    return p;
+  }
+
+  static std::string specKey(const std::map<std::string, Tensor>& inputs) {
+    std::string k;
+    for (const auto& kv : inputs) k += kv.first + ":" + std::to_string(static_cast<int>(kv.second.dtype)) + ":" + shapeToString(kv.second.shape) + ";";
+    return k;
+  }
+
+  Spec& specFor(const std::map<std::string, Tensor>& inputs) {
+    const std::string key = specKey(inputs);
+    auto it = specs.find(key);
+    if (it != specs.end()) return *it->second;
+    auto spec = std::make_unique<Spec>();
+    try {
+      specialize(*spec, inputs);
+    } catch (...) {
+      freeSpec(*spec);
+      throw;
+    }
+    Spec& ref = *spec;
+    specs[key] = std::move(spec);
+    return ref;
+  }
+
+  void specialize(Spec& s, const std::map<std::string, Tensor>& inputs) {
+    const Graph& g = plan.graph;
+    for (const auto& name : g.inputs) {
+      auto in = inputs.find(name);
+      if (in == inputs.end()) throw BuildError(ErrorCode::kProfile, "missing input '" + name + "'");
+      Storage st;
+      st.kind = Storage::kInput;
+      st.bytes = in->second.bytes.size();
+      st.firstStep = 0;
+      st.lastStep = INT_MAX;
+      s.storages.push_back(st);
+      s.values[name] = Value{in->second.dtype, in->second.shape, static_cast<int>(s.storages.size()) - 1};
+    }
+
+    for (size_t ni = 0; ni < g.nodes.size(); ++ni) {
+      const Node& n = g.nodes[ni];
+      // Inputs as shape inference sees them; host-known values are passed as constants.
+      std::vector<ValueInfo> infos;
+      bool allHost = true;
+      for (const auto& name : n.inputs) {
+        ValueInfo vi;
+        if (name.empty()) {
+          vi.present = false;
+          infos.push_back(vi);
+          continue;
+        }
+        const Tensor* hv = hostValue(s, name);
+        if (hv) {
+          vi.dtype = hv->dtype;
+          vi.shape = hv->shape;
+          vi.constValue = hv;
+        } else {
+          auto v = s.values.find(name);
+          if (v == s.values.end()) throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "' reads unknown value '" + name + "'");
+          vi.dtype = v->second.dtype;
+          vi.shape = v->second.shape;
+          allHost = false;
+        }
+        infos.push_back(vi);
+      }
+
+      // Shape / Size of a tensor whose shape is now known: computed on the host.
+      if (!allHost && (n.opType == "Shape" || n.opType == "Size") && !infos.empty()) {
+        const Shape& sh = infos[0].shape;
+        Tensor t;
+        if (n.opType == "Size") {
+          t = Tensor(DataType::kInt64, {});
+          t.data<int64_t>()[0] = shapeNumel(sh);
+        } else {
+          const int64_t r = static_cast<int64_t>(sh.size());
+          int64_t start = n.attrs.getInt("start", 0), end = n.attrs.getInt("end", r);
+          if (start < 0) start += r;
+          if (end < 0) end += r;
+          start = std::clamp<int64_t>(start, 0, r);
+          end = std::clamp<int64_t>(end, start, r);
+          t = Tensor(DataType::kInt64, {end - start});
+          for (int64_t i = start; i < end; ++i) t.data<int64_t>()[i - start] = sh[i];
+        }
+        s.host[n.outputs.at(0)] = std::move(t);
+        ++s.stats.foldedLayers;
+        continue;
+      }
+      if (allHost && !nondeterministicOps().count(n.opType)) {
+        std::vector<const Tensor*> ins;
+        for (const auto& name : n.inputs) ins.push_back(name.empty() ? nullptr : hostValue(s, name));
+        std::vector<Tensor> outs = runNode(g, n, ins);
+        for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k)
+          if (!n.outputs[k].empty()) s.host[n.outputs[k]] = std::move(outs[k]);
+        ++s.stats.foldedLayers;
+        continue;
+      }
+
+      const OpDef* def = OpRegistry::instance().find(n.opType);
+      if (!def) throw BuildError(ErrorCode::kUnsupportedOp, "no kernel for " + n.opType + " '" + n.name + "'");
+      NodeContext nctx{n.opType, n.name, n.attrs, g.opset, static_cast<int>(n.outputs.size())};
+      std::vector<ValueInfo> outs = def->infer(nctx, infos);
+      for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
+        if (n.outputs[k].empty()) continue;
+        for (int64_t d : outs[k].shape)
+          if (d < 0 || !outs[k].hasShape)
+            throw BuildError(ErrorCode::kUnsupportedOp, "GPU execution needs static shapes: the output of " + n.opType + " '" + n.name +
+                                                            "' depends on tensor values");
+      }
+      const int stepIndex = static_cast<int>(s.steps.size());
+      auto touch = [&](const std::string& name) {
+        auto v = s.values.find(name);
+        if (v != s.values.end() && v->second.storage >= 0) {
+          Storage& st = s.storages[v->second.storage];
+          st.lastStep = std::max(st.lastStep, stepIndex);
+        }
+      };
+
+      // Views: the output shares the input's device memory.
+      const bool aliasOp = (n.opType == "Reshape" || n.opType == "Flatten" || n.opType == "Squeeze" || n.opType == "Unsqueeze" ||
+                            n.opType == "Identity" || (n.opType == "Dropout" && (n.outputs.size() == 1 || n.outputs[1].empty())) ||
+                            (n.opType == "Cast" && infos[0].dtype == outs[0].dtype));
+      if (aliasOp && !outs.empty() && s.values.count(n.inputs[0])) {
+        const Value& in = s.values[n.inputs[0]];
+        s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage};
+        ++s.stats.aliasLayers;
+        continue;
+      }
+
+      for (const auto& name : n.inputs) touch(name);
+      for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
+        if (n.outputs[k].empty()) continue;
+        Storage st;
+        st.bytes = static_cast<size_t>(shapeNumel(outs[k].shape)) * dataTypeSize(outs[k].dtype);
+        st.firstStep = st.lastStep = stepIndex;
+        s.storages.push_back(st);
+        s.values[n.outputs[k]] = Value{outs[k].dtype, outs[k].shape, static_cast<int>(s.storages.size()) - 1};
+      }
+      Step step;
+      step.node = static_cast<int>(ni);
+      std::vector<Launch> dry;
+      step.kind = lower(s, n, /*dry=*/true, dry) ? Step::kGpu : Step::kCpu;
+      if (step.kind == Step::kGpu) {
+        ++s.stats.gpuLayers;
+      } else {
+        ++s.stats.cpuLayers;
+        s.stats.cpuLayerNames.push_back(n.opType + " '" + n.name + "'");
+      }
+      s.steps.push_back(std::move(step));
+    }
+
+    // Graph outputs stay alive to the end.
+    for (const auto& name : g.outputs) {
+      auto v = s.values.find(name);
+      if (v != s.values.end() && v->second.storage >= 0) s.storages[v->second.storage].lastStep = INT_MAX;
+    }
+
+    // Memory plan for the arena; inputs get their own buffers.
+    std::vector<BufferRequest> reqs;
+    std::vector<int> reqStorage;
+    for (size_t i = 0; i < s.storages.size(); ++i) {
+      Storage& st = s.storages[i];
+      if (st.kind == Storage::kInput) {
+        st.ptr = alloc(st.bytes);
+        s.owned.push_back(st.ptr);
+        continue;
+      }
+      reqs.push_back(BufferRequest{st.bytes, st.firstStep, st.lastStep});
+      reqStorage.push_back(static_cast<int>(i));
+      s.stats.naiveBytes += st.bytes;
+    }
+    const MemoryPlan mp = planMemory(reqs);
+    s.stats.arenaBytes = mp.arenaSize;
+    if (mp.arenaSize) {
+      s.arena = alloc(mp.arenaSize);
+      s.owned.push_back(s.arena);
+    }
+    for (size_t r = 0; r < reqs.size(); ++r) s.storages[reqStorage[r]].ptr = s.arena + mp.offsets[r];
+
+    // Kernel launches with the real pointers (uploads constants as needed).
+    for (Step& step : s.steps)
+      if (step.kind == Step::kGpu && !lower(s, g.nodes[step.node], /*dry=*/false, step.launches))
+        throw BuildError(ErrorCode::kInternal, "layer '" + g.nodes[step.node].name + "' could not be lowered a second time");
+    s.stats.weightBytes = weightBytes;
+    if (s.stats.cpuLayers) s.stats.cudaGraphNote = "not captured: " + std::to_string(s.stats.cpuLayers) + " layer(s) run on the CPU";
+    else if (!options.cudaGraph) s.stats.cudaGraphNote = "disabled";
+  }
+
+  // ---------------------------------------------------------------- lowering
+
+  struct Operand {
+    bool ok = false;
+    CUdeviceptr ptr = 0;
+    DataType dtype = DataType::kUndefined;  // on the device (host floats are uploaded as float32)
+    Shape shape;
+  };
+
+  Operand operand(Spec& s, const Node& n, size_t i, bool dry) {
+    Operand o;
+    if (i >= n.inputs.size() || n.inputs[i].empty()) return o;
+    const std::string& name = n.inputs[i];
+    if (const Tensor* hv = hostValue(s, name)) {
+      o.ok = true;
+      o.shape = hv->shape;
+      o.dtype = isFloatType(hv->dtype) ? DataType::kFloat : hv->dtype;
+      o.ptr = dry ? 0 : deviceConst(s, name);
+      return o;
+    }
+    auto v = s.values.find(name);
+    if (v == s.values.end() || v->second.storage < 0) return o;
+    o.ok = true;
+    o.shape = v->second.shape;
+    o.dtype = v->second.dtype;
+    o.ptr = s.storages[v->second.storage].ptr;
+    return o;
+  }
+  Operand output(Spec& s, const Node& n, size_t k) {
+    Operand o;
+    auto v = s.values.find(n.outputs.at(k));
+    if (v == s.values.end() || v->second.storage < 0) return o;
+    o.ok = true;
+    o.shape = v->second.shape;
+    o.dtype = v->second.dtype;
+    o.ptr = s.storages[v->second.storage].ptr;
+    return o;
+  }
+  const Tensor* hostInput(Spec& s, const Node& n, size_t i) { return i < n.inputs.size() && !n.inputs[i].empty() ? hostValue(s, n.inputs[i]) : nullptr; }
+  static bool isF32(const Operand& o) { return o.ok && o.dtype == DataType::kFloat; }
+  static bool onlyFirstOutput(const Node& n) {
+    for (size_t k = 1; k < n.outputs.size(); ++k)
+      if (!n.outputs[k].empty()) return false;
+    return true;
+  }
+
+  Launch elementwiseLaunch(const char* fn, int64_t n) {
+    Launch l;
+    l.fn = fns.at(fn);
+    l.grid[0] = gridFor(n);
+    return l;
+  }
+
+  // Fused activation attributes -> epilogue op (same defaults as the CPU kernels).
+  static bool epilogueFromAttrs(const Node& n, PfEpilogue& e) {
+    const std::string a = n.attrs.getString("activation", "");
+    float alpha = n.attrs.getFloat("activation_alpha", 0.f), beta = n.attrs.getFloat("activation_beta", 0.f);
+    const bool hasA = n.attrs.has("activation_alpha"), hasB = n.attrs.has("activation_beta");
+    if (a.empty() || a == "None") e.act = kUnaryCopy;
+    else if (a == "Relu") e.act = kUnaryRelu;
+    else if (a == "Clip") { e.act = kUnaryClip; if (!hasA) alpha = -INFINITY; if (!hasB) beta = INFINITY; }
+    else if (a == "Sigmoid") e.act = kUnarySigmoid;
+    else if (a == "HardSigmoid") { e.act = kUnaryHardSigmoid; if (!hasA) alpha = 0.2f; if (!hasB) beta = 0.5f; }
+    else if (a == "HardSwish") e.act = kUnaryHardSwish;
+    else if (a == "Gelu") e.act = kUnaryGelu;
+    else if (a == "GeluTanh") e.act = kUnaryGeluTanh;
+    else if (a == "SiLU") e.act = kUnarySilu;
+    else if (a == "Tanh") e.act = kUnaryTanh;
+    else if (a == "LeakyRelu") { e.act = kUnaryLeakyRelu; if (!hasA) alpha = 0.01f; }
+    else return false;
+    e.actAlpha = alpha;
+    e.actBeta = beta;
+    return true;
+  }
+
+  bool lowerUnary(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    static const std::map<std::string, int> ops{
+        {"Relu", kUnaryRelu}, {"Sigmoid", kUnarySigmoid}, {"Tanh", kUnaryTanh}, {"HardSigmoid", kUnaryHardSigmoid},
+        {"HardSwish", kUnaryHardSwish}, {"Clip", kUnaryClip}, {"LeakyRelu", kUnaryLeakyRelu}, {"Gelu", kUnaryGelu},
+        {"Erf", kUnaryErf}, {"Exp", kUnaryExp}, {"Sqrt", kUnarySqrt}, {"Neg", kUnaryNeg}, {"Abs", kUnaryAbs},
+        {"Reciprocal", kUnaryReciprocal}, {"Log", kUnaryLog}, {"RoundToFp16", kUnaryRoundFp16}};
+    auto it = ops.find(n.opType);
+    if (it == ops.end()) return false;
+    int op = it->second;
+    float alpha = 0, beta = 0;
+    if (op == kUnaryHardSigmoid) { alpha = n.attrs.getFloat("alpha", 0.2f); beta = n.attrs.getFloat("beta", 0.5f); }
+    if (op == kUnaryLeakyRelu) alpha = n.attrs.getFloat("alpha", 0.01f);
+    if (op == kUnaryGelu && n.attrs.getString("approximate", "none") == "tanh") op = kUnaryGeluTanh;
+    if (op == kUnaryClip) {
+      alpha = -INFINITY;
+      beta = INFINITY;
+      if (n.attrs.has("min")) alpha = n.attrs.getFloat("min", alpha);
+      if (n.attrs.has("max")) beta = n.attrs.getFloat("max", beta);
+      for (size_t i = 1; i <= 2 && i < n.inputs.size(); ++i) {
+        if (n.inputs[i].empty()) continue;
+        const Tensor* t = hostInput(s, n, i);
+        if (!t || t->numel() != 1) return false;
+        (i == 1 ? alpha : beta) = static_cast<float>(t->getDouble(0));
+      }
+    }
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    if (!isF32(x) || !isF32(y) || !onlyFirstOutput(n)) return false;
+    const long long cnt = shapeNumel(y.shape);
+    Launch l = elementwiseLaunch("pf_unary", cnt);
+    l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(op); l.arg(alpha); l.arg(beta);
+    out.push_back(l);
+    return true;
+  }
+
+  // Broadcast strides of `in` (right-aligned) against `out`; false when rank > kMaxRank.
+  static bool broadcastStrides(const Shape& out, const Shape& in, long long* strides) {
+    if (out.size() > kMaxRank || in.size() > out.size()) return false;
+    const Shape cs = contiguousStrides(in);
+    const size_t off = out.size() - in.size();
+    for (size_t d = 0; d < out.size(); ++d) {
+      if (d < off) { strides[d] = 0; continue; }
+      const int64_t dim = in[d - off];
+      if (dim != 1 && dim != out[d]) return false;
+      strides[d] = dim == 1 ? 0 : cs[d - off];
+    }
+    return true;
+  }
+
+  bool lowerBinary(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    static const std::map<std::string, int> ops{{"Add", kBinAdd}, {"Sub", kBinSub}, {"Mul", kBinMul}, {"Div", kBinDiv},
+                                                {"Pow", kBinPow}, {"Max", kBinMax}, {"Min", kBinMin}, {"PRelu", kBinPRelu}};
+    auto it = ops.find(n.opType);
+    if (it == ops.end() || n.inputs.size() != 2) return false;
+    Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
+    if (!isF32(a) || !isF32(b) || !isF32(y)) return false;
+    PfStrides st{};
+    st.rank = static_cast<int>(y.shape.size());
+    if (st.rank == 0) {
+      st.rank = 1;
+      st.dims[0] = 1;
+    } else {
+      for (int d = 0; d < st.rank; ++d) st.dims[d] = y.shape[d];
+      if (!broadcastStrides(y.shape, a.shape, st.a) || !broadcastStrides(y.shape, b.shape, st.b)) return false;
+    }
+    const long long cnt = shapeNumel(y.shape);
+    Launch l = elementwiseLaunch("pf_binary", cnt);
+    l.arg(a.ptr); l.arg(b.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(it->second); l.arg(st);
+    out.push_back(l);
+    return true;
+  }
+
+  bool lowerBatchNorm(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    if (n.inputs.size() < 5 || !onlyFirstOutput(n) || n.attrs.getInt("training_mode", 0) != 0) return false;
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    if (!isF32(x) || !isF32(y) || x.shape.size() < 2) return false;
+    const Tensor *scale = hostInput(s, n, 1), *bias = hostInput(s, n, 2), *mean = hostInput(s, n, 3), *var = hostInput(s, n, 4);
+    if (!scale || !bias || !mean || !var) return false;
+    const int64_t c = x.shape[1];
+    if (scale->numel() != c || bias->numel() != c || mean->numel() != c || var->numel() != c) return false;
+    if (dry) return true;
+    const float eps = n.attrs.getFloat("epsilon", 1e-5f);
+    std::vector<float> sc = toFloatVector(*scale), sh = toFloatVector(*bias), m = toFloatVector(*mean), v = toFloatVector(*var);
+    for (int64_t i = 0; i < c; ++i) {
+      sc[i] = sc[i] / std::sqrt(v[i] + eps);
+      sh[i] = sh[i] - m[i] * sc[i];
+    }
+    CUdeviceptr dsc = alloc(c * 4), dsh = alloc(c * 4);
+    s.owned.push_back(dsc);
+    s.owned.push_back(dsh);
+    checkCuda(cu.cuMemcpyHtoDAsync(dsc, sc.data(), c * 4, stream), "upload batchnorm");
+    checkCuda(cu.cuMemcpyHtoDAsync(dsh, sh.data(), c * 4, stream), "upload batchnorm");
+    checkCuda(cu.cuStreamSynchronize(stream), "upload batchnorm");
+    const long long cnt = shapeNumel(y.shape), cc = c, hw = cnt / std::max<int64_t>(1, x.shape[0] * c);
+    Launch l = elementwiseLaunch("pf_channel_affine", cnt);
+    l.arg(x.ptr); l.arg(dsc); l.arg(dsh); l.arg(y.ptr); l.arg(cnt); l.arg(cc); l.arg(hw);
+    out.push_back(l);
+    return true;
+  }
+
+  bool lowerConv(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand x = operand(s, n, 0, dry), w = operand(s, n, 1, dry), y = output(s, n, 0);
+    if (!isF32(x) || !isF32(w) || !isF32(y) || x.shape.size() != 4 || w.shape.size() != 4 || y.shape.size() != 4) return false;
+    PfConvParams p{};
+    p.N = static_cast<int>(x.shape[0]); p.C = static_cast<int>(x.shape[1]); p.H = static_cast<int>(x.shape[2]); p.W = static_cast<int>(x.shape[3]);
+    p.Co = static_cast<int>(y.shape[1]); p.OH = static_cast<int>(y.shape[2]); p.OW = static_cast<int>(y.shape[3]);
+    p.KH = static_cast<int>(w.shape[2]); p.KW = static_cast<int>(w.shape[3]);
+    p.groups = static_cast<int>(n.attrs.getInt("group", 1));
+    if (p.groups < 1 || p.C % p.groups || p.Co % p.groups || w.shape[1] != p.C / p.groups || w.shape[0] != p.Co) return false;
+    const std::vector<int64_t> strides = n.attrs.getInts("strides", {1, 1}), dil = n.attrs.getInts("dilations", {1, 1});
+    if (strides.size() != 2 || dil.size() != 2) return false;
+    p.sh = static_cast<int>(strides[0]); p.sw = static_cast<int>(strides[1]); p.dh = static_cast<int>(dil[0]); p.dw = static_cast<int>(dil[1]);
+    const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
+    if (autoPad == "NOTSET") {
+      const std::vector<int64_t> pads = n.attrs.getInts("pads", {0, 0, 0, 0});
+      if (pads.size() != 4) return false;
+      p.ph = static_cast<int>(pads[0]); p.pw = static_cast<int>(pads[1]);
+    } else if (autoPad == "VALID") {
+      p.ph = p.pw = 0;
+    } else {
+      const int th = std::max(0, (p.OH - 1) * p.sh + (p.KH - 1) * p.dh + 1 - p.H), tw = std::max(0, (p.OW - 1) * p.sw + (p.KW - 1) * p.dw + 1 - p.W);
+      p.ph = autoPad == "SAME_LOWER" ? th - th / 2 : th / 2;
+      p.pw = autoPad == "SAME_LOWER" ? tw - tw / 2 : tw / 2;
+    }
+    PfEpilogue& e = p.epi;
+    e.alpha = 1.f;
+    e.beta = 1.f;
+    if (n.opType == "FusedConv" && !epilogueFromAttrs(n, e)) return false;
+    Operand b = operand(s, n, 2, dry);
+    if (b.ok) {
+      if (!isF32(b) || shapeNumel(b.shape) != p.Co) return false;
+      e.bias = b.ptr;
+      e.biasStrideM = 1;
+    }
+    if (n.opType == "FusedConv" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
+      Operand r = operand(s, n, 3, dry);
+      if (!isF32(r) || r.shape != y.shape) return false;
+      e.residual = r.ptr;
+    }
+    p.input = x.ptr; p.weight = w.ptr; p.output = y.ptr;
+    const bool depthwise = p.C / p.groups == 1 && p.groups > 1;
+    int64_t tactic = n.tactic;
+    if (tactic != kTacticConvF32 && tactic != kTacticConvF16TensorCore && tactic != kTacticConvDepthwise) tactic = heuristicTactic(plan.graph, n);
+    if (tactic == kTacticConvDepthwise && !depthwise) tactic = kTacticConvF32;
+    Launch l;
+    if (tactic == kTacticConvDepthwise) {
+      const long long cnt = static_cast<long long>(p.N) * p.Co * p.OH * p.OW;
+      l = elementwiseLaunch("pf_conv_depthwise", cnt);
+    } else {
+      const bool tc = tactic == kTacticConvF16TensorCore;
+      l.fn = fns.at(tc ? "pf_conv_f16tc" : "pf_conv_f32");
+      const long long cols = static_cast<long long>(p.N) * p.OH * p.OW;
+      l.grid[0] = static_cast<unsigned>((cols + 63) / 64);
+      l.grid[1] = static_cast<unsigned>((p.Co / p.groups + 63) / 64);
+      l.grid[2] = static_cast<unsigned>(p.groups);
+      l.block[0] = tc ? 128 : 256;
+      if (l.grid[1] > 65535 || l.grid[2] > 65535) return false;
+    }
+    l.arg(p);
+    out.push_back(l);
+    return true;
+  }
+
+  bool gemmLaunch(const PfGemmParams& p, long long batch, int64_t tactic, std::vector<Launch>& out) {
+    const bool tc = tactic == kTacticGemmF16TensorCore;
+    Launch l;
+    l.fn = fns.at(tc ? "pf_gemm_f16tc" : "pf_gemm_f32");
+    l.grid[0] = static_cast<unsigned>((p.N + 63) / 64);
+    l.grid[1] = static_cast<unsigned>((p.M + 63) / 64);
+    l.grid[2] = static_cast<unsigned>(batch);
+    l.block[0] = tc ? 128 : 256;
+    if (batch > 65535 || l.grid[1] > 65535) return false;
+    l.arg(p);
+    out.push_back(l);
+    return true;
+  }
+
+  int64_t gemmTactic(const Node& n) const {
+    return (n.tactic == kTacticGemmF32 || n.tactic == kTacticGemmF16TensorCore) ? n.tactic : heuristicTactic(plan.graph, n);
+  }
+
+  bool lowerGemm(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
+    if (!isF32(a) || !isF32(b) || !isF32(y) || a.shape.size() != 2 || b.shape.size() != 2 || y.shape.size() != 2) return false;
+    const bool ta = n.attrs.getInt("transA", 0) != 0, tb = n.attrs.getInt("transB", 0) != 0;
+    PfGemmParams p{};
+    p.M = y.shape[0]; p.N = y.shape[1]; p.K = ta ? a.shape[0] : a.shape[1];
+    p.sAm = ta ? 1 : p.K; p.sAk = ta ? p.M : 1;
+    p.sBk = tb ? 1 : p.N; p.sBn = tb ? p.K : 1;
+    p.A = a.ptr; p.B = b.ptr; p.Y = y.ptr;
+    PfEpilogue& e = p.epi;
+    e.alpha = n.attrs.getFloat("alpha", 1.f);
+    e.beta = n.attrs.getFloat("beta", 1.f);
+    if (n.opType == "FusedGemm" && !epilogueFromAttrs(n, e)) return false;
+    Operand c = operand(s, n, 2, dry);
+    if (c.ok) {
+      if (!isF32(c) || c.shape.size() > 2) return false;
+      const int64_t cm = c.shape.size() == 2 ? c.shape[0] : 1, cn = c.shape.empty() ? 1 : c.shape.back();
+      if ((cm != 1 && cm != p.M) || (cn != 1 && cn != p.N)) return false;
+      e.bias = c.ptr;
+      e.biasStrideN = cn == 1 ? 0 : 1;
+      e.biasStrideM = cm == 1 ? 0 : cn;
+    }
+    if (n.opType == "FusedGemm" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
+      Operand r = operand(s, n, 3, dry);
+      if (!isF32(r) || r.shape != y.shape) return false;
+      e.residual = r.ptr;
+    }
+    return gemmLaunch(p, 1, gemmTactic(n), out);
+  }
+
+  bool lowerMatMul(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
+    if (!isF32(a) || !isF32(b) || !isF32(y) || a.shape.size() < 2 || b.shape.size() < 2 || y.shape.size() < 2) return false;
+    PfGemmParams p{};
+    p.M = a.shape[a.shape.size() - 2]; p.K = a.shape.back(); p.N = b.shape.back();
+    if (b.shape[b.shape.size() - 2] != p.K || y.shape[y.shape.size() - 2] != p.M || y.shape.back() != p.N) return false;
+    const Shape yb(y.shape.begin(), y.shape.end() - 2), ab(a.shape.begin(), a.shape.end() - 2), bb(b.shape.begin(), b.shape.end() - 2);
+    const long long batch = shapeNumel(yb);
+    auto batchStride = [&](const Shape& xb, long long matrix, long long& stride) {
+      if (shapeNumel(xb) == 1) { stride = 0; return true; }
+      Shape padded(yb.size() - std::min(yb.size(), xb.size()), 1);
+      padded.insert(padded.end(), xb.begin(), xb.end());
+      if (padded != yb) return false;
+      stride = matrix;
+      return true;
+    };
+    if (!batchStride(ab, p.M * p.K, p.batchA) || !batchStride(bb, p.K * p.N, p.batchB)) return false;
+    p.sAm = p.K; p.sAk = 1; p.sBk = p.N; p.sBn = 1;
+    p.A = a.ptr; p.B = b.ptr; p.Y = y.ptr;
+    PfEpilogue& e = p.epi;
+    e.alpha = 1.f;
+    e.beta = 1.f;
+    if (n.opType == "FusedMatMul") {
+      if (!epilogueFromAttrs(n, e)) return false;
+      Operand bias = operand(s, n, 2, dry);
+      if (bias.ok) {
+        if (!isF32(bias)) return false;
+        const int64_t bn = shapeNumel(bias.shape);
+        if (bn == p.N && !bias.shape.empty() && bias.shape.back() == p.N) e.biasStrideN = 1;
+        else if (bn != 1) return false;
+        e.bias = bias.ptr;
+      }
+      if (n.inputs.size() > 3 && !n.inputs[3].empty()) {
+        Operand r = operand(s, n, 3, dry);
+        if (!isF32(r) || r.shape != y.shape) return false;
+        e.residual = r.ptr;
+      }
+    }
+    return gemmLaunch(p, batch, gemmTactic(n), out);
+  }
+
+  bool lowerPool(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    if (!isF32(x) || !isF32(y) || x.shape.size() != 4 || !onlyFirstOutput(n)) return false;
+    const std::vector<int64_t> k = n.attrs.getInts("kernel_shape"), st = n.attrs.getInts("strides", {1, 1}),
+                               dil = n.attrs.getInts("dilations", {1, 1});
+    if (k.size() != 2 || st.size() != 2 || dil.size() != 2) return false;
+    const int H = static_cast<int>(x.shape[2]), W = static_cast<int>(x.shape[3]), OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
+    int ph = 0, pw = 0;
+    const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
+    if (autoPad == "NOTSET") {
+      const std::vector<int64_t> pads = n.attrs.getInts("pads", {0, 0, 0, 0});
+      if (pads.size() != 4) return false;
+      ph = static_cast<int>(pads[0]); pw = static_cast<int>(pads[1]);
+    } else if (autoPad != "VALID") {
+      const int th = std::max<int>(0, (OH - 1) * st[0] + (k[0] - 1) * dil[0] + 1 - H), tw = std::max<int>(0, (OW - 1) * st[1] + (k[1] - 1) * dil[1] + 1 - W);
+      ph = autoPad == "SAME_LOWER" ? th - th / 2 : th / 2;
+      pw = autoPad == "SAME_LOWER" ? tw - tw / 2 : tw / 2;
+    }
+    int mode = 0;
+    if (n.opType == "AveragePool") mode = n.attrs.getInt("count_include_pad", 0) ? 1 : 2;
+    const long long nc = x.shape[0] * x.shape[1];
+    Launch l = elementwiseLaunch("pf_pool2d", nc * OH * OW);
+    l.arg(x.ptr); l.arg(y.ptr); l.arg(nc); l.arg(H); l.arg(W); l.arg(OH); l.arg(OW);
+    l.arg(static_cast<int>(k[0])); l.arg(static_cast<int>(k[1])); l.arg(static_cast<int>(st[0])); l.arg(static_cast<int>(st[1]));
+    l.arg(ph); l.arg(pw); l.arg(static_cast<int>(dil[0])); l.arg(static_cast<int>(dil[1])); l.arg(mode);
+    out.push_back(l);
+    return true;
+  }
+
+  Launch rowLaunch(const char* fn, long long rows) {
+    Launch l;
+    l.fn = fns.at(fn);
+    l.grid[0] = static_cast<unsigned>(std::max<long long>(1, std::min<long long>(rows, 65535)));
+    l.block[0] = 256;
+    return l;
+  }
+
+  bool lowerRowReduce(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    if (!isF32(x) || !isF32(y) || !onlyFirstOutput(n) || x.shape.empty()) return false;
+    const size_t r = x.shape.size();
+    const long long total = shapeNumel(x.shape);
+    long long len = 0;
+    if (n.opType == "GlobalAveragePool") {
+      if (r < 3) return false;
+      len = shapeNumel(Shape(x.shape.begin() + 2, x.shape.end()));
+    } else if (n.opType == "ReduceMean") {
+      std::vector<int64_t> axes = n.attrs.getInts("axes");
+      if (n.inputs.size() > 1 && !n.inputs[1].empty()) {
+        const Tensor* t = hostInput(s, n, 1);
+        if (!t) return false;
+        axes = t->toInt64Vector();
+      }
+      if (axes.empty()) return false;
+      for (auto& a : axes) a = normAxis(a, r);
+      std::sort(axes.begin(), axes.end());
+      for (size_t i = 0; i < axes.size(); ++i)
+        if (axes[i] != static_cast<int64_t>(r - axes.size() + i)) return false;
+      len = shapeNumel(Shape(x.shape.end() - axes.size(), x.shape.end()));
+    } else {
+      const bool legacy = plan.graph.opset < 13;
+      const int64_t axis = normAxis(n.attrs.getInt("axis", (n.opType == "LayerNormalization" || !legacy) ? -1 : 1), r);
+      if (axis < 0 || axis >= static_cast<int64_t>(r)) return false;
+      if ((n.opType == "Softmax" || n.opType == "LogSoftmax") && !legacy && axis != static_cast<int64_t>(r) - 1) return false;
+      len = shapeNumel(Shape(x.shape.begin() + axis, x.shape.end()));
+    }
+    if (len <= 0) return false;
+    const long long rows = total / len;
+    if (n.opType == "GlobalAveragePool" || n.opType == "ReduceMean") {
+      Launch l = rowLaunch("pf_row_mean", rows);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(rows); l.arg(len);
+      out.push_back(l);
+    } else if (n.opType == "LayerNormalization") {
+      Operand g = operand(s, n, 1, dry), b = operand(s, n, 2, dry);
+      if (!isF32(g) || shapeNumel(g.shape) != len || (b.ok && (!isF32(b) || shapeNumel(b.shape) != len))) return false;
+      const float eps = n.attrs.getFloat("epsilon", 1e-5f);
+      Launch l = rowLaunch("pf_layernorm", rows);
+      const CUdeviceptr bp = b.ok ? b.ptr : 0;
+      l.arg(x.ptr); l.arg(g.ptr); l.arg(bp); l.arg(y.ptr); l.arg(rows); l.arg(len); l.arg(eps);
+      out.push_back(l);
+    } else {
+      const int logSoftmax = n.opType == "LogSoftmax" ? 1 : 0;
+      Launch l = rowLaunch("pf_softmax", rows);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(rows); l.arg(len); l.arg(logSoftmax);
+      out.push_back(l);
+    }
+    return true;
+  }
+
+  bool lowerCopy(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand y = output(s, n, 0);
+    if (!isF32(y) || !onlyFirstOutput(n) || y.shape.size() > kMaxRank) return false;
+    if (n.opType == "Transpose") {
+      Operand x = operand(s, n, 0, dry);
+      if (!isF32(x)) return false;
+      const size_t r = x.shape.size();
+      std::vector<int64_t> perm = n.attrs.getInts("perm");
+      if (perm.empty())
+        for (size_t i = 0; i < r; ++i) perm.push_back(static_cast<int64_t>(r - 1 - i));
+      if (perm.size() != r || r == 0) return false;
+      const Shape xs = contiguousStrides(x.shape), ys = contiguousStrides(y.shape);
+      PfStrides st{};
+      st.rank = static_cast<int>(r);
+      for (size_t d = 0; d < r; ++d) {
+        st.dims[d] = y.shape[d];
+        st.a[d] = xs[perm[d]];
+        st.b[d] = ys[d];
+      }
+      const long long cnt = shapeNumel(y.shape);
+      Launch l = elementwiseLaunch("pf_copy_nd", cnt);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(st);
+      out.push_back(l);
+      return true;
+    }
+    if (n.opType == "Concat") {
+      const size_t r = y.shape.size();
+      if (r == 0) return false;
+      const int64_t axis = normAxis(n.attrs.getInt("axis", 0), r);
+      const Shape ys = contiguousStrides(y.shape);
+      int64_t offset = 0;
+      std::vector<Launch> ls;
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        Operand x = operand(s, n, i, dry);
+        if (!isF32(x) || x.shape.size() != r) return false;
+        const long long cnt = shapeNumel(x.shape);
+        if (cnt > 0) {
+          const Shape xs = contiguousStrides(x.shape);
+          PfStrides st{};
+          st.rank = static_cast<int>(r);
+          for (size_t d = 0; d < r; ++d) {
+            st.dims[d] = x.shape[d];
+            st.a[d] = xs[d];
+            st.b[d] = ys[d];
+          }
+          const CUdeviceptr dst = y.ptr + static_cast<CUdeviceptr>(offset * ys[axis] * 4);
+          Launch l = elementwiseLaunch("pf_copy_nd", cnt);
+          l.arg(x.ptr); l.arg(dst); l.arg(cnt); l.arg(st);
+          ls.push_back(l);
+        }
+        offset += x.shape[axis];
+      }
+      out.insert(out.end(), ls.begin(), ls.end());
+      return true;
+    }
+    if (n.opType == "Gather") {
+      Operand data = operand(s, n, 0, dry), idx = operand(s, n, 1, dry);
+      if (!isF32(data) || !idx.ok || idx.dtype != DataType::kInt64 || data.shape.empty()) return false;
+      const int64_t axis = normAxis(n.attrs.getInt("axis", 0), data.shape.size());
+      const long long outer = shapeNumel(Shape(data.shape.begin(), data.shape.begin() + axis)), axisDim = data.shape[axis],
+                      inner = shapeNumel(Shape(data.shape.begin() + axis + 1, data.shape.end())), nIdx = shapeNumel(idx.shape);
+      const long long cnt = outer * nIdx * inner;
+      Launch l = elementwiseLaunch("pf_gather", cnt);
+      l.arg(data.ptr); l.arg(idx.ptr); l.arg(y.ptr); l.arg(outer); l.arg(nIdx); l.arg(axisDim); l.arg(inner);
+      out.push_back(l);
+      return true;
+    }
+    return false;
+  }
+
+  // Builds the launches of one layer; false when the GPU cannot run it (the CPU reference will).
+  bool lower(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    if (!(n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge")) return false;
+    const std::string& op = n.opType;
+    if (op == "Conv" || op == "FusedConv") return lowerConv(s, n, dry, out);
+    if (op == "Gemm" || op == "FusedGemm") return lowerGemm(s, n, dry, out);
+    if (op == "MatMul" || op == "FusedMatMul") return lowerMatMul(s, n, dry, out);
+    if (op == "MaxPool" || op == "AveragePool") return lowerPool(s, n, dry, out);
+    if (op == "GlobalAveragePool" || op == "ReduceMean" || op == "Softmax" || op == "LogSoftmax" || op == "LayerNormalization")
+      return lowerRowReduce(s, n, dry, out);
+    if (op == "Transpose" || op == "Concat" || op == "Gather") return lowerCopy(s, n, dry, out);
+    if (op == "BatchNormalization") return lowerBatchNorm(s, n, dry, out);
+    if (lowerBinary(s, n, dry, out)) return true;
+    return lowerUnary(s, n, dry, out);
+  }
+
+  // ---------------------------------------------------------------- execution
+
+  void runCpuStep(Spec& s, const Node& n) {
+    checkCuda(cu.cuStreamSynchronize(stream), "synchronize before CPU layer");
+    std::vector<Tensor> tmp;
+    tmp.reserve(n.inputs.size());
+    std::vector<const Tensor*> ins;
+    for (const auto& name : n.inputs) {
+      if (name.empty()) { ins.push_back(nullptr); continue; }
+      if (const Tensor* hv = hostValue(s, name)) { ins.push_back(hv); continue; }
+      const Value& v = s.values.at(name);
+      tmp.emplace_back(v.dtype, v.shape);
+      Tensor& t = tmp.back();
+      if (!t.bytes.empty()) checkCuda(cu.cuMemcpyDtoHAsync(t.bytes.data(), s.storages[v.storage].ptr, t.bytes.size(), stream), "copy to host");
+      ins.push_back(&t);
+    }
+    checkCuda(cu.cuStreamSynchronize(stream), "copy to host");
+    std::vector<Tensor> outs = runNode(plan.graph, n, ins);
+    for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
+      if (n.outputs[k].empty()) continue;
+      const Value& v = s.values.at(n.outputs[k]);
+      if (outs[k].dtype != v.dtype || outs[k].shape != v.shape)
+        throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "' produced " + dataTypeName(outs[k].dtype) + "[" +
+                                                   shapeToString(outs[k].shape) + "], expected " + dataTypeName(v.dtype) + "[" +
+                                                   shapeToString(v.shape) + "]");
+      if (!outs[k].bytes.empty())
+        checkCuda(cu.cuMemcpyHtoDAsync(s.storages[v.storage].ptr, outs[k].bytes.data(), outs[k].bytes.size(), stream), "copy to device");
+    }
+    checkCuda(cu.cuStreamSynchronize(stream), "copy to device");
+  }
+
+  void launchSteps(Spec& s) {
+    for (const Step& st : s.steps) {
+      if (st.kind == Step::kCpu) runCpuStep(s, plan.graph.nodes[st.node]);
+      else for (const Launch& l : st.launches) l(stream);
+    }
+  }
+
+  void execute(Spec& s) {
+    if (!s.graphTried && options.cudaGraph && s.stats.cpuLayers == 0) {
+      s.graphTried = true;
+      CUgraph graph = nullptr;
+      if (cu.cuStreamBeginCapture(stream, kCaptureModeThreadLocal) == 0) {
+        bool ok = true;
+        try {
+          launchSteps(s);
+        } catch (const BuildError&) {
+          ok = false;
+        }
+        const CUresult end = cu.cuStreamEndCapture(stream, &graph);
+        if (ok && end == 0 && graph && cu.cuGraphInstantiateWithFlags(&s.graph, graph, 0) == 0) {
+          s.stats.cudaGraph = true;
+        } else {
+          s.graph = nullptr;
+          s.stats.cudaGraphNote = "capture failed (error " + std::to_string(end) + ")";
+        }
+        if (graph) cu.cuGraphDestroy(graph);
+      } else {
+        s.stats.cudaGraphNote = "cuStreamBeginCapture failed";
+      }
+    }
+    if (s.graph) checkCuda(cu.cuGraphLaunch(s.graph, stream), "cuGraphLaunch");
+    else launchSteps(s);
+  }
+
+  void uploadInputs(Spec& s, const std::map<std::string, Tensor>& inputs) {
+    for (const auto& name : plan.graph.inputs) {
+      const Tensor& t = inputs.at(name);
+      const Value& v = s.values.at(name);
+      if (!t.bytes.empty()) checkCuda(cu.cuMemcpyHtoDAsync(s.storages[v.storage].ptr, t.bytes.data(), t.bytes.size(), stream), "copy input");
+    }
+  }
+
+  std::map<std::string, Tensor> downloadOutputs(Spec& s) {
+    std::map<std::string, Tensor> out;
+    for (const auto& name : plan.graph.outputs) {
+      if (const Tensor* hv = hostValue(s, name)) { out[name] = *hv; continue; }
+      const Value& v = s.values.at(name);
+      Tensor t(v.dtype, v.shape);
+      if (!t.bytes.empty()) checkCuda(cu.cuMemcpyDtoHAsync(t.bytes.data(), s.storages[v.storage].ptr, t.bytes.size(), stream), "copy output");
+      out[name] = std::move(t);
+    }
+    checkCuda(cu.cuStreamSynchronize(stream), "synchronize outputs");
+    return out;
+  }
+
+  void checkInputs(const std::map<std::string, Tensor>& inputs) {
+    for (const auto& kv : inputs)
+      if (std::find(plan.graph.inputs.begin(), plan.graph.inputs.end(), kv.first) == plan.graph.inputs.end())
+        throw BuildError(ErrorCode::kProfile, "unknown input '" + kv.first + "'");
+    for (const auto& name : plan.graph.inputs) {
+      auto it = inputs.find(name);
+      if (it == inputs.end()) throw BuildError(ErrorCode::kProfile, "missing input '" + name + "'");
+      const ValueType* t = plan.graph.typeOf(name);
+      if (t && t->known() && t->dtype != it->second.dtype)
+        throw BuildError(ErrorCode::kProfile, "input '" + name + "' must be " + dataTypeName(t->dtype) + ", got " + dataTypeName(it->second.dtype));
+      if (t && t->hasShape) {
+        if (t->dims.size() != it->second.shape.size())
+          throw BuildError(ErrorCode::kProfile, "input '" + name + "' must be " + t->toString() + ", got " + shapeToString(it->second.shape));
+        for (size_t i = 0; i < t->dims.size(); ++i)
+          if (t->dims[i] >= 0 && t->dims[i] != it->second.shape[i])
+            throw BuildError(ErrorCode::kProfile, "input '" + name + "' must be " + t->toString() + ", got " + shapeToString(it->second.shape));
+      }
+    }
+    checkInputsAgainstProfiles(plan, inputs);
+  }
+};
+
+GpuExecutor::GpuExecutor(const Plan& plan, const GpuExecutorOptions& options) : impl_(std::make_unique<Impl>(plan, options)) {}
+GpuExecutor::~GpuExecutor() = default;
+
+const DeviceInfo& GpuExecutor::device() const { return impl_->dev; }
+bool GpuExecutor::kernelsFromPlan() const { return impl_->kernelsFromPlan; }
+
+std::map<std::string, Tensor> GpuExecutor::run(const std::map<std::string, Tensor>& inputs) {
+  Impl& m = *impl_;
+  m.bind();
+  m.checkInputs(inputs);
+  Impl::Spec& s = m.specFor(inputs);
+  m.uploadInputs(s, inputs);
+  m.execute(s);
+  return m.downloadOutputs(s);
+}
+
+GpuLayerStats GpuExecutor::stats(const std::map<std::string, Tensor>& inputs) {
+  Impl& m = *impl_;
+  m.bind();
+  m.checkInputs(inputs);
+  return m.specFor(inputs).stats;
+}
+
+GpuTiming GpuExecutor::time(const std::map<std::string, Tensor>& inputs, int warmup, int iterations) {
+  Impl& m = *impl_;
+  m.bind();
+  m.checkInputs(inputs);
+  Impl::Spec& s = m.specFor(inputs);
+  const CudaDriverApi& cu = m.cu;
+  m.uploadInputs(s, inputs);
+  for (int i = 0; i < warmup; ++i) m.execute(s);
+  checkCuda(cu.cuStreamSynchronize(m.stream), "warmup");
+  GpuTiming t;
+  std::vector<CUevent> ev(2 * static_cast<size_t>(iterations));
+  for (auto& e : ev) checkCuda(cu.cuEventCreate(&e, 0), "cuEventCreate");
+  try {
+    for (int i = 0; i < iterations; ++i) {
+      checkCuda(cu.cuEventRecord(ev[2 * i], m.stream), "cuEventRecord");
+      m.execute(s);
+      checkCuda(cu.cuEventRecord(ev[2 * i + 1], m.stream), "cuEventRecord");
+    }
+    checkCuda(cu.cuStreamSynchronize(m.stream), "timing");
+    for (int i = 0; i < iterations; ++i) {
+      float ms = 0;
+      checkCuda(cu.cuEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]), "cuEventElapsedTime");
+      t.gpuMs.push_back(ms);
+    }
+  } catch (...) {
+    for (auto& e : ev) cu.cuEventDestroy(e);
+    throw;
+  }
+  for (auto& e : ev) cu.cuEventDestroy(e);
+  for (int i = 0; i < iterations; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.uploadInputs(s, inputs);
+    m.execute(s);
+    m.downloadOutputs(s);
+    t.hostMs.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return t;
+}
+
+std::vector<std::pair<std::string, double>> GpuExecutor::profileLayers(const std::map<std::string, Tensor>& inputs, int iterations) {
+  Impl& m = *impl_;
+  m.bind();
+  m.checkInputs(inputs);
+  Impl::Spec& s = m.specFor(inputs);
+  const CudaDriverApi& cu = m.cu;
+  m.uploadInputs(s, inputs);
+  std::vector<double> total(s.steps.size(), 0.0);
+  CUevent a = nullptr, b = nullptr;
+  checkCuda(cu.cuEventCreate(&a, 0), "cuEventCreate");
+  checkCuda(cu.cuEventCreate(&b, 0), "cuEventCreate");
+  for (int it = 0; it < std::max(1, iterations); ++it) {
+    for (size_t i = 0; i < s.steps.size(); ++i) {
+      const Impl::Step& st = s.steps[i];
+      checkCuda(cu.cuEventRecord(a, m.stream), "cuEventRecord");
+      const auto t0 = std::chrono::steady_clock::now();
+      if (st.kind == Impl::Step::kCpu) m.runCpuStep(s, m.plan.graph.nodes[st.node]);
+      else for (const Launch& l : st.launches) l(m.stream);
+      checkCuda(cu.cuEventRecord(b, m.stream), "cuEventRecord");
+      checkCuda(cu.cuEventSynchronize(b), "cuEventSynchronize");
+      float ms = 0;
+      checkCuda(cu.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
+      // CPU layers: wall time (the events only see the copies).
+      total[i] += st.kind == Impl::Step::kCpu ? std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() : ms;
+    }
+  }
+  cu.cuEventDestroy(a);
+  cu.cuEventDestroy(b);
+  std::vector<std::pair<std::string, double>> out;
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    const Node& n = m.plan.graph.nodes[s.steps[i].node];
+    out.emplace_back(n.opType + " '" + n.name + "' [" + (s.steps[i].kind == Impl::Step::kCpu ? "cpu" : "gpu") + "]",
+                     total[i] / std::max(1, iterations));
+  }
+  return out;
+}
+
+}  // namespace gpu
+}  // namespace planforge

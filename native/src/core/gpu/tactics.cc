@@ -1,0 +1,95 @@
+#include "tactics.h"
+
+#include <set>
+
+#include "cubin.h"
+
+namespace planforge {
+namespace gpu {
+
+namespace {
+
+const std::set<std::string>& elementwiseOps() {
+  static const std::set<std::string> s{"Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "LeakyRelu", "Gelu", "Erf",
+                                       "Exp", "Sqrt", "Neg", "Abs", "Reciprocal", "Log", "RoundToFp16", "Add", "Sub", "Mul",
+                                       "Div", "Pow", "Max", "Min", "PRelu", "BatchNormalization"};
+  return s;
+}
+const std::set<std::string>& aliasOps() {
+  static const std::set<std::string> s{"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"};
+  return s;
+}
+
+bool isConv(const Node& n) { return n.opType == "Conv" || n.opType == "FusedConv"; }
+bool isGemm(const Node& n) {
+  return n.opType == "Gemm" || n.opType == "FusedGemm" || n.opType == "MatMul" || n.opType == "FusedMatMul";
+}
+bool lowPrecision(const Node& n) { return n.precision == "fp16" || n.precision == "int8"; }
+
+// Conv with one input channel per group (depthwise) — needs the weight shape.
+bool isDepthwise(const Graph& g, const Node& n) {
+  const int64_t groups = n.attrs.getInt("group", 1);
+  if (groups <= 1 || n.inputs.size() < 2) return false;
+  auto init = g.initializers.find(n.inputs[1]);
+  if (init != g.initializers.end()) return init->second.shape.size() == 4 && init->second.shape[1] == 1;
+  const ValueType* w = g.typeOf(n.inputs[1]);
+  return w && w->hasShape && w->dims.size() == 4 && w->dims[1] == 1;
+}
+
+}  // namespace
+
+const char* tacticName(int64_t t) {
+  switch (t) {
+    case kTacticReference: return "cpu_reference";
+    case kTacticElementwise: return "elementwise";
+    case kTacticAlias: return "alias";
+    case kTacticCopy: return "copy";
+    case kTacticConvF32: return "conv_f32_implicit_gemm";
+    case kTacticConvF16TensorCore: return "conv_f16_tensorcore";
+    case kTacticConvDepthwise: return "conv_depthwise";
+    case kTacticGemmF32: return "gemm_f32";
+    case kTacticGemmF16TensorCore: return "gemm_f16_tensorcore";
+    case kTacticPool: return "pool";
+    case kTacticRowReduce: return "row_reduce";
+  }
+  return "unknown";
+}
+
+bool gpuHasKernelFor(const Node& n) { return !candidateTactics(Graph{}, n).empty(); }
+
+std::vector<int64_t> candidateTactics(const Graph& g, const Node& n) {
+  const bool onnx = n.domain.empty() || n.domain == "ai.onnx";
+  const bool ours = n.domain == "planforge";
+  if (!onnx && !ours) return {};
+  if (isConv(n)) {
+    if (isDepthwise(g, n)) return {kTacticConvDepthwise, kTacticConvF32};
+    if (lowPrecision(n)) return {kTacticConvF16TensorCore, kTacticConvF32};
+    return {kTacticConvF32};
+  }
+  if (isGemm(n)) {
+    if (lowPrecision(n)) return {kTacticGemmF16TensorCore, kTacticGemmF32};
+    return {kTacticGemmF32};
+  }
+  if (elementwiseOps().count(n.opType)) return {kTacticElementwise};
+  if (aliasOps().count(n.opType)) return {kTacticAlias};
+  if (n.opType == "Transpose" || n.opType == "Concat" || n.opType == "Gather") return {kTacticCopy};
+  if (n.opType == "MaxPool" || n.opType == "AveragePool") return {kTacticPool};
+  if (n.opType == "GlobalAveragePool" || n.opType == "ReduceMean" || n.opType == "Softmax" || n.opType == "LogSoftmax" ||
+      n.opType == "LayerNormalization")
+    return {kTacticRowReduce};
+  return {};
+}
+
+int64_t heuristicTactic(const Graph& g, const Node& n) {
+  const std::vector<int64_t> c = candidateTactics(g, n);
+  return c.empty() ? kTacticReference : c.front();
+}
+
+void prepareGpuPlan(Plan& plan) {
+  for (auto& n : plan.graph.nodes) n.tactic = heuristicTactic(plan.graph, n);
+  plan.header.tuned = false;
+  attachKernels(plan);
+}
+
+}  // namespace gpu
+}  // namespace planforge

@@ -1,0 +1,48 @@
+// Tactics: which GPU kernel implements a layer. Cross-compiled plans (no GPU at build time) get a
+// deterministic heuristic choice and header.tuned = false; autotuning on a matching GPU would
+// replace the choice with the fastest measured candidate.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../graph.h"
+#include "../plan/plan.h"
+
+namespace planforge {
+namespace gpu {
+
+// Stored in the plan's layer table (Node::tactic); 0 means "no GPU kernel: CPU reference".
+enum Tactic : int64_t {
+  kTacticReference = 0,        // CPU reference kernel (host round trip)
+  kTacticElementwise = 1,      // pf_unary / pf_binary / pf_channel_affine
+  kTacticAlias = 2,            // Reshape & co.: no kernel, the output shares the input's memory
+  kTacticCopy = 3,             // pf_copy_nd / pf_gather (Transpose, Concat, Gather)
+  kTacticConvF32 = 10,         // implicit-GEMM convolution, FP32 SIMT
+  kTacticConvF16TensorCore = 11,  // implicit-GEMM convolution, FP16 wmma, FP32 accumulation
+  kTacticConvDepthwise = 12,   // direct depthwise convolution
+  kTacticGemmF32 = 20,         // tiled GEMM, FP32 SIMT
+  kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
+  kTacticPool = 30,            // pf_pool2d
+  kTacticRowReduce = 31,       // pf_row_mean / pf_softmax / pf_layernorm
+};
+
+const char* tacticName(int64_t tactic);  // "conv_f16_tensorcore", ...; "unknown" otherwise
+
+// Ops the GPU executor can lower (attribute-level limits are checked at run time; a layer it
+// cannot lower runs on the CPU reference path).
+bool gpuHasKernelFor(const Node& n);
+
+// Candidate tactics for a layer, best guess first (the autotuner would time all of them).
+std::vector<int64_t> candidateTactics(const Graph& g, const Node& n);
+
+// Deterministic heuristic: the first candidate (FP16 tensor cores for fp16/int8 layers, FP32
+// otherwise; depthwise kernel for one-input-channel groups).
+int64_t heuristicTactic(const Graph& g, const Node& n);
+
+// Cross mode: sets every layer's tactic heuristically, marks the plan untuned and attaches the
+// cubin of the plan's SM. Called by the builder after precision assignment.
+void prepareGpuPlan(Plan& plan);
+
+}  // namespace gpu
+}  // namespace planforge

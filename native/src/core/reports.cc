@@ -1,0 +1,134 @@
+#include "reports.h"
+
+#include <sys/stat.h>
+
+#include "json.h"
+
+namespace planforge {
+
+namespace {
+
+void writeShape(JsonWriter& w, const ValueType* t) {
+  if (!t || !t->hasShape) {
+    w.null();
+    return;
+  }
+  w.beginArray();
+  for (size_t i = 0; i < t->dims.size(); ++i) {
+    if (t->dims[i] >= 0) w.value(t->dims[i]);
+    else if (i < t->dimParams.size() && !t->dimParams[i].empty()) w.value(t->dimParams[i]);
+    else w.value("?");
+  }
+  w.endArray();
+}
+
+void writeValues(JsonWriter& w, const Graph& g, const std::vector<std::string>& names) {
+  w.beginArray();
+  for (const auto& n : names) {
+    const ValueType* t = g.typeOf(n);
+    w.beginObject().field("name", n).field("dtype", t && t->known() ? dataTypeName(t->dtype) : "unknown");
+    w.key("shape");
+    writeShape(w, t);
+    w.endObject();
+  }
+  w.endArray();
+}
+
+void writeHeader(JsonWriter& w, const PlanHeader& h) {
+  w.key("header").beginObject()
+      .field("formatVersion", static_cast<int64_t>(h.formatVersion))
+      .field("optimizerVersion", h.optimizerVersion)
+      .field("sm", smName(h.targetSm))
+      .field("precision", h.precision)
+      .field("modelSha256", h.modelSha256)
+      .field("specHash", h.specHash)
+      .field("tuned", h.tuned)
+      .endObject();
+}
+
+void writePasses(JsonWriter& w, const std::vector<PassStats>& passes) {
+  w.key("passes").beginArray();
+  for (const auto& p : passes)
+    w.beginObject().field("id", p.id).field("nodesBefore", p.nodesBefore).field("nodesAfter", p.nodesAfter).field("changes", p.changes).endObject();
+  w.endArray();
+}
+
+}  // namespace
+
+std::string checkModelJson(const std::string& modelPath) {
+  ImportOptions opts;
+  opts.requireSupportedOps = false;
+  ImportReport report;
+  Graph g = importModel(modelPath, opts, &report);
+  JsonWriter w;
+  w.beginObject()
+      .field("irVersion", g.irVersion)
+      .field("opsetVersion", static_cast<int64_t>(g.opset))
+      .field("producerName", g.producerName)
+      .field("producerVersion", g.producerVersion)
+      .field("graphName", g.name);
+  w.key("inputs");
+  writeValues(w, g, g.inputs);
+  w.key("outputs");
+  writeValues(w, g, g.outputs);
+  w.field("nodeCount", report.nodeCount).field("initializerCount", report.initializerCount).field("opTypes", report.opTypes);
+  w.field("supported", report.unsupportedOps.empty()).field("unsupportedOps", report.unsupportedOps);
+  w.field("modelSha256", sha256File(modelPath));
+  w.endObject();
+  return w.str();
+}
+
+std::string planInfoJson(const Plan& plan, uint64_t planSize) {
+  const Graph& g = plan.graph;
+  JsonWriter w;
+  w.beginObject();
+  writeHeader(w, plan.header);
+  w.field("planSize", planSize).field("nodesBefore", plan.header.nodesBefore).field("nodesAfter", plan.header.nodesAfter);
+  w.field("irVersion", g.irVersion).field("opsetVersion", static_cast<int64_t>(g.opset)).field("producerName", g.producerName).field("graphName", g.name);
+  w.key("inputs");
+  writeValues(w, g, g.inputs);
+  w.key("outputs");
+  writeValues(w, g, g.outputs);
+  w.key("profiles").beginObject();
+  for (const auto& p : plan.profiles) {
+    w.key(p.input).beginObject();
+    for (const auto* part : {&p.min, &p.opt, &p.max}) {
+      w.key(part == &p.min ? "min" : part == &p.opt ? "opt" : "max").beginArray();
+      for (int64_t d : *part) w.value(d);
+      w.endArray();
+    }
+    w.endObject();
+  }
+  w.endObject();
+  w.key("layers").beginArray();
+  for (const auto& n : g.nodes) {
+    w.beginObject().field("name", n.name).field("op", n.opType).field("inputs", n.inputs).field("outputs", n.outputs)
+        .field("precision", n.precision).field("tactic", n.tactic).field("originalNodes", n.originalNames).endObject();
+  }
+  w.endArray();
+  uint64_t weightBytes = 0;
+  for (const auto& kv : g.initializers) weightBytes += kv.second.bytes.size();
+  w.field("weights", static_cast<int64_t>(g.initializers.size())).field("weightBytes", weightBytes);
+  w.key("kernels").beginArray();
+  for (const auto& k : plan.kernels)
+    w.beginObject().field("sm", smName(k.sm)).field("name", k.name).field("size", static_cast<uint64_t>(k.image.size())).endObject();
+  w.endArray();
+  w.key("calibration").beginObject().field("method", plan.calibration.method)
+      .field("tensors", static_cast<int64_t>(plan.calibration.amax.size())).endObject();
+  writePasses(w, plan.passes);
+  w.endObject();
+  return w.str();
+}
+
+std::string buildSummaryJson(const BuildSummary& s) {
+  JsonWriter w;
+  w.beginObject();
+  writeHeader(w, s.header);
+  w.field("planSize", s.planSize).field("planSha256", s.planSha256).field("nodesBefore", s.nodesBefore)
+      .field("nodesAfter", s.nodesAfter).field("layers", s.layers);
+  writePasses(w, s.passes);
+  w.endObject();
+  return w.str();
+}
+
+}  // namespace planforge

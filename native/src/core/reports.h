@@ -1,0 +1,16 @@
+// JSON views shared by the CLI (--json) and the Node binding: model info, plan info, build summary.
+#pragma once
+#include <string>
+
+#include "builder.h"
+#include "onnx_import.h"
+#include "plan/plan.h"
+
+namespace planforge {
+
+// Imports without requiring op support; reports unsupported ops instead of failing.
+std::string checkModelJson(const std::string& modelPath);
+std::string planInfoJson(const Plan& plan, uint64_t planSize);
+std::string buildSummaryJson(const BuildSummary& summary);
+
+}  // namespace planforge

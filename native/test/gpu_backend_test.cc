@@ -1,0 +1,285 @@
+// GPU backend, CPU side: embedded cubins (one per SM, ELF header agrees), the plan's kernels
+// section, heuristic tactics, the missing-driver and wrong-SM errors, the memory planner.
+// When a CUDA driver and a matching GPU are present (the device machine), small graphs also run
+// on the GPU and are compared with the CPU reference.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/executor.h"
+#include "core/gpu/cubin.h"
+#include "core/gpu/cuda_driver.h"
+#include "core/gpu/device.h"
+#include "core/gpu/gpu_executor.h"
+#include "core/gpu/memory_planner.h"
+#include "core/gpu/tactics.h"
+#include "core/plan/plan.h"
+#include "test_framework.h"
+#include "test_util.h"
+
+using namespace planforge;
+using namespace pftest;
+
+namespace {
+
+Attribute strAttr(const std::string& s) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = s;
+  return a;
+}
+Attribute floatAttr(float f) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloat;
+  a.f = f;
+  return a;
+}
+
+Tensor randomFloats(Shape s, uint32_t seed) {
+  Tensor t(DataType::kFloat, s);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
+  return t;
+}
+
+// x[1,8,10,10] -> FusedConv 3x3 (bias, relu) -> depthwise Conv -> MaxPool -> GlobalAveragePool ->
+// Flatten -> Gemm -> Softmax; plus a LayerNorm / MatMul / Transpose / Concat branch.
+Plan smallCnnPlan(int sm, const std::string& precision) {
+  Plan p;
+  p.header.optimizerVersion = "test";
+  p.header.targetSm = sm;
+  p.header.precision = precision;
+  Graph& g = p.graph;
+  g.irVersion = 8;
+  g.opset = 17;
+  g.opsetImports[""] = 17;
+  addInput(g, "x", {2, 8, 10, 10});
+  g.initializers["w1"] = randomFloats({16, 8, 3, 3}, 1);
+  g.initializers["b1"] = randomFloats({16}, 2);
+  g.initializers["wd"] = randomFloats({16, 1, 3, 3}, 3);
+  g.initializers["wf"] = randomFloats({16, 5}, 4);
+  g.initializers["bf"] = randomFloats({5}, 5);
+  g.initializers["gamma"] = randomFloats({10}, 6);
+  g.initializers["beta"] = randomFloats({10}, 7);
+  g.initializers["wm"] = randomFloats({10, 6}, 8);
+  Node c1 = node("FusedConv", "conv1", {"x", "w1", "b1"}, {"c1"});
+  c1.domain = "planforge";
+  c1.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  c1.attrs.values["activation"] = strAttr("Relu");
+  c1.precision = precision;
+  g.nodes.push_back(c1);
+  Node dw = node("Conv", "dw", {"c1", "wd"}, {"d1"});
+  dw.attrs.values["group"] = intAttr(16);
+  dw.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  dw.attrs.values["strides"] = intsAttr({2, 2});
+  g.nodes.push_back(dw);
+  Node mp = node("MaxPool", "pool", {"d1"}, {"p1"});
+  mp.attrs.values["kernel_shape"] = intsAttr({2, 2});
+  mp.attrs.values["strides"] = intsAttr({1, 1});
+  g.nodes.push_back(mp);
+  g.nodes.push_back(node("GlobalAveragePool", "gap", {"p1"}, {"g1"}));
+  g.nodes.push_back(node("Flatten", "flat", {"g1"}, {"f1"}));
+  Node fc = node("Gemm", "fc", {"f1", "wf", "bf"}, {"logits"});
+  fc.precision = precision;
+  g.nodes.push_back(fc);
+  g.nodes.push_back(node("Softmax", "softmax", {"logits"}, {"probs"}));
+  // Transformer-ish branch on the conv output rows: [2,16,10,10] -> LayerNorm over W -> MatMul.
+  Node ln = node("LayerNormalization", "ln", {"c1", "gamma", "beta"}, {"l1"});
+  ln.attrs.values["epsilon"] = floatAttr(1e-5f);
+  g.nodes.push_back(ln);
+  Node mm = node("MatMul", "mm", {"l1", "wm"}, {"m1"});
+  mm.precision = precision;
+  g.nodes.push_back(mm);
+  Node tr = node("Transpose", "tr", {"m1"}, {"t1"});
+  tr.attrs.values["perm"] = intsAttr({0, 2, 1, 3});
+  g.nodes.push_back(tr);
+  g.nodes.push_back(node("Sigmoid", "sig", {"t1"}, {"s1"}));
+  Node cat = node("Concat", "cat", {"t1", "s1"}, {"cat"});
+  cat.attrs.values["axis"] = intAttr(3);
+  g.nodes.push_back(cat);
+  g.nodes.push_back(node("Mul", "mul", {"cat", "cat"}, {"sq"}));
+  g.outputs = {"probs", "sq"};
+  inferShapes(g);
+  return p;
+}
+
+}  // namespace
+
+TEST(gpu_embedded_cubins_match_their_sm) {
+  const auto cubins = gpu::embeddedCubins();
+  if (cubins.empty()) {
+    // Built without nvcc: plans cannot get kernels, and say so.
+    Plan p = smallCnnPlan(90, "fp32");
+    CHECK_THROWS_CODE(gpu::attachKernels(p), ErrorCode::kInternal, "no GPU kernels for sm_90");
+    return;
+  }
+  std::vector<int> sms;
+  for (const auto& c : cubins) {
+    CHECK(c.size > 1000);
+    CHECK_EQ(gpu::cubinSm(c.data, c.size), c.sm);
+    sms.push_back(c.sm);
+  }
+  CHECK(sms == std::vector<int>({80, 86, 87, 90}));
+}
+
+TEST(gpu_cubin_header_validation_rejects_non_cubins) {
+  std::vector<uint8_t> b(64, 0);
+  CHECK_THROWS_CODE(gpu::cubinSm(b.data(), 10), ErrorCode::kPlanFormat, "shorter than an ELF64 header");
+  CHECK_THROWS_CODE(gpu::cubinSm(b.data(), b.size()), ErrorCode::kPlanFormat, "no ELF magic");
+  std::memcpy(b.data(), "\x7f" "ELF", 4);
+  b[4] = 1;
+  CHECK_THROWS_CODE(gpu::cubinSm(b.data(), b.size()), ErrorCode::kPlanFormat, "not a 64-bit ELF");
+  b[4] = 2;
+  b[5] = 1;
+  b[18] = 62;  // EM_X86_64
+  CHECK_THROWS_CODE(gpu::cubinSm(b.data(), b.size()), ErrorCode::kPlanFormat, "is not EM_CUDA");
+  b[18] = 190;
+  b[48] = 0x04;
+  b[49] = 0x5a;  // the layout nvcc 13 writes: (flags >> 8) & 0xff = 90
+  CHECK_EQ(gpu::cubinSm(b.data(), b.size()), 90);
+}
+
+TEST(gpu_kernels_section_round_trips) {
+  if (gpu::embeddedCubins().empty()) return;
+  for (int sm : {80, 86, 87, 90}) {
+    Plan p = smallCnnPlan(sm, "fp16");
+    gpu::prepareGpuPlan(p);
+    CHECK(!p.header.tuned);
+    CHECK_EQ(p.kernels.size(), size_t(1));
+    CHECK_EQ(p.kernels[0].sm, sm);
+    const std::vector<uint8_t> bytes = serializePlan(p);
+    Plan q = parsePlan(bytes.data(), bytes.size());
+    CHECK_EQ(q.kernels.size(), size_t(1));
+    CHECK_EQ(q.kernels[0].name, std::string(gpu::kKernelModuleName));
+    CHECK(q.kernels[0].image == p.kernels[0].image);
+    CHECK_EQ(gpu::cubinSm(q.kernels[0].image.data(), q.kernels[0].image.size()), sm);
+    gpu::validatePlanKernels(q);
+    for (size_t i = 0; i < p.graph.nodes.size(); ++i) CHECK_EQ(q.graph.nodes[i].tactic, p.graph.nodes[i].tactic);
+    bool fromPlan = false;
+    CHECK(gpu::kernelImageForPlan(q, &fromPlan) == p.kernels[0].image);
+    CHECK(fromPlan);
+    CHECK(serializePlan(q) == bytes);  // canonical with kernels too
+    // Attaching again replaces the module instead of adding a second one.
+    gpu::attachKernels(q);
+    CHECK_EQ(q.kernels.size(), size_t(1));
+  }
+}
+
+TEST(gpu_plan_kernel_sm_mismatches_are_rejected) {
+  if (gpu::embeddedCubins().empty()) return;
+  Plan p = smallCnnPlan(90, "fp32");
+  gpu::attachKernels(p);
+  p.kernels[0].sm = 80;  // declared for another SM than the plan
+  CHECK_THROWS_CODE(gpu::validatePlanKernels(p), ErrorCode::kWrongSm, "is for sm_80 but the plan targets sm_90");
+  const gpu::EmbeddedCubin* c80 = gpu::embeddedCubin(80);
+  p.kernels[0].sm = 90;
+  p.kernels[0].image.assign(c80->data, c80->data + c80->size);  // declared sm_90, compiled for sm_80
+  CHECK_THROWS_CODE(gpu::validatePlanKernels(p), ErrorCode::kPlanFormat, "its cubin is for sm_80");
+}
+
+TEST(gpu_heuristic_tactics_are_deterministic) {
+  Plan a = smallCnnPlan(86, "fp16"), b = smallCnnPlan(86, "fp16");
+  for (auto* p : {&a, &b})
+    for (auto& n : p->graph.nodes) n.tactic = gpu::heuristicTactic(p->graph, n);
+  for (size_t i = 0; i < a.graph.nodes.size(); ++i) CHECK_EQ(a.graph.nodes[i].tactic, b.graph.nodes[i].tactic);
+  auto tacticOf = [](const Plan& p, const std::string& name) {
+    for (const auto& n : p.graph.nodes)
+      if (n.name == name) return n.tactic;
+    return int64_t(-1);
+  };
+  CHECK_EQ(tacticOf(a, "conv1"), int64_t(gpu::kTacticConvF16TensorCore));
+  CHECK_EQ(tacticOf(a, "dw"), int64_t(gpu::kTacticConvDepthwise));
+  CHECK_EQ(tacticOf(a, "fc"), int64_t(gpu::kTacticGemmF16TensorCore));
+  CHECK_EQ(tacticOf(a, "flat"), int64_t(gpu::kTacticAlias));
+  CHECK_EQ(tacticOf(a, "softmax"), int64_t(gpu::kTacticRowReduce));
+  Plan f = smallCnnPlan(86, "fp32");
+  for (const auto& n : f.graph.nodes)
+    if (n.name == "conv1") CHECK_EQ(gpu::heuristicTactic(f.graph, n), int64_t(gpu::kTacticConvF32));
+  Node unknown = node("NonMaxSuppression", "nms", {"x"}, {"y"});
+  CHECK_EQ(gpu::heuristicTactic(f.graph, unknown), int64_t(gpu::kTacticReference));
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvF16TensorCore)), std::string("conv_f16_tensorcore"));
+}
+
+TEST(gpu_missing_driver_is_a_clear_error) {
+  CHECK_THROWS_CODE(gpu::loadCudaDriver("libplanforge-no-such-driver.so.1"), ErrorCode::kNoGpu,
+                    "no CUDA driver: libplanforge-no-such-driver.so.1 not found");
+  if (gpu::cudaDriverAvailable()) return;  // the device machine
+  CHECK_THROWS_CODE(gpu::cudaDriver(), ErrorCode::kNoGpu, "no CUDA driver: libcuda.so.1 not found");
+  CHECK_THROWS_CODE(gpu::listDevices(), ErrorCode::kNoGpu, "libcuda.so.1");
+  Plan p = smallCnnPlan(90, "fp32");
+  CHECK_THROWS_CODE(gpu::GpuExecutor(p), ErrorCode::kNoGpu, "no CUDA driver");
+}
+
+TEST(gpu_wrong_sm_names_both_architectures) {
+  CHECK_THROWS_CODE(gpu::checkPlanMatchesDevice(80, 90, "NVIDIA H100"), ErrorCode::kWrongSm, "plan is for sm_80, this GPU is sm_90 (NVIDIA H100)");
+  CHECK_THROWS_CODE(gpu::checkPlanMatchesDevice(86, 89), ErrorCode::kWrongSm, "plan is for sm_86, this GPU is sm_89");
+  gpu::checkPlanMatchesDevice(87, 87);
+}
+
+TEST(gpu_memory_planner_reuses_dead_buffers) {
+  // A chain: each buffer dies when the next one is written, so two slots suffice.
+  std::vector<gpu::BufferRequest> chain;
+  for (int i = 0; i < 10; ++i) chain.push_back({1000, i, i + 1});
+  gpu::MemoryPlan mp = gpu::planMemory(chain, 256);
+  CHECK_EQ(mp.arenaSize, size_t(2048));
+  for (size_t o : mp.offsets) CHECK_EQ(o % 256, size_t(0));
+  // All alive at once: no sharing.
+  std::vector<gpu::BufferRequest> all;
+  for (int i = 0; i < 4; ++i) all.push_back({512, 0, 10});
+  CHECK_EQ(gpu::planMemory(all, 256).arenaSize, size_t(2048));
+  CHECK_EQ(gpu::planMemory({}, 256).arenaSize, size_t(0));
+}
+
+TEST(gpu_memory_planner_never_overlaps_live_buffers) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<gpu::BufferRequest> reqs;
+    size_t total = 0;
+    for (int i = 0; i < 40; ++i) {
+      const int a = static_cast<int>(rng() % 30), len = static_cast<int>(rng() % 8);
+      reqs.push_back({static_cast<size_t>(rng() % 5000 + 1), a, a + len});
+      total += (reqs.back().size + 255) / 256 * 256;
+    }
+    const gpu::MemoryPlan mp = gpu::planMemory(reqs, 256);
+    CHECK(mp.arenaSize <= total);
+    CHECK(gpu::planMemory(reqs, 256).offsets == mp.offsets);  // deterministic
+    for (size_t i = 0; i < reqs.size(); ++i)
+      for (size_t j = i + 1; j < reqs.size(); ++j) {
+        const bool liveTogether = !(reqs[i].lastStep < reqs[j].firstStep || reqs[j].lastStep < reqs[i].firstStep);
+        const bool memOverlap = mp.offsets[i] < mp.offsets[j] + reqs[j].size && mp.offsets[j] < mp.offsets[i] + reqs[i].size;
+        CHECK(!(liveTogether && memOverlap));
+      }
+  }
+}
+
+// Runs only where a CUDA driver and a GPU of a supported SM exist (the device machine).
+TEST(gpu_executor_matches_cpu_reference_on_small_graphs) {
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  for (const char* precision : {"fp32", "fp16"}) {
+    Plan p = smallCnnPlan(dev.sm, precision);
+    gpu::prepareGpuPlan(p);
+    std::map<std::string, Tensor> in{{"x", randomFloats({2, 8, 10, 10}, 11)}};
+    const auto want = runGraph(p.graph, in);
+    gpu::GpuExecutor ex(p);
+    const auto got = ex.run(in);
+    const auto st = ex.stats(in);
+    CHECK_EQ(st.cpuLayers, 0);
+    const double tol = std::string(precision) == "fp16" ? 3e-2 : 1e-4;
+    for (const auto& kv : want) {
+      const Tensor& g = got.at(kv.first);
+      CHECK(g.shape == kv.second.shape);
+      double maxErr = 0;
+      for (int64_t i = 0; i < g.numel(); ++i)
+        maxErr = std::max(maxErr, std::fabs(double(g.data<float>()[i]) - kv.second.data<float>()[i]));
+      if (!(maxErr <= tol)) PF_FAIL(precision << " output " << kv.first << " max error " << maxErr);
+    }
+    // Second run reuses the specialization (and its CUDA graph): same answer.
+    const auto again = ex.run(in);
+    CHECK(again.at("probs").bytes == got.at("probs").bytes);
+    CHECK_THROWS_CODE(gpu::GpuExecutor(smallCnnPlan(dev.sm == 80 ? 90 : 80, "fp32")), ErrorCode::kWrongSm, "this GPU is");
+  }
+}

@@ -1,0 +1,70 @@
+// Helpers for building tiny graphs in C++ tests.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "core/op_registry.h"
+#include "core/tensor.h"
+
+namespace pftest {
+
+using namespace planforge;
+
+inline Node node(const std::string& op, const std::string& name, std::vector<std::string> ins, std::vector<std::string> outs) {
+  Node n;
+  n.opType = op;
+  n.name = name;
+  n.inputs = std::move(ins);
+  n.outputs = std::move(outs);
+  n.originalNames = {name};
+  return n;
+}
+
+inline Tensor floats(Shape shape, std::vector<float> v) {
+  Tensor t(DataType::kFloat, std::move(shape));
+  for (size_t i = 0; i < v.size(); ++i) t.data<float>()[i] = v[i];
+  return t;
+}
+
+inline Tensor int64s(Shape shape, std::vector<int64_t> v) {
+  Tensor t(DataType::kInt64, std::move(shape));
+  for (size_t i = 0; i < v.size(); ++i) t.data<int64_t>()[i] = v[i];
+  return t;
+}
+
+inline ValueType type(DataType dt, Shape dims) {
+  ValueType t;
+  t.dtype = dt;
+  t.hasShape = true;
+  t.dims = dims;
+  t.dimParams.assign(dims.size(), "");
+  for (size_t i = 0; i < dims.size(); ++i)
+    if (dims[i] < 0) t.dimParams[i] = "batch";
+  return t;
+}
+
+inline void addInput(Graph& g, const std::string& name, Shape dims, DataType dt = DataType::kFloat) {
+  g.inputs.push_back(name);
+  g.types[name] = type(dt, dims);
+}
+
+inline Attribute intAttr(int64_t v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInt;
+  a.i = v;
+  return a;
+}
+
+inline Attribute intsAttr(std::vector<int64_t> v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+
+// Registers minimal definitions of the ops these tests use when the real kernels
+// (native/src/core/ops/) do not provide them yet; never replaces a real kernel.
+void ensureTestOps();
+
+}  // namespace pftest

@@ -1,0 +1,16 @@
+// Applies pending registry migrations and exits: the Kubernetes migrations Job and
+// `docker compose run --rm api node scripts/migrate.js`. Needs a built tree (dist/).
+// (The API and workers also migrate at boot, under a Postgres advisory lock; this
+// lets a deploy migrate once, before any new pod starts.)
+import { loadConfig } from '../dist/libs/config/index.js';
+import { createDataSource } from '../dist/libs/registry/index.js';
+
+const config = loadConfig(process.env);
+const dataSource = createDataSource(config.databaseUrl, { migrationsRun: false, poolSize: 1, applicationName: 'planforge-migrate' });
+await dataSource.initialize();
+try {
+  const applied = await dataSource.runMigrationsLocked();
+  process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'schema is up to date\n');
+} finally {
+  await dataSource.destroy();
+}
