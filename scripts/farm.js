@@ -3,11 +3,13 @@
 // API and one worker per target, builds the bundled sample model for every target and
 // prints where its plans are. Runs until Ctrl-C, then stops everything in order.
 // Node built-ins only at the top level: node_modules may not exist before bootstrap.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { bootstrapOrExit } from './bootstrap.js';
 import {
   REPO_ROOT,
+  hasExited,
   portOrFree,
   spawnService,
   startPostgres,
@@ -24,12 +26,11 @@ const SAMPLE_MODEL = join(REPO_ROOT, 'samples', 'tiny-cnn.onnx');
 const API_MAIN = join(REPO_ROOT, 'dist', 'apps', 'api', 'src', 'main.js');
 const WORKER_MAIN = join(REPO_ROOT, 'dist', 'apps', 'worker', 'src', 'main.js');
 const BUCKET = process.env.S3_BUCKET || 'planforge';
-const TARGETS = (process.env.FARM_TARGETS || 'sm_80,sm_86,sm_87,sm_90')
-  .split(',')
-  .map((t) => t.trim())
-  .filter(Boolean);
+/** One worker per target; set in main() once the build exists (aliases such as "ampere" expand). */
+let TARGETS = [];
 const BUILD_TIMEOUT_MS = Number(process.env.FARM_BUILD_TIMEOUT_S || 900) * 1000;
 const WORKER_STOP_TIMEOUT_MS = 60_000;
+const ADMIN_KEY_FILE = join(FARM_DIR, 'admin-api-key');
 
 const log = (msg) => process.stdout.write(`[farm] ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -47,10 +48,10 @@ let startup = Promise.resolve();
 async function stopApps() {
   // Workers first (they finish or hand back their jobs), then the API.
   const workers = apps.filter((a) => a.name !== 'api');
-  for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');
+  for (const w of workers) if (!hasExited(w.child)) w.child.kill('SIGTERM');
   await Promise.all(workers.map((w) => waitForExit(w.child, WORKER_STOP_TIMEOUT_MS)));
   for (const a of apps.filter((x) => x.name === 'api')) {
-    if (a.child.exitCode === null) a.child.kill('SIGTERM');
+    if (!hasExited(a.child)) a.child.kill('SIGTERM');
     await waitForExit(a.child, 15_000);
   }
 }
@@ -82,8 +83,18 @@ function spawnApp(name, script, env) {
   return { child, logFile };
 }
 
-async function api(base, path, init) {
-  const res = await fetch(`${base}${path}`, init);
+/** ADMIN_API_KEY when set, else the farm's own key, made once and kept in .farm/admin-api-key. */
+function adminApiKey() {
+  if (process.env.ADMIN_API_KEY) return process.env.ADMIN_API_KEY;
+  if (existsSync(ADMIN_KEY_FILE)) return readFileSync(ADMIN_KEY_FILE, 'utf8').trim();
+  const key = `pf_${randomBytes(32).toString('base64url')}`;
+  writeFileSync(ADMIN_KEY_FILE, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+let apiKey = '';
+
+async function api(base, path, init = {}) {
+  const res = await fetch(`${base}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${apiKey}` } });
   const text = await res.text();
   let body;
   try {
@@ -185,6 +196,8 @@ async function startFarm() {
     S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
     S3_FORCE_PATH_STYLE: 'true',
     API_PORT: String(apiPort),
+    // The API ensures this admin key at boot (stored hashed); the farm uses it for the sample build.
+    ADMIN_API_KEY: apiKey,
     WORK_DIR: join(FARM_DIR, 'work'),
     // Logs go to files: no colour codes.
     NO_COLOR: '1',
@@ -194,7 +207,7 @@ async function startFarm() {
   const { child: apiChild, logFile: apiLog } = spawnApp('api', API_MAIN, env);
   const base = `http://127.0.0.1:${apiPort}`;
   await waitUntil('api', async () => (await fetch(`${base}/health/ready`)).ok, { child: apiChild, logFile: apiLog, timeoutMs: 120_000, signal });
-  log(`api      ${base} (log .farm/logs/api.log)`);
+  log(`api      ${base} (log .farm/logs/api.log; admin API key in ${process.env.ADMIN_API_KEY ? 'ADMIN_API_KEY' : '.farm/admin-api-key'})`);
 
   for (const target of TARGETS) {
     spawnApp(`worker-${target}`, WORKER_MAIN, { ...env, WORKER_TARGETS: target, WORKER_MODE: 'cross', WORKER_ID: `farm-${target}` });
@@ -208,20 +221,33 @@ async function main() {
   mkdirSync(LOG_DIR, { recursive: true });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => shutdown(0));
 
+  // After bootstrap the compiled contracts exist: the same target names and aliases as the API.
+  const { expandTargets } = await import('../dist/libs/contracts/index.js');
+  TARGETS = expandTargets((process.env.FARM_TARGETS || 'sm_80,sm_86,sm_87,sm_90').split(',').filter((t) => t.trim()));
+
+  apiKey = adminApiKey();
   startup = startFarm();
   const base = await startup;
   if (process.argv.includes('--no-sample')) {
     log('skipping the sample build (--no-sample)');
   } else {
-    if (!existsSync(SAMPLE_MODEL)) throw new Error(`${SAMPLE_MODEL} is missing`);
+    if (!existsSync(SAMPLE_MODEL)) {
+      // The sample is tinyConvNet() of the test helpers: regenerate it rather than fail.
+      const { writeSampleModel } = await import('../dist/test/helpers/onnx-builder.js');
+      writeSampleModel(SAMPLE_MODEL);
+      log(`wrote ${SAMPLE_MODEL}`);
+    }
     const build = await buildSample(base);
     await printResult(base, build);
   }
-  log(`farm is running: API ${base}; Ctrl-C stops it`);
+  log(`farm is running: API ${base}; Ctrl-C stops it. Try:`);
+  const keyRef = process.env.ADMIN_API_KEY ? '$ADMIN_API_KEY' : '$(cat .farm/admin-api-key)';
+  process.stdout.write(`  curl -H "Authorization: Bearer ${keyRef}" ${base}/v1/models\n`);
 }
 
 main().catch(async (err) => {
   if (shuttingDown) return; // Ctrl-C during start-up: not an error
-  process.stderr.write(`[farm] ${err.stack ?? err}\n`);
+  const userError = err?.name === 'UnknownTargetError';
+  process.stderr.write(`[farm] ${userError ? `FARM_TARGETS: ${err.message}` : (err.stack ?? err)}\n`);
   await shutdown(1);
 });

@@ -6,7 +6,8 @@ import { loadConfig } from '../dist/libs/config/index.js';
 import { createDataSource } from '../dist/libs/registry/index.js';
 
 const config = loadConfig(process.env);
-const dataSource = createDataSource(config.databaseUrl, { migrationsRun: false, poolSize: 1, applicationName: 'planforge-migrate' });
+// Two connections: one holds the migration advisory lock while the other migrates.
+const dataSource = createDataSource(config.databaseUrl, { migrationsRun: false, poolSize: 2, applicationName: 'planforge-migrate' });
 await dataSource.initialize();
 try {
   const applied = await dataSource.runMigrationsLocked();

@@ -78,7 +78,7 @@ export async function waitUntil(name, probe, { timeoutMs = 60_000, child, logFil
     await poll(name, probe, { timeoutMs, child, logFile, signal });
   } catch (err) {
     // A service that never became ready must not outlive the attempt (a group kill reaches runuser's child too).
-    if (child && child.exitCode === null && child.pid) {
+    if (child && !hasExited(child) && child.pid) {
       try {
         process.kill(-child.pid, 'SIGKILL');
       } catch {
@@ -94,8 +94,8 @@ async function poll(name, probe, { timeoutMs, child, logFile, signal }) {
   for (;;) {
     if (signal?.aborted) throw new Error(`${name}: start-up interrupted`);
     if (child?.spawnError) throw new Error(`${name} could not be started: ${child.spawnError.message}`);
-    if (child && child.exitCode !== null) {
-      throw new Error(`${name} exited with code ${child.exitCode} before it was ready${logTail(logFile)}`);
+    if (child && hasExited(child)) {
+      throw new Error(`${name} exited with ${child.signalCode ?? `code ${child.exitCode}`} before it was ready${logTail(logFile)}`);
     }
     try {
       if (await probe()) return;
@@ -128,10 +128,12 @@ export function spawnService(command, args, { logFile, cwd = REPO_ROOT, env = pr
   return child;
 }
 
+/** The child is gone (exit code or killed by a signal). */
+export const hasExited = (child) => child.exitCode !== null || child.signalCode !== null;
 
 /** Resolves when the child has exited; SIGKILLs it when it takes longer than `timeoutMs`. */
 export function waitForExit(child, timeoutMs = 10_000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child?.exitCode ?? null);
+  if (!child || hasExited(child)) return Promise.resolve(child?.exitCode ?? null);
   return new Promise((resolveExit) => {
     const timer = setTimeout(() => {
       try {
@@ -178,17 +180,19 @@ export async function startRedis({ dir, port, persistent = false, signal }) {
     '--maxmemory-policy', 'noeviction',
   ];
   const child = spawnService('redis-server', args, { logFile });
-  await waitUntil('redis-server', async () => (await tcpExchange(port, 'PING\r\n')).startsWith('+PONG'), { child, logFile, signal });
+  // Ready = answers, and it is our process (not another server that already had the port).
+  const isOurs = async () => new RegExp(`^process_id:${child.pid}\\r?$`, 'm').test(await tcpExchange(port, 'INFO server\r\n'));
+  await waitUntil('redis-server', isOurs, { child, logFile, signal });
   return {
     name: 'redis',
     port,
     url: `redis://${HOST}:${port}`,
     child,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (hasExited(child)) return;
       // SHUTDOWN flushes the AOF before exiting; the connection just closes, there is no reply.
       await tcpExchange(port, 'SHUTDOWN\r\n', 5000).catch(() => undefined);
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (!hasExited(child)) child.kill('SIGTERM');
       await waitForExit(child, 10_000);
     },
   };
@@ -316,7 +320,9 @@ export async function startPostgres({ dataDir, port, fast = false, app, signal }
   const [cmd, args] = asPostgres(bin('postgres'), serverArgs);
   const child = spawnService(cmd, args, { logFile, cwd: '/' });
   const adminUrl = `postgres://postgres@${HOST}:${port}/postgres`;
-  await waitUntil('postgres', async () => (await pgQuery(adminUrl, 'SELECT 1')).rowCount === 1, { child, logFile, signal, timeoutMs: 90_000 });
+  // Ready = accepts queries on our data directory (not another cluster that had the port).
+  const isOurs = async () => (await pgQuery(adminUrl, 'SHOW data_directory')).rows[0]?.data_directory === resolve(data);
+  await waitUntil('postgres', isOurs, { child, logFile, signal, timeoutMs: 90_000 });
 
   let appUrl;
   if (app) {
@@ -336,10 +342,10 @@ export async function startPostgres({ dataDir, port, fast = false, app, signal }
     url: appUrl ?? adminUrl,
     child,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (hasExited(child)) return;
       const [stopCmd, stopArgs] = asPostgres(bin('pg_ctl'), ['stop', '-D', data, '-m', 'fast', '-w', '-t', '30']);
       const res = spawnSync(stopCmd, stopArgs, { cwd: '/', encoding: 'utf8' });
-      if (res.status !== 0 && child.exitCode === null) child.kill('SIGINT'); // SIGINT = fast shutdown
+      if (res.status !== 0 && !hasExited(child)) child.kill('SIGINT'); // SIGINT = fast shutdown
       await waitForExit(child, 30_000);
     },
   };
@@ -370,7 +376,7 @@ export async function startS3rver({ dir, port, bucket, signal }) {
     ...S3RVER_CREDENTIALS,
     child,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (hasExited(child)) return;
       child.kill('SIGTERM');
       await waitForExit(child, 10_000);
     },

@@ -1,6 +1,7 @@
 // `npm test [-- jest args]`: bootstrap, start throwaway Redis/Postgres/s3rver on random
 // ports, run jest (native ESM) on the compiled tests, stop everything, exit with jest's code.
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootstrapOrExit } from './bootstrap.js';
 import {
@@ -19,8 +20,25 @@ const log = (msg) => process.stderr.write(`[test] ${msg}\n`);
 // PLANFORGE_SKIP_BOOTSTRAP=1: rerun tests against what is already built (quick edit-test loops).
 if (process.env.PLANFORGE_SKIP_BOOTSTRAP !== '1') bootstrapOrExit();
 
+const servicesRoot = join(REPO_ROOT, '.test-services');
+
+/** Directories of earlier runs that died without cleaning up (their runner pid is gone). */
+function removeStaleRuns() {
+  if (!existsSync(servicesRoot)) return;
+  for (const name of readdirSync(servicesRoot)) {
+    const pid = Number(/-(\d+)$/.exec(name)?.[1]);
+    if (!pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if (err.code === 'ESRCH') removeDir(join(servicesRoot, name));
+    }
+  }
+}
+removeStaleRuns();
+
 const runId = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${process.pid}`;
-const baseDir = join(REPO_ROOT, '.test-services', runId);
+const baseDir = join(servicesRoot, runId);
 const services = [];
 let jest = null;
 let stopping = null;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE from the repo root, after bench/gpu/prepare_carry.sh filled .gpucarry/:
-#   bash .gpucarry/gpu/run_on_device.sh [info] [unit] [conformance] [models] [verify] [bench] [baseline]
+#   bash .gpucarry/gpu/run_on_device.sh [info] [unit] [conformance] [models] [verify] [baseline] [bench] [tune]
 # Writes $OUT/results.jsonl (one JSON object per step), conformance.jsonl, unit.txt, baseline.json, log.txt.
 # Every step has its own timeout and records failures instead of stopping the run.
 set -u
@@ -10,7 +10,7 @@ OUT=${OUT:-/tmp/pf-out}
 mkdir -p "$OUT"
 W=/tmp/pfwork
 mkdir -p "$W/plans" "$W/conf"
-PHASES=${*:-info unit conformance models verify bench baseline}
+PHASES=${*:-info unit conformance models verify baseline bench tune}
 R=$OUT/results.jsonl
 OPT=$C/bin/planforge-opt
 GPU=$C/bin/pf-gpu
@@ -87,26 +87,45 @@ if has verify; then
   done
 fi
 
+bench_one() {  # TAG MODEL PLAN BATCH [extra bench args...]
+  local tag=$1 m=$2 plan=$3 b=$4; shift 4
+  local it=100; [ "$b" -ge 32 ] && it=20; [ "$b" -ge 256 ] && it=8
+  timeout 240 "$GPU" bench "$plan" --shape "$(input_of "$m")=$(shape_of "$m" "$b")" --iterations $it --warmup 3 "$@" --json >"$W/bn.out" 2>"$W/bn.err"
+  local rc=$?
+  record bench "\"tag\":\"$tag\",\"model\":\"$m\",\"batch\":$b,\"rc\":$rc,\"result\":$(json_or_error "$W/bn.out" "$W/bn.err")"
+  log "bench $tag $m bs$b rc=$rc"
+}
+batches_of() { case $1 in bert-base) echo "${PF_BERT_BATCHES:-1 32}" ;; *) echo "${PF_BATCHES:-1 32 256}" ;; esac; }
 if has bench; then
-  for m in $MODELS; do
-    for p in $PRECISIONS; do
-      plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
-      for b in ${PF_BATCHES:-1 32 256}; do
-        [ "$m" = bert-base ] && [ "$b" = 256 ] && [ -z "${PF_BERT_256:-}" ] && continue
-        it=100; [ "$b" -ge 32 ] && it=20; [ "$b" -ge 256 ] && it=8
-        extra=""; [ "$b" = 1 ] && extra=--profile-layers
-        timeout 240 "$GPU" bench "$plan" --shape "$(input_of "$m")=$(shape_of "$m" "$b")" --iterations $it --warmup 3 $extra --json >"$W/bn.out" 2>"$W/bn.err"
-        rc=$?
-        record bench "\"model\":\"$m\",\"precision\":\"$p\",\"batch\":$b,\"rc\":$rc,\"result\":$(json_or_error "$W/bn.out" "$W/bn.err")"
-        log "bench $m $p bs$b rc=$rc"
-      done
+  # 1. the plans as built (cross mode, heuristic tactics)
+  for m in $MODELS; do for p in $PRECISIONS; do
+    plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
+    for b in $(batches_of "$m"); do
+      if [ "$b" = 1 ]; then bench_one "$p" "$m" "$plan" "$b" --profile-layers; else bench_one "$p" "$m" "$plan" "$b"; fi
     done
+  done; done
+fi
+if has tune; then
+  # 2. autotuned on this GPU (per shape, timing cache shared across runs); build+tune time of ResNet-50
+  for m in $MODELS; do
+    plan=$W/plans/$m.fp16.plan; [ -f "$plan" ] || continue
+    t0=$(date +%s.%N)
+    timeout 240 "$GPU" tune "$plan" -o "$W/plans/$m.fp16.tuned.plan" --timing-cache "$W/timing.cache" --json >"$W/t.out" 2>"$W/t.err"
+    rc=$?
+    record tune "\"model\":\"$m\",\"rc\":$rc,\"seconds\":$(python3 -c "import time; print(round(time.time() - $t0, 2))"),\"result\":$(json_or_error "$W/t.out" "$W/t.err")"
+    for b in $(batches_of "$m"); do bench_one fp16-autotune "$m" "$plan" "$b" --autotune --timing-cache "$W/timing.cache"; done
   done
+  cp "$W/timing.cache" "$OUT/timing_cache.txt" 2>/dev/null
+  # 3. split-K off at batch 1 (A/B of the small-grid heuristic)
+  for m in $MODELS; do for p in $PRECISIONS; do
+    plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
+    PLANFORGE_GPU_SPLITK=0 bench_one "$p-nosplitk" "$m" "$plan" 1
+  done; done
 fi
 
 if has baseline; then
   log "pytorch baseline"
-  timeout 420 python3 "$C/pytorch_baseline.py" --models "$(echo $MODELS | tr ' ' ,)" --batches "${PF_BASELINE_BATCHES:-1,32,256}" \
+  timeout 300 python3 "$C/pytorch_baseline.py" --models "$(echo $MODELS | tr ' ' ,)" --batches "${PF_BASELINE_BATCHES:-1,32,256}" \
     --json "$OUT/baseline.json" >>"$OUT/log.txt" 2>&1
   record baseline "\"rc\":$?"
 fi

@@ -68,8 +68,18 @@ export interface CalibrationUploadConfig {
   maxUploadBytes: number;
 }
 
+/** Per-API-key submission rate limit (token bucket in Redis; apps/api). */
+export interface RateLimitConfig {
+  /** SUBMIT_RATE_LIMIT_PER_MINUTE: builds a key may submit per minute on average; 0 turns the limit off. */
+  submitPerMinute: number;
+  /** SUBMIT_RATE_LIMIT_BURST: builds a key may submit at once before the average applies. */
+  submitBurst: number;
+}
+
 export interface AppConfig {
   auth: AuthConfig;
+  /** Optional so hand-built configs keep compiling; loadConfig always sets it. */
+  rateLimit?: RateLimitConfig;
   calibration: CalibrationUploadConfig;
   webhooks: WebhookConfig;
   promotionGate: PromotionGateConfig;
@@ -183,6 +193,8 @@ const envSchema = z.object({
   GATE_MAX_TOP1_DROP: z.string().transform(Number).pipe(z.number().min(0).max(100)).default(1),
   GATE_MAX_ERROR_RATIO: z.string().transform(Number).pipe(z.number().min(1).max(1e6)).default(2),
   GATE_MAX_LATENCY_REGRESSION_PCT: z.string().transform(Number).pipe(z.number().min(0).max(10_000)).default(10),
+  SUBMIT_RATE_LIMIT_PER_MINUTE: z.string().transform(Number).pipe(z.number().min(0).max(1_000_000)).default(120),
+  SUBMIT_RATE_LIMIT_BURST: integer(1, 100_000).default(60),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -206,6 +218,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   }
   return {
     auth: { disabled: e.AUTH_DISABLED, adminApiKey: e.ADMIN_API_KEY },
+    rateLimit: { submitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE, submitBurst: e.SUBMIT_RATE_LIMIT_BURST },
     calibration: { maxUploadBytes: e.MAX_CALIBRATION_BYTES },
     webhooks: { allowInsecureHttp: e.WEBHOOK_ALLOW_INSECURE_HTTP },
     promotionGate: {

@@ -65,6 +65,8 @@ export const buildSpecSchema = z
       })
       .strict()
       .optional(),
+    /** Queue priority: release builds run before branch builds; a number is a BullMQ priority (lower first). Not part of the plan. */
+    priority: z.union([z.enum(['release', 'branch']), z.number().int().min(1).max(2_097_151)]).optional(),
     /** Free-form labels stored with the version (e.g. git ref); small. */
     labels: z.record(z.string().max(64), z.string().max(256)).default({}),
   })
@@ -129,10 +131,10 @@ export interface PlanInputs {
 /**
  * Hash of what changes a plan's bytes for one target: everything but the target
  * list, the model name, labels and verification settings (those do not change the
- * compiled plan), plus the calibration data uploaded with the build, when any.
+ * compiled plan; nor does the priority), plus the calibration data uploaded with the build, when any.
  */
 export function planSpecHash(spec: BuildSpec, inputs: PlanInputs = {}): string {
-  const { targets: _t, model: _m, labels: _l, verification: _v, ...planAffecting } = spec;
+  const { targets: _t, model: _m, labels: _l, verification: _v, priority: _p, ...planAffecting } = spec;
   const uploaded = Object.fromEntries(Object.entries(inputs).filter(([, v]) => v !== undefined));
   const hashed = Object.keys(uploaded).length ? { ...planAffecting, uploaded } : planAffecting;
   return createHash('sha256').update(canonicalJson(hashed)).digest('hex');

@@ -58,7 +58,10 @@ export class BuildError extends Error {
     const code = typeof e?.code === 'string' && (BUILD_ERROR_CODES as readonly string[]).includes(e.code) ? (e.code as BuildErrorCode) : 'E_INTERNAL';
     const message = typeof e?.message === 'string' ? e.message : String(err);
     // TypeError / RangeError from the binding's own argument checks.
-    const finalCode = code === 'E_INTERNAL' && (err instanceof TypeError || err instanceof RangeError) ? 'E_INVALID_ARGUMENT' : code;
+    // (Checked by name: the addon's errors may come from another realm, e.g. under jest's VM.)
+    const name = (err as { name?: unknown } | null)?.name;
+    const isArgumentError = typeof e?.code !== 'string' && (name === 'TypeError' || name === 'RangeError');
+    const finalCode = isArgumentError ? 'E_INVALID_ARGUMENT' : code;
     return new BuildError(finalCode, message, { cause: err });
   }
 }

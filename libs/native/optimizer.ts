@@ -80,6 +80,7 @@ export async function buildPlan(opts: BuildPlanOptions): Promise<BuildSummary> {
     native.profiles = profiles;
   }
   if (opts.layerPrecisions !== undefined) {
+    if (!opts.layerPrecisions || typeof opts.layerPrecisions !== 'object') invalid('layerPrecisions must be an object');
     for (const [layer, p] of Object.entries(opts.layerPrecisions))
       if (!(PRECISIONS as readonly string[]).includes(p)) invalid(`layer precision for '${layer}' must be one of ${PRECISIONS.join(', ')}`);
     native.layerPrecisions = { ...opts.layerPrecisions };

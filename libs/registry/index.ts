@@ -14,3 +14,4 @@ export * from './repositories/build-cache.repository.js';
 export * from './repositories/version-admin.repository.js';
 export * from './repositories/idempotency.repository.js';
 export * from './repositories/webhook.repository.js';
+export * from './repositories/build-control.repository.js';

@@ -18,6 +18,13 @@ struct PfGemmParams {
   long long sAm, sAk, sBk, sBn;   // element strides (transposes are strides)
   long long batchA, batchB;       // batch strides (0 broadcasts)
   PfEpilogue epi;                 // residual uses the output layout
+  // Split-K (small grids): blockIdx.z = z * splits + slice; each slice sums K range
+  // [slice * kChunk, +kChunk) into workspace[(z * splits + slice) * M * N + m * N + n]; the reduce
+  // kernel then sums the slices and applies the epilogue. splits = 1: no workspace.
+  float* workspace;
+  long long kChunk;
+  int splits;
+  int pad_;
 };
 
 struct PfConvParams {
@@ -26,23 +33,28 @@ struct PfConvParams {
   float* output;        // [N][Co][OH][OW]
   int N, C, H, W, Co, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, groups;
   PfEpilogue epi;  // bias indexed by output channel (biasStrideM = 1, biasStrideN = 0)
+  float* workspace;  // split-K, as in PfGemmParams (blockIdx.z = group * splits + slice)
+  long long kChunk;
+  int splits;
+  int pad_;
 };
 
 struct PfGemmProblem {
   const PfGemmParams& p;
-  int z;
+  int z_;
+  __device__ int z() const { return z_; }
   __device__ long long M() const { return p.M; }
   __device__ long long N() const { return p.N; }
   __device__ long long K() const { return p.K; }
   __device__ float a(long long m, long long k) const {
-    return (m < p.M && k < p.K) ? p.A[z * p.batchA + m * p.sAm + k * p.sAk] : 0.f;
+    return (m < p.M && k < p.K) ? p.A[z_ * p.batchA + m * p.sAm + k * p.sAk] : 0.f;
   }
   __device__ float b(long long k, long long n) const {
-    return (k < p.K && n < p.N) ? p.B[z * p.batchB + k * p.sBk + n * p.sBn] : 0.f;
+    return (k < p.K && n < p.N) ? p.B[z_ * p.batchB + k * p.sBk + n * p.sBn] : 0.f;
   }
   __device__ void store(long long m, long long n, float acc) const {
     if (m >= p.M || n >= p.N) return;
-    const long long o = (long long)z * p.M * p.N + m * p.N + n;
+    const long long o = (long long)z_ * p.M * p.N + m * p.N + n;
     p.Y[o] = pfEpilogue(p.epi, acc, m, n, o);
   }
 };
@@ -50,6 +62,7 @@ struct PfGemmProblem {
 struct PfConvProblem {
   const PfConvParams& p;
   int g;  // group
+  __device__ int z() const { return g; }
   __device__ long long M() const { return p.Co / p.groups; }
   __device__ long long N() const { return (long long)p.N * p.OH * p.OW; }
   __device__ long long K() const { return (long long)(p.C / p.groups) * p.KH * p.KW; }
@@ -81,21 +94,31 @@ struct PfConvProblem {
 };
 
 // ---- FP32 SIMT core ----
+// Where a block's results go: the problem's epilogue, or the split-K workspace.
 template <typename Problem>
-__device__ __forceinline__ void pfGemmF32(const Problem& P) {
+__device__ __forceinline__ void pfStore(const Problem& P, float* ws, int slice, int splits, long long m, long long n, float acc) {
+  if (!ws) {
+    P.store(m, n, acc);
+  } else if (m < P.M() && n < P.N()) {
+    ws[(((long long)P.z() * splits + slice) * P.M() + m) * P.N() + n] = acc;
+  }
+}
+
+template <typename Problem>
+__device__ __forceinline__ void pfGemmF32(const Problem& P, long long kBegin, long long kEnd, float* ws, int slice, int splits) {
   constexpr int BM = 64, BN = 64, BK = 8;
   __shared__ float As[BK][BM];
   __shared__ float Bs[BK][BN];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const long long m0 = (long long)blockIdx.y * BM, n0 = (long long)blockIdx.x * BN;
   float acc[4][4] = {};
-  const long long K = P.K();
-  for (long long k0 = 0; k0 < K; k0 += BK) {
+  for (long long k0 = kBegin; k0 < kEnd; k0 += BK) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int i = tid + r * 256;
-      As[i % BK][i / BK] = P.a(m0 + i / BK, k0 + i % BK);
-      Bs[i / BN][i % BN] = P.b(k0 + i / BN, n0 + i % BN);
+      const long long ka = k0 + i % BK, kb = k0 + i / BN;
+      As[i % BK][i / BK] = ka < kEnd ? P.a(m0 + i / BK, ka) : 0.f;
+      Bs[i / BN][i % BN] = kb < kEnd ? P.b(kb, n0 + i % BN) : 0.f;
     }
     __syncthreads();
 #pragma unroll
@@ -115,12 +138,12 @@ __device__ __forceinline__ void pfGemmF32(const Problem& P) {
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) P.store(m0 + ty + 16 * i, n0 + tx + 16 * j, acc[i][j]);
+    for (int j = 0; j < 4; ++j) pfStore(P, ws, slice, splits, m0 + ty + 16 * i, n0 + tx + 16 * j, acc[i][j]);
 }
 
 // ---- FP16 tensor-core core (wmma) ----
 template <typename Problem>
-__device__ __forceinline__ void pfGemmF16(const Problem& P) {
+__device__ __forceinline__ void pfGemmF16(const Problem& P, long long kBegin, long long kEnd, float* ws, int slice, int splits) {
   using namespace nvcuda;
   constexpr int BM = 64, BN = 64, BK = 32, LDA = BK + 8, LDB = BN + 8, LDC = BN + 4;
   __shared__ __align__(32) __half As[BM * LDA];
@@ -133,13 +156,13 @@ __device__ __forceinline__ void pfGemmF16(const Problem& P) {
   for (int i = 0; i < 2; ++i)
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
-  const long long K = P.K();
-  for (long long k0 = 0; k0 < K; k0 += BK) {
+  for (long long k0 = kBegin; k0 < kEnd; k0 += BK) {
 #pragma unroll 4
     for (int r = 0; r < 16; ++r) {
       const int i = tid + r * 128;
-      As[(i / BK) * LDA + i % BK] = __float2half_rn(P.a(m0 + i / BK, k0 + i % BK));
-      Bs[(i / BN) * LDB + i % BN] = __float2half_rn(P.b(k0 + i / BN, n0 + i % BN));
+      const long long ka = k0 + i % BK, kb = k0 + i / BN;
+      As[(i / BK) * LDA + i % BK] = __float2half_rn(ka < kEnd ? P.a(m0 + i / BK, ka) : 0.f);
+      Bs[(i / BN) * LDB + i % BN] = __float2half_rn(kb < kEnd ? P.b(kb, n0 + i % BN) : 0.f);
     }
     __syncthreads();
 #pragma unroll
@@ -163,20 +186,59 @@ __device__ __forceinline__ void pfGemmF16(const Problem& P) {
     for (int j = 0; j < 2; ++j)
       wmma::store_matrix_sync(Cs + (wm * 32 + i * 16) * LDC + wn * 32 + j * 16, acc[i][j], LDC, wmma::mem_row_major);
   __syncthreads();
-  for (int i = tid; i < BM * BN; i += 128) P.store(m0 + i / BN, n0 + i % BN, Cs[(i / BN) * LDC + i % BN]);
+  for (int i = tid; i < BM * BN; i += 128) pfStore(P, ws, slice, splits, m0 + i / BN, n0 + i % BN, Cs[(i / BN) * LDC + i % BN]);
+}
+
+// blockIdx.z = z * splits + slice (splits = 1: z).
+template <typename Params>
+__device__ __forceinline__ void pfSplit(const Params& p, long long K, int& z, int& slice, long long& kBegin, long long& kEnd) {
+  z = (int)(blockIdx.z / p.splits);
+  slice = (int)(blockIdx.z % p.splits);
+  kBegin = p.splits > 1 ? slice * p.kChunk : 0;
+  kEnd = p.splits > 1 ? min(K, kBegin + p.kChunk) : K;
 }
 
 extern "C" __global__ void __launch_bounds__(256) pf_gemm_f32(PfGemmParams p) {
-  pfGemmF32(PfGemmProblem{p, (int)blockIdx.z});
+  int z, slice; long long kb, ke;
+  pfSplit(p, p.K, z, slice, kb, ke);
+  pfGemmF32(PfGemmProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
 }
 extern "C" __global__ void __launch_bounds__(128) pf_gemm_f16tc(PfGemmParams p) {
-  pfGemmF16(PfGemmProblem{p, (int)blockIdx.z});
+  int z, slice; long long kb, ke;
+  pfSplit(p, p.K, z, slice, kb, ke);
+  pfGemmF16(PfGemmProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
 }
 extern "C" __global__ void __launch_bounds__(256) pf_conv_f32(PfConvParams p) {
-  pfGemmF32(PfConvProblem{p, (int)blockIdx.z});
+  int z, slice; long long kb, ke;
+  const long long K = (long long)(p.C / p.groups) * p.KH * p.KW;
+  pfSplit(p, K, z, slice, kb, ke);
+  pfGemmF32(PfConvProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
 }
 extern "C" __global__ void __launch_bounds__(128) pf_conv_f16tc(PfConvParams p) {
-  pfGemmF16(PfConvProblem{p, (int)blockIdx.z});
+  int z, slice; long long kb, ke;
+  const long long K = (long long)(p.C / p.groups) * p.KH * p.KW;
+  pfSplit(p, K, z, slice, kb, ke);
+  pfGemmF16(PfConvProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
+}
+
+// Split-K reduction: sums the slices of each (z, m, n) and applies the problem's epilogue.
+template <typename Problem>
+__device__ __forceinline__ void pfSplitReduce(const Problem& P, const float* ws, int splits, long long m, long long n) {
+  float acc = 0.f;
+  const long long mn = P.M() * P.N();
+  const float* base = ws + (long long)P.z() * splits * mn + m * P.N() + n;
+  for (int s = 0; s < splits; ++s) acc += base[s * mn];
+  P.store(m, n, acc);
+}
+extern "C" __global__ void pf_gemm_splitk_reduce(PfGemmParams p, long long batch) {
+  const long long mn = p.M * p.N, total = batch * mn;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    pfSplitReduce(PfGemmProblem{p, (int)(i / mn)}, p.workspace, p.splits, (i % mn) / p.N, i % p.N);
+}
+extern "C" __global__ void pf_conv_splitk_reduce(PfConvParams p) {
+  const long long M = p.Co / p.groups, N = (long long)p.N * p.OH * p.OW, mn = M * N, total = (long long)p.groups * mn;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    pfSplitReduce(PfConvProblem{p, (int)(i / mn)}, p.workspace, p.splits, (i % mn) / N, i % N);
 }
 
 // Depthwise-style convolution (one input channel per group): one thread per output element.

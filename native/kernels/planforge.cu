@@ -193,6 +193,31 @@ extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, cons
   }
 }
 
+// IsNaN (float -> bool byte) and Where(cond, a, b) with numpy broadcasting of all three.
+extern "C" __global__ void pf_isnan(const float* x, unsigned char* y, long long n) {
+  PF_GRID_STRIDE(i, n) y[i] = isnan(x[i]) ? 1 : 0;
+}
+struct PfStrides3 {
+  int rank;
+  long long dims[PF_MAX_RANK];
+  long long c[PF_MAX_RANK];
+  long long a[PF_MAX_RANK];
+  long long b[PF_MAX_RANK];
+};
+extern "C" __global__ void pf_where(const unsigned char* c, const float* a, const float* b, float* y, long long n, PfStrides3 s) {
+  PF_GRID_STRIDE(i, n) {
+    long long r = i, oc = 0, oa = 0, ob = 0;
+    for (int d = s.rank - 1; d >= 0; --d) {
+      const long long k = r % s.dims[d];
+      r /= s.dims[d];
+      oc += k * s.c[d];
+      oa += k * s.a[d];
+      ob += k * s.b[d];
+    }
+    y[i] = c[oc] ? a[oa] : b[ob];
+  }
+}
+
 // Reformat kernels (half <-> float) for FP16 inputs / outputs.
 extern "C" __global__ void pf_f16_to_f32(const __half* x, float* y, long long n) {
   PF_GRID_STRIDE(i, n) y[i] = __half2float(x[i]);

@@ -130,6 +130,19 @@ TEST(fuse_conv_bias_activation_silu_clip_hardswish_and_plain_bias) {
     CHECK_EQ(g.nodes[0].attrs.getString("activation", ""), std::string("SiLU"));
     CHECK_EQ(joined(g.nodes[0].originalNames), std::string("conv,sig,mul"));
   }
+  // HardSwish written as x * HardSigmoid(x, alpha=1/6).
+  {
+    Graph g = convGraph(true);
+    Node hs = node("HardSigmoid", "hsig", {"c"}, {"s"});
+    hs.attrs.values["alpha"] = floatAttr(1.f / 6.f);
+    g.nodes.push_back(hs);
+    g.nodes.push_back(node("Mul", "mul", {"s", "c"}, {"y"}));
+    g.outputs = {"y"};
+    PassCheck r = runPassAndCompare(g, "fuse_conv_bias_activation");
+    CHECK_EQ(r.stats.nodesAfter, 1);
+    CHECK(r.maxDiff <= 1e-5);
+    CHECK_EQ(g.nodes[0].attrs.getString("activation", ""), std::string("HardSwish"));
+  }
   // Relu6 as Clip with constant min/max inputs (opset >= 11).
   {
     Graph g = convGraph(true);
@@ -302,6 +315,19 @@ TEST(fuse_layernorm_pytorch_and_paddle_exports) {
     CHECK_EQ(ln.originalNames.front(), std::string("mean"));
     CHECK_EQ(shapeToString(g.initializers.at(ln.inputs[1]).shape), std::string("8"));
   }
+}
+
+TEST(fuse_layernorm_with_two_subtractions) {
+  // Some exporters compute x - mean twice: once for the variance, once for the division.
+  Graph g = layerNormGraph(false);
+  g.nodes.push_back(node("Sub", "sub2", {"x", "m"}, {"d2"}));
+  for (auto& n : g.nodes)
+    if (n.name == "div") n.inputs[0] = "d2";
+  PassCheck r = runPassAndCompare(g, "fuse_layernorm");
+  CHECK_EQ(r.stats.nodesBefore, 10);
+  CHECK_EQ(r.stats.nodesAfter, 1);
+  CHECK(r.maxDiff <= 1e-5);
+  CHECK_EQ(g.nodes[0].originalNames.size(), 10u);
 }
 
 TEST(fuse_layernorm_rejects_non_trailing_axes_and_shared_intermediates) {

@@ -105,6 +105,66 @@ Plan smallCnnPlan(int sm, const std::string& precision) {
   return p;
 }
 
+// Shapes that take the split-K path (small grids, long K), broadcast residual / mask adds,
+// batched MatMul, IsNaN + Where (the pattern PyTorch exports around attention softmax).
+Plan splitKAndAttentionPlan(int sm, const std::string& precision) {
+  Plan p;
+  p.header.optimizerVersion = "test";
+  p.header.targetSm = sm;
+  p.header.precision = precision;
+  Graph& g = p.graph;
+  g.irVersion = 8;
+  g.opset = 17;
+  g.opsetImports[""] = 17;
+  addInput(g, "x", {1, 64, 4, 4});
+  addInput(g, "q", {2, 3, 5, 8});
+  addInput(g, "k", {2, 3, 8, 5});
+  g.initializers["w"] = randomFloats({32, 64, 3, 3}, 21);
+  g.initializers["b"] = randomFloats({32}, 22);
+  g.initializers["chan"] = randomFloats({1, 32, 1, 1}, 23);
+  g.initializers["wf"] = randomFloats({512, 40}, 24);
+  g.initializers["mask"] = randomFloats({2, 1, 1, 5}, 25);
+  g.initializers["zero"] = floats({}, {0.f});
+  Node c = node("FusedConv", "conv", {"x", "w", "b", "chan"}, {"c"});
+  c.domain = "planforge";
+  c.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  c.precision = precision;
+  g.nodes.push_back(c);
+  g.nodes.push_back(node("Flatten", "flat", {"c"}, {"f"}));
+  Node fc = node("Gemm", "fc", {"f", "wf"}, {"fc"});
+  fc.precision = precision;
+  g.nodes.push_back(fc);
+  Node qk = node("FusedMatMul", "qk", {"q", "k", "mask"}, {"scores"});
+  qk.domain = "planforge";
+  qk.precision = precision;
+  g.nodes.push_back(qk);
+  Node sm_ = node("Softmax", "softmax", {"scores"}, {"probs"});
+  g.nodes.push_back(sm_);
+  g.nodes.push_back(node("IsNaN", "isnan", {"probs"}, {"nan"}));
+  g.nodes.push_back(node("Where", "where", {"nan", "zero", "probs"}, {"attn"}));
+  g.outputs = {"fc", "attn"};
+  inferShapes(g);
+  return p;
+}
+
+void expectGpuMatchesCpu(Plan p, const std::map<std::string, Tensor>& in, double tol) {
+  gpu::prepareGpuPlan(p);
+  const auto want = runGraph(p.graph, in);
+  gpu::GpuExecutor ex(p);
+  const auto got = ex.run(in);
+  const auto st = ex.stats(in);
+  if (st.cpuLayers != 0) PF_FAIL(st.cpuLayers << " layer(s) fell back to the CPU, first " << st.cpuLayerNames.front());
+  for (const auto& kv : want) {
+    const Tensor& g = got.at(kv.first);
+    CHECK(g.shape == kv.second.shape);
+    double maxErr = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) maxErr = std::max(maxErr, std::fabs(g.getDouble(i) - kv.second.getDouble(i)));
+    if (!(maxErr <= tol)) PF_FAIL(p.header.precision << " output " << kv.first << " max error " << maxErr);
+  }
+  const auto again = ex.run(in);  // the specialization (and its CUDA graph) is reused
+  for (const auto& kv : got) CHECK(again.at(kv.first).bytes == kv.second.bytes);
+}
+
 }  // namespace
 
 TEST(gpu_embedded_cubins_match_their_sm) {
@@ -256,6 +316,7 @@ TEST(gpu_memory_planner_never_overlaps_live_buffers) {
 
 // Runs only where a CUDA driver and a GPU of a supported SM exist (the device machine).
 TEST(gpu_executor_matches_cpu_reference_on_small_graphs) {
+  CHECK_EQ(runGraph(smallCnnPlan(90, "fp32").graph, {{"x", randomFloats({2, 8, 10, 10}, 11)}}).size(), size_t(2));
   if (!gpu::cudaDriverAvailable()) return;
   const gpu::DeviceInfo dev = gpu::deviceInfo(0);
   if (!gpu::embeddedCubin(dev.sm)) return;
@@ -282,4 +343,47 @@ TEST(gpu_executor_matches_cpu_reference_on_small_graphs) {
     CHECK(again.at("probs").bytes == got.at("probs").bytes);
     CHECK_THROWS_CODE(gpu::GpuExecutor(smallCnnPlan(dev.sm == 80 ? 90 : 80, "fp32")), ErrorCode::kWrongSm, "this GPU is");
   }
+}
+
+TEST(gpu_executor_split_k_broadcast_residual_and_attention_masking) {
+  std::map<std::string, Tensor> in{{"x", randomFloats({1, 64, 4, 4}, 31)}, {"q", randomFloats({2, 3, 5, 8}, 32)},
+                                   {"k", randomFloats({2, 3, 8, 5}, 33)}};
+  CHECK_EQ(runGraph(splitKAndAttentionPlan(90, "fp32").graph, in).size(), size_t(2));  // the graph itself is valid
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  expectGpuMatchesCpu(splitKAndAttentionPlan(dev.sm, "fp32"), in, 2e-4);
+  expectGpuMatchesCpu(splitKAndAttentionPlan(dev.sm, "fp16"), in, 1e-1);
+}
+
+TEST(gpu_tune_plan_keeps_candidates_and_results) {
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  Plan p = smallCnnPlan(dev.sm, "fp16");
+  std::map<std::string, Tensor> in{{"x", randomFloats({2, 8, 10, 10}, 41)}};
+  const gpu::GpuLayerStats st = gpu::tunePlan(p, in);
+  CHECK(p.header.tuned);
+  CHECK(st.tunedLayers >= 2);  // conv1, fc, mm have two candidates each
+  for (const auto& n : p.graph.nodes) {
+    const auto c = gpu::candidateTactics(p.graph, n);
+    if (!c.empty()) CHECK(std::find(c.begin(), c.end(), n.tactic) != c.end());
+  }
+  const std::vector<uint8_t> bytes = serializePlan(p);
+  expectGpuMatchesCpu(parsePlan(bytes.data(), bytes.size()), in, 3e-2);
+}
+
+TEST(gpu_tuning_with_a_timing_cache_reuses_measurements) {
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  std::map<std::string, Tensor> in{{"x", randomFloats({2, 8, 10, 10}, 51)}};
+  gpu::TimingCache cache;
+  Plan a = smallCnnPlan(dev.sm, "fp16"), b = smallCnnPlan(dev.sm, "fp16");
+  const gpu::GpuLayerStats first = gpu::tunePlan(a, in, 0, &cache);
+  CHECK_EQ(first.timingCacheHits, 0);
+  CHECK(cache.size() >= 2);
+  const gpu::GpuLayerStats second = gpu::tunePlan(b, in, 0, &cache);
+  CHECK_EQ(second.timingCacheHits, second.tunedLayers);
+  for (size_t i = 0; i < a.graph.nodes.size(); ++i) CHECK_EQ(a.graph.nodes[i].tactic, b.graph.nodes[i].tactic);
 }

@@ -33,7 +33,7 @@ TEST(pass_registry_default_pipeline_order) {
   CHECK_THROWS_CODE(runPasses(g, {"no_such_pass"}, ctx), ErrorCode::kInternal, "no_such_pass");
 }
 
-TEST(eliminate_identity_removes_identity_dropout_and_noop_cast) {
+TEST(eliminate_identity_removes_identity_and_dropout) {
   ensureTestOps();
   Graph g;
   g.opset = 13;
@@ -51,6 +51,33 @@ TEST(eliminate_identity_removes_identity_dropout_and_noop_cast) {
   CHECK_EQ(stats[0].nodesAfter, 2);
   CHECK_EQ(stats[0].changes.size(), 2u);
   CHECK(stats[0].changes[0].find("Identity 'id'") != std::string::npos);
+}
+
+TEST(eliminate_identity_removes_noop_cast_and_reshape) {
+  ensureTestOps();
+  if (!OpRegistry::instance().find("Cast") || !OpRegistry::instance().find("Reshape")) return;  // kernels not built in
+  Graph g;
+  g.opset = 13;
+  addInput(g, "x", {2, 3});
+  g.outputs = {"y"};
+  g.initializers["same_shape"] = int64s({2}, {2, 3});
+  g.initializers["flat_shape"] = int64s({1}, {6});
+  Node same = node("Cast", "cast_same", {"x"}, {"a"});
+  same.attrs.values["to"] = intAttr(1);
+  Node toInt = node("Cast", "cast_int", {"a"}, {"b"});
+  toInt.attrs.values["to"] = intAttr(7);
+  g.nodes.push_back(same);
+  g.nodes.push_back(toInt);
+  g.nodes.push_back(node("Reshape", "reshape_same", {"b", "same_shape"}, {"c"}));
+  g.nodes.push_back(node("Reshape", "reshape_flat", {"c", "flat_shape"}, {"y"}));
+  runOne(g, "eliminate_identity");
+  CHECK(!hasNode(g, "cast_same"));
+  CHECK(!hasNode(g, "reshape_same"));
+  CHECK(hasNode(g, "cast_int"));
+  CHECK(hasNode(g, "reshape_flat"));
+  auto out = runGraph(g, {{"x", floats({2, 3}, {1, 2, 3, 4, 5, 6})}});
+  CHECK(out["y"].shape == Shape{6});
+  CHECK_EQ(out["y"].getInt64(5), 6);
 }
 
 TEST(eliminate_identity_keeps_graph_output_names) {

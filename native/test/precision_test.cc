@@ -371,3 +371,26 @@ TEST(fp16_and_int8_on_fused_gemm_layers_and_activation_matmul) {
   CHECK(d8 > 0);
   if (!(d8 < 0.03 * scale)) PF_FAIL("int8 error " << d8 << " vs scale " << scale);
 }
+
+TEST(calibration_bad_files_and_cancellation) {
+  TempDir tmp("corrupt");
+  std::ofstream(tmp.path / "x.npy") << "not a numpy file";
+  PassContext ctx;
+  CalibrationTable t;
+  std::vector<std::string> changes;
+  Graph g = smallNet();
+  CHECK_THROWS_CODE(applyPrecision(g, int8Config(tmp.path, "entropy"), ctx, t, changes), ErrorCode::kCalibration, "x.npy");
+  writeNpy((tmp.path / "x.npy").string(), int64s({2}, {1, 2}));
+  Graph g2 = smallNet();
+  CHECK_THROWS_CODE(applyPrecision(g2, int8Config(tmp.path, "entropy"), ctx, t, changes), ErrorCode::kCalibration, "float32");
+  PrecisionConfig pc = int8Config(tmp.path, "percentile");
+  pc.calibration.percentile = 20;
+  writeNpy((tmp.path / "x.npy").string(), seeded({1, 3, 8, 8}, 1));
+  Graph g3 = smallNet();
+  CHECK_THROWS_CODE(applyPrecision(g3, pc, ctx, t, changes), ErrorCode::kCalibration, "percentile");
+  std::atomic<bool> cancel{true};
+  PassContext cancelled;
+  cancelled.cancel = &cancel;
+  Graph g4 = smallNet();
+  CHECK_THROWS_CODE(applyPrecision(g4, int8Config(tmp.path, "entropy"), cancelled, t, changes), ErrorCode::kCancelled, "cancel");
+}

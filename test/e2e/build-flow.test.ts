@@ -185,6 +185,8 @@ describe('build flow: API + two worker processes + Redis + Postgres + S3', () =>
     expect(version.status).toBe(200);
     expect(version.body).toMatchObject({ model: MODEL_NAME, version: 1, status: 'complete', sha256: sha256(model) });
     expect(Object.keys(version.body.links.plans).sort()).toEqual(BUILD_TARGETS);
+    const listed = await getJson(`${base}/v1/models/${MODEL_NAME}/versions`);
+    expect(listed.body.versions.map((v: { version: number }) => v.version)).toEqual([1]);
 
     for (const row of rows) {
       // S3 holds the bytes the registry describes.
@@ -207,6 +209,7 @@ describe('build flow: API + two worker processes + Redis + Postgres + S3', () =>
       expect(plan.status).toBe(200);
       expect(plan.body).toMatchObject({ target: row.target, sha256: row.sha256, size: Number(row.size) });
       expect(plan.body.header).toMatchObject({ sm: row.target });
+      // Presigned: S3 itself authorizes it, no API key.
       const download = await fetch(plan.body.download.url);
       expect(download.status).toBe(200);
       const downloaded = new Uint8Array(await download.arrayBuffer());

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runPlan } from '../../libs/native/index.js';
+import { buildPlan, runPlan } from '../../libs/native/index.js';
 import { makeModel, seededFloats, attr } from '../helpers/onnx-builder.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -93,6 +93,22 @@ describe('planforge-opt', () => {
     const viaBinding = await runPlan(plan, { 'input:0': { dtype: 'float32', shape: [2, 4], data: x } });
     expect(Array.from(got.data)).toEqual(Array.from(viaBinding['out/probs'].data as Float32Array));
     expect(got.data[0] + got.data[1] + got.data[2]).toBeCloseTo(1, 5);
+  });
+
+  it('writes the same plan bytes as the binding for the same options', async () => {
+    const viaCli = join(dir, 'same-cli.plan');
+    const viaBinding = join(dir, 'same-binding.plan');
+    const args = ['build', model, '--target', 'sm_80', '--precision', 'fp16', '--spec-hash', 'abc', '--profile', 'input:0:min=1x4,opt=2x4,max=8x4'];
+    expect(cli(...args, '-o', viaCli).status).toBe(0);
+    await buildPlan({
+      modelPath: model,
+      outputPath: viaBinding,
+      target: 'sm_80',
+      precision: 'fp16',
+      specHash: 'abc',
+      profiles: { 'input:0': { min: [1, 4], opt: [2, 4], max: [8, 4] } },
+    });
+    expect(readFileSync(viaCli).equals(readFileSync(viaBinding))).toBe(true);
   });
 
   it('fails with one line "error E_CODE: message"', () => {

@@ -279,6 +279,16 @@ describe('native optimizer binding', () => {
     await expectCode(checkModel(42 as never), 'E_INVALID_ARGUMENT');
   });
 
+  it('wraps native errors into BuildError', () => {
+    const fromCode = BuildError.fromNative(Object.assign(new Error('bad bytes'), { code: 'E_PARSE' }));
+    expect(fromCode).toBeInstanceOf(BuildError);
+    expect(fromCode).toMatchObject({ code: 'E_PARSE', message: 'bad bytes', name: 'BuildError', permanent: true });
+    expect(BuildError.fromNative(Object.assign(new Error('?'), { code: 'E_SOMETHING_NEW' })).code).toBe('E_INTERNAL');
+    expect(BuildError.fromNative(new TypeError('inputs must be an object')).code).toBe('E_INVALID_ARGUMENT');
+    expect(BuildError.fromNative('plain string').message).toBe('plain string');
+    expect(new BuildError('E_IO', 'disk').permanent).toBe(false);
+  });
+
   it('lists every unsupported op with its nodes', async () => {
     const model = write(
       'unsupported.onnx',

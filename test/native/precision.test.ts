@@ -121,20 +121,24 @@ function argmaxRows(v: Float32Array, cols: number): number[] {
   return out;
 }
 
-function compare(ref: Float32Array, got: Float32Array): { top1: number; maxAbs: number } {
+function compare(ref: Float32Array, got: Float32Array): { top1: number; maxAbs: number; meanAbs: number } {
   const a = argmaxRows(ref, CLASSES), b = argmaxRows(got, CLASSES);
   let same = 0;
   for (let i = 0; i < a.length; i++) same += a[i] === b[i] ? 1 : 0;
-  let maxAbs = 0;
-  for (let i = 0; i < ref.length; i++) maxAbs = Math.max(maxAbs, Math.abs(ref[i] - got[i]));
-  return { top1: same / a.length, maxAbs };
+  let maxAbs = 0, sumAbs = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(ref[i] - got[i]);
+    maxAbs = Math.max(maxAbs, d);
+    sumAbs += d;
+  }
+  return { top1: same / a.length, maxAbs, meanAbs: sumAbs / ref.length };
 }
 
 let dir: string;
 let modelPath: string;
 let calibDir: string;
 const evalInput: TensorValue = { dtype: 'float32', shape: [EVAL_COUNT, 3, SIZE, SIZE], data: images(EVAL_COUNT, 4242) };
-const report: Record<string, { top1: number; maxAbs: number }> = {};
+const report: Record<string, { top1: number; maxAbs: number; meanAbs: number }> = {};
 
 function options(name: string, precision: BuildPlanOptions['precision'], extra: Partial<BuildPlanOptions> = {}): BuildPlanOptions {
   return {
@@ -174,7 +178,7 @@ beforeAll(async () => {
 
 afterAll(() => {
   // One line per configuration: the numbers this suite asserts floors on.
-  const lines = Object.entries(report).map(([k, v]) => `${k.padEnd(18)} top-1 ${(v.top1 * 100).toFixed(1)}%  max abs ${v.maxAbs.toExponential(2)}`);
+  const lines = Object.entries(report).map(([k, v]) => `${k.padEnd(18)} top-1 ${(v.top1 * 100).toFixed(1)}%  max abs ${v.maxAbs.toExponential(2)}  mean abs ${v.meanAbs.toExponential(2)}`);
   if (lines.length) console.log(`precision vs FP32 on ${EVAL_COUNT} inputs:\n${lines.join('\n')}`);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -2,8 +2,9 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cleanupTestConfig, testConfigEnv } from '../helpers/env.js';
-import { json, multipartBody, multipartHeaders, request, startApi, submitParts, type ApiUnderTest } from '../api/api-test-kit.js';
+import { cleanupTestConfig, testConfig, testConfigEnv } from '../helpers/env.js';
+import { json, listen, multipartBody, multipartHeaders, request, submitParts, type ApiUnderTest } from '../api/api-test-kit.js';
+import type { AppConfig } from '../../libs/config/index.js';
 import { tinyConvNet } from '../helpers/onnx-builder.js';
 import { as, mintKeys, openRegistry, seedVersion, type Registry } from './lifecycle-kit.js';
 
@@ -23,9 +24,11 @@ describe('API keys and roles', () => {
   let api: ApiUnderTest;
   let reg: Registry;
   let keys: Awaited<ReturnType<typeof mintKeys>>;
+  let config: AppConfig;
 
   beforeAll(async () => {
-    api = await startApi();
+    config = await testConfig();
+    api = await listen(config);
     reg = await openRegistry(api);
     keys = await mintKeys(api);
     await seedVersion(reg, 'guarded', { sm_80: {} });
@@ -108,7 +111,7 @@ describe('API keys and roles', () => {
     expect((await as(api, created.key, { url: '/v1/models' })).statusCode).toBe(401);
     expect((await request(api, { method: 'DELETE', url: '/v1/admin/keys/00000000-0000-4000-8000-000000000000' })).statusCode).toBe(404);
     const audit = json(await request(api, { url: '/v1/admin/audit?action=key.' })).entries;
-    expect(audit.map((e: any) => e.action)).toEqual(['key.revoke', 'key.create', 'key.create', 'key.create', 'key.create']);
+    expect(audit.map((e: any) => e.action)).toEqual(['key.revoke', 'key.create', 'key.create', 'key.create', 'key.create', 'key.create']);
     expect(audit[0]).toMatchObject({ subject: `key ${created.id}`, actor: 'admin (ADMIN_API_KEY)', details: { name: 'ci-runner' } });
     // Bad input to key creation is a 400 naming the field.
     const bad = await request(api, { method: 'POST', url: '/v1/admin/keys', payload: { name: 'x', role: 'root' } });
@@ -116,17 +119,53 @@ describe('API keys and roles', () => {
     expect(json(bad).errors).toEqual([expect.objectContaining({ field: 'role' })]);
   });
 
+  it('revokes on every API instance: cached lookups are dropped on the NOTIFY', async () => {
+    const second = await listen(api.config);
+    try {
+      const created = json(await request(api, { method: 'POST', url: '/v1/admin/keys', payload: { name: 'fleet-poller', role: 'viewer' } }));
+      // Warm both instances' caches.
+      for (let i = 0; i < 3; i++) {
+        expect((await as(api, created.key, { url: '/v1/models' })).statusCode).toBe(200);
+        expect((await as(second, created.key, { url: '/v1/models' })).statusCode).toBe(200);
+      }
+      expect((await request(api, { method: 'DELETE', url: `/v1/admin/keys/${created.id}` })).statusCode).toBe(200);
+      expect((await as(api, created.key, { url: '/v1/models' })).statusCode).toBe(401);
+      // The other instance learns it from Postgres NOTIFY (delivered on commit): milliseconds.
+      const deadline = Date.now() + 1000;
+      let status = 0;
+      do {
+        status = (await as(second, created.key, { url: '/v1/models' })).statusCode;
+      } while (status !== 401 && Date.now() < deadline);
+      expect(status).toBe(401);
+    } finally {
+      await second.app.close();
+    }
+  });
+
+  it('lets everything through as an admin only when AUTH_DISABLED=true (local development)', async () => {
+    const open = await listen(await testConfig({ AUTH_DISABLED: 'true' }));
+    try {
+      expect((await as(open, null, { url: '/v1/admin/keys' })).statusCode).toBe(200);
+      const created = await as(open, null, { method: 'POST', url: '/v1/admin/keys', payload: { name: 'dev', role: 'viewer' } });
+      expect(created.statusCode).toBe(201);
+      const audit = json(await as(open, null, { url: '/v1/admin/audit' })).entries;
+      expect(audit[0]).toMatchObject({ action: 'key.create', actor: 'auth-disabled', actorKeyId: null });
+    } finally {
+      await open.app.close();
+    }
+  });
+
   it('creates a key from the CLI, printed once, that works at once', async () => {
-    const env = testConfigEnv(api.config);
+    const env = testConfigEnv(config);
     const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [CLI, '--name', 'ops-alice'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, '--name', 'ops-alice'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));
       child.stderr.on('data', (d) => (stderr += d));
       child.on('exit', (code) => resolve({ code, stdout, stderr }));
     });
-    expect(out.code).toBe(0);
+    expect([out.code, out.stderr]).toEqual([0, expect.any(String)]);
     const key = out.stdout.trim();
     expect(key).toMatch(/^pf_[A-Za-z0-9_-]{43}$/);
     expect(out.stderr).toContain('created admin key "ops-alice"');

@@ -19,6 +19,7 @@ import { ChannelController } from './controllers/channel.controller.js';
 import { ResolveController } from './controllers/resolve.controller.js';
 import { VersionAdminController } from './controllers/version-admin.controller.js';
 import { WebhookController } from './controllers/webhook.controller.js';
+import { ApiKeyCacheRepository } from './repositories/api-key-cache.repository.js';
 import { ModelFetcherRepository } from './repositories/model-fetcher.repository.js';
 import { ApiKeyService } from './services/api-key.service.js';
 import { AuditService } from './services/audit.service.js';
@@ -40,6 +41,7 @@ import { BuildService } from './services/build.service.js';
 import { HealthService } from './services/health.service.js';
 import { ModelService } from './services/model.service.js';
 import { ModelUploadService } from './services/model-upload.service.js';
+import { OPERATIONS_CONTROLLERS, OPERATIONS_PROVIDERS } from './operations.providers.js';
 
 /** The registry repositories (libs/registry) are plain classes over the API's DataSource. */
 const registryRepositories = [
@@ -74,6 +76,7 @@ export class ApiModule {
         VersionAdminController,
         AdminController,
         WebhookController,
+        ...OPERATIONS_CONTROLLERS,
       ],
       providers: [
         { provide: API_CONFIG, useValue: config },
@@ -90,6 +93,7 @@ export class ApiModule {
         ModelService,
         HealthService,
         ModelFetcherRepository,
+        ApiKeyCacheRepository,
         AuditService,
         ApiKeyService,
         ChannelService,
@@ -97,6 +101,8 @@ export class ApiModule {
         VersionAdminService,
         TriggerService,
         WebhookService,
+        // Last: its guard must run after ApiKeyGuard.
+        ...OPERATIONS_PROVIDERS,
       ],
     };
   }

@@ -4,7 +4,7 @@ import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, type WorkerAppConfig } from '../../../libs/config/index.js';
 import { JOB_NAMES, finalizeQueueName, isTarget, targetQueueName } from '../../../libs/contracts/index.js';
-import { BuildRepository, PlanRepository, VersionRepository, createDataSource, type RegistryDataSource } from '../../../libs/registry/index.js';
+import { BuildControlRepository, BuildRepository, PlanRepository, VersionRepository, createDataSource, type RegistryDataSource } from '../../../libs/registry/index.js';
 import { ObjectStorage } from '../../../libs/storage/index.js';
 import { FinalizeJobProcessor } from './finalize-job.processor.js';
 import { nvidiaGpuPresent } from './gpu-probe.js';
@@ -13,6 +13,7 @@ import { JobRouter } from './job-router.js';
 import { ModelCache } from './model-cache.js';
 import { TargetJobProcessor } from './target-job.processor.js';
 import { createWorkerLogger, type Logger } from './worker-logger.js';
+import { WorkerOperations } from './worker-operations.js';
 
 /** Finalizers only touch Postgres briefly: several at once cost nothing. */
 const FINALIZE_CONCURRENCY = 4;
@@ -21,6 +22,8 @@ export interface StartWorkerOptions {
   logger?: Logger;
   /** For tests: pretend a GPU is (or is not) present. */
   gpuPresent?: () => boolean;
+  /** For tests: heartbeat interval (default WORKER_HEARTBEAT_MS). */
+  heartbeatMs?: number;
 }
 
 export interface WorkerHandle {
@@ -94,13 +97,26 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
     const versions = new VersionRepository(dataSource);
     const models = new ModelCache(storage, path.join(config.workDir, 'models'), log, config.worker.modelCacheBytes ?? Number.POSITIVE_INFINITY);
     await models.prune();
-    const targetProcessor = new TargetJobProcessor({ workerId, targets, workDir: config.workDir, builds, plans, storage, models, log });
+    // Build events, per-target logs, cancellation and the heartbeat (apps/worker/src/worker-operations.ts).
+    const operations = new WorkerOperations({
+      redis,
+      farm: { bullPrefix: config.bullPrefix, queuePrefix: config.queuePrefix },
+      storage,
+      workerId,
+      targets,
+      mode: config.worker.mode,
+      log,
+      heartbeatMs: opts.heartbeatMs,
+    });
+    cleanups.push(() => operations.close());
+    const control = new BuildControlRepository(dataSource);
+    const targetProcessor = new TargetJobProcessor({ workerId, targets, workDir: config.workDir, builds, plans, storage, models, log: operations.jobLogs.logger(log), control });
     const finalizeProcessor = new FinalizeJobProcessor(versions, log);
 
     const routers = [
       ...targets.map(
         (target) =>
-          [new JobRouter(targetQueueName(target, config.queuePrefix), { [JOB_NAMES.buildTarget]: targetProcessor.process }), config.worker.concurrency] as const,
+          [new JobRouter(targetQueueName(target, config.queuePrefix), { [JOB_NAMES.buildTarget]: operations.jobLogs.wrap(targetProcessor.process) }), config.worker.concurrency] as const,
       ),
       [new JobRouter(finalizeQueueName(config.queuePrefix), { [JOB_NAMES.finalizeBuild]: finalizeProcessor.process }), FINALIZE_CONCURRENCY] as const,
     ];
@@ -119,6 +135,8 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
       worker.on('failed', (job: Job | undefined, err: Error) => {
         if (job) log.debug({ queue: router.queueName, jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'job failed');
       });
+      if (router.queueName === finalizeQueueName(config.queuePrefix)) operations.attachFinalizeWorker(worker);
+      else operations.attachTargetWorker(worker);
       workers.push(worker);
     }
     await Promise.all(workers.map((w) => w.waitUntilReady()));
@@ -127,6 +145,7 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
       worker.run().catch((err: unknown) => log.error({ err, queue: worker.name }, 'queue worker stopped'));
     }
 
+    await operations.start();
     const queueNames = routers.map(([router]) => router.queueName);
     log.info({ queues: queueNames, mode: config.worker.mode, concurrency: config.worker.concurrency, targets }, 'worker started');
     if (config.worker.mode === 'gpu') log.info('gpu mode: plans are built as in cross mode (untuned) until on-device tuning lands');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { isTarget, type Target, type TargetJobData, type TargetJobResult } from '../../../libs/contracts/index.js';
 import { BuildError, OPTIMIZER_VERSION, buildPlan, checkModel } from '../../../libs/native/index.js';
-import { RegistryError, type BuildRepository, type PlanRepository } from '../../../libs/registry/index.js';
+import { RegistryError, type BuildControlRepository, type BuildRepository, type PlanRepository } from '../../../libs/registry/index.js';
 import { ObjectStorage, planKey, sha256OfFile } from '../../../libs/storage/index.js';
 import { CalibrationFetcher, type PreparedCalibration } from './calibration/index.js';
 import type { CachedModel, ModelCache } from './model-cache.js';
@@ -38,6 +38,8 @@ export interface TargetJobDeps {
   storage: ObjectStorage;
   models: ModelCache;
   log: Logger;
+  /** Cancellation checks (DELETE /v1/builds/:id); without it a build cannot be cancelled mid-run. */
+  control?: BuildControlRepository;
 }
 
 /**
@@ -73,6 +75,10 @@ export class TargetJobProcessor {
       // The build is gone (deleted, or the job outlived its database): nothing to build for.
       if (err instanceof RegistryError && err.code === 'E_NOT_FOUND') throw new UnrecoverableError(`${err.code}: ${err.message}`);
       throw err;
+    }
+    if (await this.cancelled(buildId, target)) {
+      log.info('build was cancelled before this target started');
+      throw new UnrecoverableError('E_CANCELLED: the build was cancelled');
     }
     const recorded = await this.deps.plans.get(data.modelVersionId, target);
     if (recorded && (await this.deps.storage.exists(recorded.s3Key))) {
@@ -127,12 +133,18 @@ export class TargetJobProcessor {
         layerPrecisions: data.spec.layerPrecisions,
         profiles: data.spec.profiles,
         settings: data.spec.verification,
+        sampleDir: calibration?.options.dataDir,
         onProgress: (percent) => progress.report('verify', percent),
         signal,
       });
       log.info({ passed: verification.passed, maxAbs: verification.maxAbs, maxRel: verification.maxRel, top1: verification.top1, durationMs: verification.durationMs }, 'plan verified');
       if (!verification.passed) throw new VerificationError(verificationFailureMessage(verification));
       progress.report('upload', 100);
+      // From here the target finishes whatever happens: a cancellation arriving later leaves it be, so nothing is half-stored.
+      await progress.flush();
+      if (this.deps.control && !(await this.deps.control.claimCompletion(buildId, target))) {
+        throw Object.assign(new Error('the build was cancelled'), { code: 'E_CANCELLED' });
+      }
       const plan = await sha256OfFile(planPath);
       if (summary.planSha256 && summary.planSha256 !== plan.sha256) {
         // The file on disk is not what the optimizer wrote (disk trouble): worth another attempt.
@@ -174,6 +186,10 @@ export class TargetJobProcessor {
       return { target, planKey: row.s3Key, sha256: row.sha256, size: row.size, tuned: row.tuned };
     } catch (err) {
       await progress.flush();
+      if (await this.cancelled(buildId, target)) {
+        log.info({ stoppedBy: (err as Error)?.message }, 'target build stopped: the build was cancelled');
+        throw new UnrecoverableError('E_CANCELLED: the build was cancelled');
+      }
       throw await this.fail(err, buildId, target, attempt >= maxAttempts, log);
     } finally {
       await rm(planPath, { force: true }).catch(() => undefined);
@@ -182,6 +198,14 @@ export class TargetJobProcessor {
       void this.deps.models.prune();
     }
   };
+
+  /** The build was cancelled: the target is recorded cancelled (unless it had succeeded). */
+  private async cancelled(buildId: string, target: Target): Promise<boolean> {
+    const control = this.deps.control;
+    if (!control || !(await control.isCancelled(buildId).catch(() => false))) return false;
+    await control.markTargetCancelled(buildId, target).catch(() => undefined);
+    return true;
+  }
 
   /** Records the failure and returns what to throw: UnrecoverableError when retrying cannot help. */
   private async fail(err: unknown, buildId: string, target: Target, lastAttempt: boolean, log: Logger): Promise<unknown> {

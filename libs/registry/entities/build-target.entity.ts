@@ -2,13 +2,13 @@ import { Check, Column, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn, U
 import type { Target } from '../../contracts/index.js';
 import { BuildEntity } from './build.entity.js';
 
-export const TARGET_STATUSES = ['queued', 'running', 'succeeded', 'failed'] as const;
+export const TARGET_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 export type TargetStatus = (typeof TARGET_STATUSES)[number];
 
 /** The state of one target of one build, written by the worker running its job. */
 @Entity({ name: 'build_targets' })
 @Unique('uq_build_targets_build_target', ['buildId', 'target'])
-@Check('ck_build_targets_status', `status IN ('queued', 'running', 'succeeded', 'failed')`)
+@Check('ck_build_targets_status', `status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')`)
 @Check('ck_build_targets_attempts', 'attempts >= 0')
 @Check('ck_build_targets_progress', 'progress >= 0 AND progress <= 100')
 export class BuildTargetEntity {

@@ -2,13 +2,13 @@ import { Check, Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, 
 import type { BuildSpec, Target } from '../../contracts/index.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 
-export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'partial', 'failed'] as const;
+export const BUILD_STATUSES = ['queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled'] as const;
 export type BuildStatus = (typeof BUILD_STATUSES)[number];
 
 /** One run of the farm over a model version: a BullMQ flow with one child per target. */
 @Entity({ name: 'builds' })
 @Index('ix_builds_model_version_id', ['modelVersionId'])
-@Check('ck_builds_status', `status IN ('queued', 'running', 'succeeded', 'partial', 'failed')`)
+@Check('ck_builds_status', `status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled')`)
 @Check('ck_builds_targets', 'cardinality(targets) >= 1')
 export class BuildEntity {
   @PrimaryGeneratedColumn('uuid')

@@ -4,7 +4,7 @@ import { BuildEntity } from './build.entity.js';
 import { bigintAsNumber } from './column-transformers.js';
 import { ModelEntity } from './model.entity.js';
 
-export const VERSION_STATUSES = ['building', 'complete', 'partial', 'failed'] as const;
+export const VERSION_STATUSES = ['building', 'complete', 'partial', 'failed', 'cancelled'] as const;
 export type VersionStatus = (typeof VERSION_STATUSES)[number];
 
 /** Why a version is not complete: one entry per failed target. */
@@ -20,8 +20,9 @@ export interface VersionError {
 @Entity({ name: 'model_versions' })
 @Unique('uq_model_versions_model_version', ['modelId', 'version'])
 @Index('ix_model_versions_model_sha256', ['modelSha256'])
+@Index('ix_model_versions_sha256_spec_hash', ['modelSha256', 'specHash'])
 @Check('ck_model_versions_version', 'version >= 1')
-@Check('ck_model_versions_status', `status IN ('building', 'complete', 'partial', 'failed')`)
+@Check('ck_model_versions_status', `status IN ('building', 'complete', 'partial', 'failed', 'cancelled')`)
 @Check('ck_model_versions_model_sha256', `model_sha256 ~ '^[0-9a-f]{64}$'`)
 @Check('ck_model_versions_model_size', 'model_size >= 0')
 export class ModelVersionEntity {

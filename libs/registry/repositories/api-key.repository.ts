@@ -17,6 +17,9 @@ export function roleSatisfies(have: ApiKeyRole, need: ApiKeyRole): boolean {
 
 export const API_KEY_PREFIX = 'pf_';
 
+/** Postgres NOTIFY channel of revocations: API instances that cache key lookups drop them on it. */
+export const API_KEY_REVOKED_CHANNEL = 'planforge_api_key_revoked';
+
 /** Keys are 256 random bits: a plain sha256 is enough to store them (no salt or slow hash needed). */
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -86,6 +89,12 @@ export class ApiKeyRepository {
     return rows.length ? toRecord(rows[0]) : null;
   }
 
+  /** Active admin keys: none means nobody can manage the farm (see the create-admin-key CLI). */
+  async countActiveAdmins(): Promise<number> {
+    const [{ n }]: { n: number }[] = await this.ds.query(`SELECT count(*)::int AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL`);
+    return n;
+  }
+
   async list(): Promise<ApiKeyRecord[]> {
     const rows: ApiKeyRow[] = await this.ds.query(`SELECT ${COLUMNS} FROM api_keys ORDER BY created_at, id`);
     return rows.map(toRecord);
@@ -100,11 +109,15 @@ export class ApiKeyRepository {
   /** Idempotent: revoking a revoked key keeps its first revocation time. Null for an unknown id. */
   async revoke(id: string): Promise<ApiKeyRecord | null> {
     if (!isUuid(id)) return null;
-    // TypeORM answers UPDATE … RETURNING with [rows, affected].
-    const [rows]: [ApiKeyRow[], number] = await this.ds.query(
-      `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING ${COLUMNS}`,
-      [id],
-    );
-    return rows.length ? toRecord(rows[0]) : null;
+    return this.ds.transaction(async (em) => {
+      // TypeORM answers UPDATE … RETURNING with [rows, affected].
+      const [rows]: [ApiKeyRow[], number] = await em.query(
+        `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING ${COLUMNS}`,
+        [id],
+      );
+      // Delivered on commit to every listening API instance.
+      if (rows.length) await em.query(`SELECT pg_notify($1, $2)`, [API_KEY_REVOKED_CHANNEL, id]);
+      return rows.length ? toRecord(rows[0]) : null;
+    });
   }
 }

@@ -192,11 +192,12 @@ void writeLayerStats(JsonWriter& w, const gpu::GpuLayerStats& st) {
   w.field("cudaGraph", st.cudaGraph).field("cudaGraphNote", st.cudaGraphNote);
   w.field("arenaBytes", static_cast<uint64_t>(st.arenaBytes)).field("naiveActivationBytes", static_cast<uint64_t>(st.naiveBytes));
   w.field("weightBytes", static_cast<uint64_t>(st.weightBytes));
+  w.field("tunedLayers", st.tunedLayers).field("timingCacheHits", st.timingCacheHits).field("tuneSeconds", st.tuneSeconds);
 }
 
 int cmdBench(int argc, char** argv) {
-  const Options o = parse(argc, argv, {"--json", "--no-graph", "--profile-layers"},
-                          {"--shape", "--iterations", "--warmup", "--device-ordinal"});
+  const Options o = parse(argc, argv, {"--json", "--no-graph", "--profile-layers", "--autotune"},
+                          {"--shape", "--iterations", "--warmup", "--device-ordinal", "--timing-cache"});
   if (o.positional.size() != 1) throw GpuUsageError("bench needs exactly one PLAN");
   const int iterations = intOption(o, "--iterations", 100, 1, 1000000);
   const int warmup = intOption(o, "--warmup", 10, 0, 1000000);
@@ -206,9 +207,16 @@ int cmdBench(int argc, char** argv) {
   gpu::GpuExecutorOptions eo;
   eo.deviceOrdinal = intOption(o, "--device-ordinal", 0, 0, 64);
   eo.cudaGraph = !o.has("--no-graph");
+  eo.autotune = o.has("--autotune") || o.has("--timing-cache");
+  gpu::TimingCache cache;
+  if (o.has("--timing-cache")) {
+    cache = gpu::TimingCache::load(o.get("--timing-cache"));
+    eo.timingCache = &cache;
+  }
   gpu::GpuExecutor ex(plan, eo);
   const gpu::GpuTiming timing = ex.time(inputs, warmup, iterations);
   const gpu::GpuLayerStats st = ex.stats(inputs);
+  if (o.has("--timing-cache")) cache.save(o.get("--timing-cache"));
   const double setupS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<std::pair<std::string, double>> prof;
   if (o.has("--profile-layers")) {
@@ -336,6 +344,35 @@ int cmdDevices(int argc, char** argv) {
   return 0;
 }
 
+// planforge-opt tune PLAN -o TUNED [--shape NAME=DIMS]... [--json]: autotunes on this GPU for
+// the given shapes (default: the profiles' opt shapes) and writes the plan with the chosen tactics.
+int cmdTune(int argc, char** argv) {
+  const Options o = parse(argc, argv, {"--json"}, {"--shape", "-o", "--output", "--device-ordinal", "--timing-cache"});
+  if (o.positional.size() != 1) throw GpuUsageError("tune needs exactly one PLAN");
+  const std::string outPath = o.has("-o") ? o.get("-o") : o.get("--output");
+  if (outPath.empty()) throw GpuUsageError("tune needs -o TUNED_PLAN");
+  const auto t0 = std::chrono::steady_clock::now();
+  Plan plan = loadPlanFile(o.positional[0]);
+  const std::map<std::string, Tensor> inputs = benchInputs(plan, o);
+  gpu::TimingCache cache;
+  if (o.has("--timing-cache")) cache = gpu::TimingCache::load(o.get("--timing-cache"));
+  const gpu::GpuLayerStats st =
+      gpu::tunePlan(plan, inputs, intOption(o, "--device-ordinal", 0, 0, 64), o.has("--timing-cache") ? &cache : nullptr);
+  if (o.has("--timing-cache")) cache.save(o.get("--timing-cache"));
+  std::string sha;
+  const std::vector<uint8_t> bytes = serializePlan(plan, &sha);
+  writePlanFile(outPath, bytes);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  JsonWriter w;
+  w.beginObject().field("plan", outPath).field("planSha256", sha).field("planSize", static_cast<uint64_t>(bytes.size()));
+  w.field("seconds", seconds);
+  writeLayerStats(w, st);
+  w.endObject();
+  if (o.has("--json")) std::cout << w.str() << "\n";
+  else std::cout << "tuned " << st.tunedLayers << " layer(s) in " << st.tuneSeconds << " s -> " << outPath << "\n";
+  return 0;
+}
+
 std::string oneLine(std::string s) {
   for (auto& c : s)
     if (c == '\n' || c == '\r') c = ' ';
@@ -344,13 +381,14 @@ std::string oneLine(std::string s) {
 
 }  // namespace
 
-bool isGpuCommand(const std::string& cmd) { return cmd == "bench" || cmd == "verify" || cmd == "devices"; }
+bool isGpuCommand(const std::string& cmd) { return cmd == "bench" || cmd == "verify" || cmd == "devices" || cmd == "tune"; }
 
 int runGpuCommand(const std::string& cmd, int argc, char** argv) {
   try {
     if (cmd == "bench") return cmdBench(argc, argv);
     if (cmd == "verify") return cmdVerify(argc, argv);
     if (cmd == "devices") return cmdDevices(argc, argv);
+    if (cmd == "tune") return cmdTune(argc, argv);
     throw GpuUsageError("unknown command '" + cmd + "'");
   } catch (const GpuUsageError& e) {
     std::cerr << "error E_USAGE: " << oneLine(e.what()) << "\n";

@@ -1,8 +1,9 @@
 // GPU subcommands of planforge-opt (kept out of main.cc so the GPU backend evolves on its own):
 //   planforge-opt bench PLAN [--shape NAME=1x3x224x224]... [--iterations N] [--warmup N] [--no-graph]
-//                       [--device-ordinal N] [--profile-layers] [--json]
+//                       [--device-ordinal N] [--profile-layers] [--autotune] [--timing-cache FILE] [--json]
 //   planforge-opt verify PLAN --input NAME=FILE.npy|FILE.pb... [--expected NAME=FILE]... [--rtol R] [--atol A] [--json]
 //   planforge-opt devices [--json]
+//   planforge-opt tune PLAN -o TUNED_PLAN [--shape NAME=DIMS]... [--timing-cache FILE] [--json]   (autotune on this GPU)
 // main.cc dispatches with:  if (isGpuCommand(cmd)) return planforge::cli::runGpuCommand(cmd, argc, argv);
 #pragma once
 #include <map>
@@ -14,7 +15,7 @@
 namespace planforge {
 namespace cli {
 
-bool isGpuCommand(const std::string& cmd);  // bench, verify, devices
+bool isGpuCommand(const std::string& cmd);  // bench, verify, devices, tune
 // Runs the command; prints the single "error E_CODE: message" line itself and returns the exit
 // code (2 for usage errors, 1 for the rest).
 int runGpuCommand(const std::string& cmd, int argc, char** argv);

@@ -1,6 +1,7 @@
 // Robustness: every registered kernel fed random small tensors and attributes must either
 // compute or throw a BuildError, never crash or throw anything else (run this binary under
 // -fsanitize=address,undefined to catch out-of-bounds accesses too).
+#include <cstdlib>
 #include <random>
 
 #include "op_test_util.h"
@@ -62,11 +63,15 @@ void randomAttrs(std::mt19937& rng, Call& c) {
 
 }  // namespace
 
+// PLANFORGE_FUZZ_SEED / PLANFORGE_FUZZ_TRIALS widen the search (e.g. in an ASan build).
 TEST(op_fuzz_never_crashes) {
-  std::mt19937 rng(12345);
+  const char* seedEnv = std::getenv("PLANFORGE_FUZZ_SEED");
+  const char* trialsEnv = std::getenv("PLANFORGE_FUZZ_TRIALS");
+  std::mt19937 rng(seedEnv ? static_cast<unsigned>(std::strtoul(seedEnv, nullptr, 10)) : 12345u);
+  const int trials = trialsEnv ? std::atoi(trialsEnv) : 300;
   int computed = 0, rejected = 0;
   for (const std::string& op : OpRegistry::instance().names()) {
-    for (int trial = 0; trial < 300; ++trial) {
+    for (int trial = 0; trial < trials; ++trial) {
       Call c(op, 6 + static_cast<int>(rng() % 16));
       c.outputs(1 + static_cast<int>(rng() % 3));
       randomAttrs(rng, c);

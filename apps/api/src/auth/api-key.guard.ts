@@ -1,9 +1,10 @@
 import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { ApiKeyRepository, roleSatisfies } from '../../../../libs/registry/index.js';
+import { roleSatisfies } from '../../../../libs/registry/index.js';
 import { API_CONFIG, type ApiAppConfig } from '../api-config.token.js';
 import { ApiError } from '../errors/api.error.js';
+import { ApiKeyCacheRepository } from '../repositories/api-key-cache.repository.js';
 import { setActor } from './request-actor.js';
 import { ROLE_METADATA, type RouteAccess } from './require-role.decorator.js';
 
@@ -20,16 +21,16 @@ export function presentedKey(request: FastifyRequest): string | null {
 
 /**
  * Every route needs an API key unless marked @Public(); its role must satisfy
- * the route's @RequireRole (admin when none is given: fail closed). Keys are
- * looked up on every request (one indexed query), so a revocation is immediate
- * on every API instance. 401: no key or an unknown/revoked one; 403: a valid key
+ * the route's @RequireRole (admin when none is given: fail closed). Lookups go
+ * through ApiKeyCacheRepository, whose cache every instance drops on a revocation
+ * (Postgres NOTIFY), so a revoked key stops working at once everywhere. 401: no key or an unknown/revoked one; 403: a valid key
  * without the role.
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
-    private readonly keys: ApiKeyRepository,
+    private readonly keys: ApiKeyCacheRepository,
     @Inject(API_CONFIG) private readonly config: ApiAppConfig,
   ) {}
 

@@ -42,7 +42,7 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const ds = createDataSource(config.databaseUrl, { applicationName: 'planforge-create-admin-key', poolSize: 1 });
+  const ds = createDataSource(config.databaseUrl, { applicationName: 'planforge-create-admin-key', poolSize: 2 });
   await ds.initialize();
   try {
     const { record, key } = await new ApiKeyRepository(ds).create({ name, role: values.role, createdBy: 'cli' });

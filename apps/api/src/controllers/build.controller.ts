@@ -25,8 +25,9 @@ export class BuildController {
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
     @Headers('idempotency-key') idempotencyKey: string | undefined,
+    @Headers('priority') priority: string | undefined,
   ): Promise<SubmitBuildResponse> {
-    const { body, replayed } = await this.builds.submit(request, apiBaseUrl(this.config, request), { actor: actorOf(request), idempotencyKey });
+    const { body, replayed } = await this.builds.submit(request, apiBaseUrl(this.config, request), { actor: actorOf(request), idempotencyKey, priority });
     if (replayed) void reply.status(200).header('idempotent-replayed', 'true');
     void reply.header('location', body.links.self);
     return body;

@@ -23,6 +23,8 @@ export interface VersionDto {
   createdAt: string;
   completedAt: string | null;
   error: VersionError | null;
+  /** Provenance: {type: 'upload', submittedBy} or {type: 'webhook', provider, repository, ref, tag, commit, …}. */
+  source: Record<string, unknown> | null;
   links: { self: string; build: string | null; plans?: Partial<Record<Target, string>> };
 }
 
@@ -68,6 +70,7 @@ export function toVersionDto(model: string, v: ModelVersionEntity, base: string,
     createdAt: v.createdAt.toISOString(),
     completedAt: v.completedAt ? v.completedAt.toISOString() : null,
     error: v.error,
+    source: v.source ?? null,
     links: {
       self: base + paths.version(model, v.version),
       build: v.buildId ? base + paths.build(v.buildId) : null,

@@ -5,6 +5,7 @@ import {
   JOB_NAMES,
   finalizeJobOptions,
   finalizeQueueName,
+  jobPriority,
   targetJobOptions,
   targetQueueName,
   type FinalizeJobData,
@@ -70,7 +71,8 @@ export class QueueRepository implements OnApplicationShutdown {
           name: JOB_NAMES.buildTarget,
           queueName: targetQueueName(data.target, prefix),
           data,
-          opts: targetJobOptions(buildId, data.target),
+          // Release builds before branch builds (spec.priority; BullMQ runs lower numbers first).
+          opts: { ...targetJobOptions(buildId, data.target), priority: jobPriority(data.spec.priority) },
         })),
       }),
       ADD_FLOW_TIMEOUT_MS,

@@ -1,5 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
 import { ObjectStorage, type ObjectHead, type StoredObject, type UploadOptions } from '../../../../libs/storage/index.js';
 import { API_CONFIG, type ApiAppConfig } from '../api-config.token.js';
 
@@ -42,6 +43,11 @@ export class StorageRepository implements OnApplicationShutdown {
 
   downloadToFile(key: string, filePath: string): Promise<{ size: number; sha256: string }> {
     return this.storage.downloadToFile(key, filePath);
+  }
+
+  /** The object's bytes; StorageError E_NOT_FOUND when missing (build logs). */
+  getObjectStream(key: string): Promise<Readable> {
+    return this.storage.getObjectStream(key);
   }
 
   presignGet(key: string, expiresSeconds: number): Promise<string> {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import { canonicalJson, planSpecHash, type BuildSpec, type Target, type TargetJobData } from '../../../../libs/contracts/index.js';
+import { canonicalJson, jobPriority, planSpecHash, type BuildSpec, type Target, type TargetJobData } from '../../../../libs/contracts/index.js';
 import { BuildError, OPTIMIZER_VERSION, type ModelInfo } from '../../../../libs/native/index.js';
 import {
   BuildCacheRepository,
@@ -60,6 +60,19 @@ export interface SubmitContext {
   actor: RequestActor;
   /** Idempotency-Key header, when sent. */
   idempotencyKey?: string;
+  /** Priority header (release | branch | 1-2097151): overrides the spec's priority. */
+  priority?: string;
+}
+
+/** The Priority header: release, branch or a BullMQ priority (1 = first). */
+export function parsePriorityHeader(raw: string): BuildSpec['priority'] {
+  const value = raw.trim().toLowerCase();
+  try {
+    jobPriority(value);
+  } catch (err) {
+    throw ApiError.invalidField('priority', (err as Error).message);
+  }
+  return value === 'release' || value === 'branch' ? value : Number(value);
 }
 
 /** Same key + same request: the original answer. Model bytes and canonical spec make the request. */
@@ -130,9 +143,11 @@ export class BuildService {
     if (ctx.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(ctx.idempotencyKey)) {
       throw ApiError.invalidField('Idempotency-Key', 'expected 1-255 printable ASCII characters (e.g. a UUID)');
     }
+    const headerPriority = ctx.priority === undefined ? undefined : parsePriorityHeader(ctx.priority);
     const received = await this.uploads.receive(request);
     try {
-      const { spec, model } = received;
+      const { model } = received;
+      const spec: BuildSpec = headerPriority === undefined ? received.spec : { ...received.spec, priority: headerPriority };
       const idempotency = ctx.idempotencyKey === undefined ? null : { scope: actorScope(ctx.actor), key: ctx.idempotencyKey };
       if (idempotency) {
         const claim = await this.idempotency.claim(idempotency.scope, idempotency.key, submissionHash(model.sha256, spec));
@@ -193,7 +208,8 @@ export class BuildService {
     }
 
     const key = modelKey(model.sha256);
-    await this.storeModel(key, model.path, model.sha256);
+    // Every target hit: earlier versions of these very bytes stored them (content-addressed, never deleted).
+    if (missing.length) await this.storeModel(key, model.path, model.sha256);
     if (missing.length && calibration.archive) await this.storeModel(calibrationArchiveKey(calibration.archive.sha256), calibration.archive.path, calibration.archive.sha256);
     if (missing.length && calibration.table) await this.storeModel(calibrationTableKey(calibration.table.sha256), calibration.table.path, calibration.table.sha256);
 

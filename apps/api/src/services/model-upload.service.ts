@@ -151,7 +151,8 @@ export class ModelUploadService implements OnModuleInit {
 
   private readSpec(part: MultipartValue, previous: BuildSpec | undefined): BuildSpec {
     if (part.fieldname !== SPEC_FIELD) {
-      if (part.fieldname === MODEL_FIELD) throw ApiError.invalidField(MODEL_FIELD, 'must be a file part (with a filename), not a text field');
+      if (part.fieldname === MODEL_FIELD || part.fieldname === CALIBRATION_FIELD || part.fieldname === CALIBRATION_TABLE_FIELD)
+        throw ApiError.invalidField(part.fieldname, 'must be a file part (with a filename), not a text field');
       throw ApiError.invalidField(part.fieldname, `unexpected field; expected "${SPEC_FIELD}" and "${MODEL_FIELD}"`);
     }
     if (previous) throw ApiError.invalidField(SPEC_FIELD, 'sent more than once');

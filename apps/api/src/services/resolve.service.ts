@@ -31,6 +31,10 @@ export interface ResolvedDto {
   expiresAt: string;
 }
 
+/** A presigned URL is reused while it has at least this long to live (devices get >= 10 minutes). */
+const URL_MIN_REMAINING_MS = 10 * 60_000;
+const URL_CACHE_MAX = 10_000;
+
 export type ResolveOutcome = { status: 200; etag: string; body: ResolvedDto } | { status: 304; etag: string };
 
 function major(version: string): number | null {
@@ -61,10 +65,27 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
  */
 @Injectable()
 export class ResolveService {
+  /**
+   * Presigned plan URLs by S3 key. Signing runs the SDK's middleware stack and is
+   * the most expensive step of a resolve; plans are immutable and every viewer may
+   * fetch them, so one URL serves every device that asks within a few minutes.
+   */
+  private readonly urls = new Map<string, { url: string; expiresAt: number }>();
+
   constructor(
     private readonly channels: ChannelRepository,
     private readonly storage: StorageRepository,
   ) {}
+
+  private async presigned(key: string): Promise<{ url: string; expiresAt: number }> {
+    const cached = this.urls.get(key);
+    if (cached && cached.expiresAt - Date.now() >= URL_MIN_REMAINING_MS) return cached;
+    const expiresAt = Date.now() + PLAN_URL_TTL_SECONDS * 1000;
+    const fresh = { url: await this.storage.presignGet(key, PLAN_URL_TTL_SECONDS), expiresAt };
+    if (this.urls.size >= URL_CACHE_MAX) this.urls.clear();
+    this.urls.set(key, fresh);
+    return fresh;
+  }
 
   async resolve(query: unknown, ifNoneMatch: string | undefined): Promise<ResolveOutcome> {
     const q = parseInput(resolveQuery, query, 'query');
@@ -84,7 +105,7 @@ export class ResolveService {
     }
     const etag = planEtag(plan.sha256, plan.version);
     if (matches(ifNoneMatch, etag)) return { status: 304, etag };
-    const url = await this.storage.presignGet(plan.s3Key, PLAN_URL_TTL_SECONDS);
+    const { url, expiresAt } = await this.presigned(plan.s3Key);
     return {
       status: 200,
       etag,
@@ -98,7 +119,7 @@ export class ResolveService {
         precision: plan.precision,
         optimizerVersion: plan.optimizerVersion,
         url,
-        expiresAt: new Date(Date.now() + PLAN_URL_TTL_SECONDS * 1000).toISOString(),
+        expiresAt: new Date(expiresAt).toISOString(),
       },
     };
   }

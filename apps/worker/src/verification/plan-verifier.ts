@@ -12,7 +12,7 @@ import {
   type VerificationTolerance,
 } from './tolerances.js';
 import { VerificationError } from './verification-error.js';
-import { randomInputs, verificationInputShapes } from './verification-inputs.js';
+import { loadSampleInputs, randomInputs, verificationInputShapes } from './verification-inputs.js';
 
 /** The spec's `verification` section (libs/contracts/build-spec.ts). */
 export interface VerificationSettings {
@@ -24,8 +24,10 @@ export interface VerificationSettings {
 /** Stored in plans.verification and served by the plan endpoint. */
 export interface VerificationReport {
   passed: boolean;
-  /** Verification runs, each on fresh random inputs of the shapes in `inputShapes`. */
+  /** Verification runs, each on fresh inputs of the shapes in `inputShapes`. */
   samples: number;
+  /** 'calibration': the first batches of the build's calibration data; 'random': seeded random tensors. */
+  inputs: 'calibration' | 'random';
   seed: number;
   /** Precision whose default tolerance applies (the loosest of the plan's and its layers'). */
   precision: Precision;
@@ -51,6 +53,11 @@ export interface VerifyPlanOptions {
   layerPrecisions?: Record<string, string>;
   profiles?: Record<string, ProfileDims>;
   settings?: VerificationSettings;
+  /**
+   * Calibration data folder (DIR/<batch>/<input>.npy): its batches are the inputs, up to
+   * `samples` of them, instead of random tensors (INT8 is judged on the data it was calibrated for).
+   */
+  sampleDir?: string;
   /** 0-100, after each sample. */
   onProgress?: (percent: number) => void;
   signal?: AbortSignal;
@@ -81,8 +88,12 @@ export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationR
   const seed = (opts.settings?.seed ?? DEFAULT_VERIFICATION_SEED) >>> 0;
   const precision = effectivePrecision(opts.precision, opts.layerPrecisions);
   const tolerance = resolveTolerance(precision, opts.settings?.tolerance);
-  const shapes = verificationInputShapes(opts.modelInputs, opts.profiles);
   const rng = new SeededRandom(seed);
+  const given = opts.sampleDir ? await loadSampleInputs(opts.sampleDir, opts.modelInputs, samples) : [];
+  const shapes = given.length
+    ? Object.fromEntries(Object.entries(given[0]).map(([name, t]) => [name, t.shape]))
+    : verificationInputShapes(opts.modelInputs, opts.profiles);
+  const runs = given.length || samples;
   const cancelled = () => {
     if (opts.signal?.aborted) throw new BuildError('E_CANCELLED', 'build cancelled during verification');
   };
@@ -93,9 +104,9 @@ export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationR
   try {
     const outputNames = reference.outputNames;
     for (const name of outputNames) comparisons.set(name, new OutputComparison(name));
-    for (let s = 0; s < samples; s++) {
+    for (let s = 0; s < runs; s++) {
       cancelled();
-      const inputs = randomInputs(opts.modelInputs, shapes, rng);
+      const inputs = given.length ? given[s] : randomInputs(opts.modelInputs, shapes, rng);
       const [planOutputs, refOutputs] = await Promise.all([
         runPlan(opts.planPath, inputs).catch((err: unknown) => {
           if (err instanceof BuildError && err.code === 'E_CANCELLED') throw err;
@@ -109,7 +120,7 @@ export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationR
         if (!ref) throw new VerificationError(`onnxruntime did not produce output '${name}'`);
         comparisons.get(name)!.add(planOutputs[name], ref);
       }
-      opts.onProgress?.(Math.round(((s + 1) / samples) * 100));
+      opts.onProgress?.(Math.round(((s + 1) / runs) * 100));
     }
   } finally {
     await reference.close();
@@ -130,7 +141,8 @@ export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationR
   }
   return {
     passed: failures.length === 0,
-    samples,
+    samples: runs,
+    inputs: given.length ? 'calibration' : 'random',
     seed,
     precision,
     inputShapes: shapes,
@@ -148,8 +160,9 @@ export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationR
 /** The E_VERIFICATION message of a report that did not pass: every bound exceeded, with the numbers. */
 export function verificationFailureMessage(report: VerificationReport): string {
   const top1 = report.top1 === null ? '' : `, top-1 ${num(report.top1)}`;
+  const source = report.inputs === 'calibration' ? 'calibration samples' : `samples, seed ${report.seed}`;
   return (
-    `plan does not match the ONNX model (${report.precision}, ${report.samples} samples, seed ${report.seed}; ` +
+    `plan does not match the ONNX model (${report.precision}, ${report.samples} ${source}; ` +
     `max abs ${num(report.maxAbs)}, max rel ${num(report.maxRel)}${top1}): ${report.failures.join('; ')}`
   );
 }

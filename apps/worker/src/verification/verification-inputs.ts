@@ -1,4 +1,8 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { ProfileDims, TensorValue, ValueInfo } from '../../../../libs/native/index.js';
+import { calibrationFileName } from '../calibration/calibration-layout.js';
+import { parseNpyHeader } from '../calibration/npy.js';
 import { floatToHalf } from './float16.js';
 import type { SeededRandom } from './seeded-random.js';
 import { VerificationError } from './verification-error.js';
@@ -80,6 +84,50 @@ export function randomInputs(inputs: readonly ValueInfo[], shapes: Record<string
         throw new VerificationError(`cannot make verification inputs: input '${input.name}' has type ${input.dtype}`);
     }
     out[input.name] = { dtype: input.dtype, shape: [...shape], data };
+  }
+  return out;
+}
+
+const ARRAY_BY_DTYPE: Record<string, (b: ArrayBuffer) => ArrayBufferView> = {
+  float32: (b) => new Float32Array(b),
+  float64: (b) => new Float64Array(b),
+  float16: (b) => new Uint16Array(b),
+  int64: (b) => new BigInt64Array(b),
+  uint64: (b) => new BigUint64Array(b),
+  int32: (b) => new Int32Array(b),
+  uint32: (b) => new Uint32Array(b),
+  int16: (b) => new Int16Array(b),
+  uint16: (b) => new Uint16Array(b),
+  int8: (b) => new Int8Array(b),
+  uint8: (b) => new Uint8Array(b),
+  bool: (b) => new Uint8Array(b),
+};
+
+/**
+ * Up to `count` samples from a calibration data folder (DIR/<batch>/<input>.npy, the layout
+ * calibration-archive.ts writes): real data where the plan was calibrated, which is what INT8
+ * must be judged on. Batches whose shapes differ from the first (a short last batch) are skipped:
+ * they could fall outside the plan's profiles. Empty when the folder has none.
+ */
+export async function loadSampleInputs(dataDir: string, inputs: readonly ValueInfo[], count: number): Promise<Record<string, TensorValue>[]> {
+  const batches = (await readdir(dataDir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  const out: Record<string, TensorValue>[] = [];
+  let firstShapes: string | undefined;
+  for (const batch of batches) {
+    if (out.length >= count) break;
+    const sample: Record<string, TensorValue> = {};
+    for (const input of inputs) {
+      const bytes = await readFile(path.join(dataDir, batch, calibrationFileName(input.name)));
+      const header = parseNpyHeader(bytes);
+      const view = ARRAY_BY_DTYPE[header.dtype];
+      if (!view) throw new VerificationError(`calibration sample ${batch}/${input.name}: unsupported dtype ${header.dtype}`);
+      // A copy: typed arrays need their own aligned buffer.
+      const data = view(bytes.buffer.slice(bytes.byteOffset + header.dataOffset, bytes.byteOffset + header.dataOffset + header.dataBytes));
+      sample[input.name] = { dtype: header.dtype, shape: header.shape, data };
+    }
+    const shapes = JSON.stringify(inputs.map((i) => sample[i.name].shape));
+    firstShapes ??= shapes;
+    if (shapes === firstShapes) out.push(sample);
   }
   return out;
 }

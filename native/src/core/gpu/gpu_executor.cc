@@ -4,6 +4,7 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -16,6 +17,7 @@
 #include "kernel_abi.h"
 #include "memory_planner.h"
 #include "tactics.h"
+#include "../version.h"
 
 namespace planforge {
 namespace gpu {
@@ -27,7 +29,8 @@ constexpr unsigned kStreamNonBlocking = 1;  // CU_STREAM_NON_BLOCKING
 
 const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    "pf_gather",     "pf_channel_affine",
                                     "pf_pool2d",  "pf_row_mean", "pf_softmax",  "pf_layernorm",  "pf_gemm_f32",
-                                    "pf_gemm_f16tc", "pf_conv_f32", "pf_conv_f16tc", "pf_conv_depthwise"};
+                                    "pf_gemm_f16tc", "pf_conv_f32", "pf_conv_f16tc", "pf_conv_depthwise",
+                                    "pf_gemm_splitk_reduce", "pf_conv_splitk_reduce", "pf_isnan", "pf_where"};
 
 const std::set<std::string>& nondeterministicOps() {
   static const std::set<std::string> s{"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
@@ -116,11 +119,15 @@ struct GpuExecutor::Impl {
     std::vector<Step> steps;
     std::vector<CUdeviceptr> owned;         // arena, input buffers, folded constants
     CUdeviceptr arena = 0;
+    CUdeviceptr workspace = 0;      // split-K partial sums, shared by all layers (one stream)
+    size_t workspaceBytes = 0;
     GpuLayerStats stats;
     CUgraphExec graph = nullptr;
     bool graphTried = false;
   };
   std::map<std::string, std::unique_ptr<Spec>> specs;
+  std::map<size_t, int64_t> tacticOverride;  // node index -> tactic being timed / chosen (autotune)
+  std::map<size_t, int64_t> chosen;          // node index -> tactic used, last specialization
 
   Impl(const Plan& p, const GpuExecutorOptions& o) : cu(cudaDriver()), plan(p), options(o) {
     dev = deviceInfo(o.deviceOrdinal);
@@ -385,14 +392,102 @@ struct GpuExecutor::Impl {
       s.owned.push_back(s.arena);
     }
     for (size_t r = 0; r < reqs.size(); ++r) s.storages[reqStorage[r]].ptr = s.arena + mp.offsets[r];
+    if (s.workspaceBytes) {
+      s.workspace = alloc(s.workspaceBytes);
+      s.owned.push_back(s.workspace);
+    }
 
     // Kernel launches with the real pointers (uploads constants as needed).
     for (Step& step : s.steps)
       if (step.kind == Step::kGpu && !lower(s, g.nodes[step.node], /*dry=*/false, step.launches))
         throw BuildError(ErrorCode::kInternal, "layer '" + g.nodes[step.node].name + "' could not be lowered a second time");
+    if (options.autotune) autotune(s);
     s.stats.weightBytes = weightBytes;
     if (s.stats.cpuLayers) s.stats.cudaGraphNote = "not captured: " + std::to_string(s.stats.cpuLayers) + " layer(s) run on the CPU";
     else if (!options.cudaGraph) s.stats.cudaGraphNote = "disabled";
+  }
+
+  // Times each candidate tactic of every GEMM / convolution step (on whatever the arena holds:
+  // timings do not depend on values) and keeps the fastest launches.
+  void autotune(Spec& s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    CUevent a = nullptr, b = nullptr;
+    checkCuda(cu.cuEventCreate(&a, 0), "cuEventCreate");
+    checkCuda(cu.cuEventCreate(&b, 0), "cuEventCreate");
+    auto timeLaunches = [&](const std::vector<Launch>& ls) {
+      for (const Launch& l : ls) l(stream);  // warm-up
+      float best = 1e30f;
+      for (int rep = 0; rep < 5; ++rep) {
+        checkCuda(cu.cuEventRecord(a, stream), "cuEventRecord");
+        for (const Launch& l : ls) l(stream);
+        checkCuda(cu.cuEventRecord(b, stream), "cuEventRecord");
+        checkCuda(cu.cuEventSynchronize(b), "cuEventSynchronize");
+        float ms = 0;
+        checkCuda(cu.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
+        best = std::min(best, ms);
+      }
+      return best;
+    };
+    try {
+      for (Step& st : s.steps) {
+        if (st.kind != Step::kGpu) continue;
+        const Node& n = plan.graph.nodes[st.node];
+        const std::vector<int64_t> cands = candidateTactics(plan.graph, n);
+        if (cands.size() < 2) continue;
+        TimingKey key;
+        if (options.timingCache) {
+          std::vector<std::pair<DataType, Shape>> ins;
+          for (const auto& name : n.inputs) {
+            if (name.empty()) ins.emplace_back(DataType::kUndefined, Shape{});
+            else if (const Tensor* hv = hostValue(s, name)) ins.emplace_back(hv->dtype, hv->shape);
+            else ins.emplace_back(s.values.at(name).dtype, s.values.at(name).shape);
+          }
+          key = TimingKey{kOptimizerVersion, dev.sm, TimingCache::layerSignature(n, ins)};
+          const TimingEntry* hit = options.timingCache->find(key);
+          std::vector<Launch> ls;
+          if (hit && std::find(cands.begin(), cands.end(), hit->tactic) != cands.end()) {
+            tacticOverride[st.node] = hit->tactic;
+            if (lower(s, n, false, ls)) {
+              chosen[st.node] = hit->tactic;
+              st.launches = ls;
+              ++s.stats.tunedLayers;
+              ++s.stats.timingCacheHits;
+              continue;
+            }
+          }
+        }
+        float bestMs = 1e30f;
+        int64_t best = -1;
+        std::vector<Launch> bestLaunches;
+        for (int64_t c : cands) {
+          tacticOverride[st.node] = c;
+          std::vector<Launch> ls;
+          if (!lower(s, n, false, ls)) continue;
+          const float ms = timeLaunches(ls);
+          if (ms < bestMs) {
+            bestMs = ms;
+            best = c;
+            bestLaunches = ls;
+          }
+        }
+        if (best < 0) {
+          tacticOverride.erase(st.node);
+          continue;
+        }
+        tacticOverride[st.node] = best;
+        chosen[st.node] = best;
+        st.launches = bestLaunches;
+        ++s.stats.tunedLayers;
+        if (options.timingCache) options.timingCache->record(key, TimingEntry{best, bestMs});
+      }
+    } catch (...) {
+      cu.cuEventDestroy(a);
+      cu.cuEventDestroy(b);
+      throw;
+    }
+    cu.cuEventDestroy(a);
+    cu.cuEventDestroy(b);
+    s.stats.tuneSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   // ---------------------------------------------------------------- lowering
@@ -569,6 +664,39 @@ struct GpuExecutor::Impl {
     return true;
   }
 
+  // Split-K for grids too small to fill the GPU (batch-1 layers with long K): the K loop is cut
+  // into slices written to a shared workspace, then a reduce kernel applies the epilogue.
+  // PLANFORGE_GPU_SPLITK=0 turns it off (A/B comparisons, debugging).
+  int chooseSplits(long long blocks, long long K) const {
+    static const bool disabled = [] {
+      const char* e = std::getenv("PLANFORGE_GPU_SPLITK");
+      return e && std::string(e) == "0";
+    }();
+    if (disabled || K < 512 || blocks >= dev.multiprocessors) return 1;
+    long long splits = (2LL * dev.multiprocessors + blocks - 1) / blocks;
+    splits = std::min<long long>({splits, K / 256, 32});
+    return static_cast<int>(std::max<long long>(1, splits));
+  }
+  static long long chunkFor(long long K, int splits) {
+    const long long c = (K + splits - 1) / splits;
+    return (c + 31) / 32 * 32;  // whole BK steps of both kernels
+  }
+
+  // Residual that broadcasts into the output (e.g. an attention mask [B,1,1,S] added to scores):
+  // GEMM first, then y += residual in place. Only without an activation (act(y + r) != act(y) + r).
+  bool broadcastResidualLaunch(const Operand& y, const Operand& r, std::vector<Launch>& out) {
+    PfStrides st{};
+    st.rank = static_cast<int>(y.shape.size());
+    if (st.rank == 0 || !broadcastStrides(y.shape, y.shape, st.a) || !broadcastStrides(y.shape, r.shape, st.b)) return false;
+    for (int d = 0; d < st.rank; ++d) st.dims[d] = y.shape[d];
+    const long long cnt = shapeNumel(y.shape);
+    const int op = kBinAdd;
+    Launch l = elementwiseLaunch("pf_binary", cnt);
+    l.arg(y.ptr); l.arg(r.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(op); l.arg(st);
+    out.push_back(l);
+    return true;
+  }
+
   bool lowerConv(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     Operand x = operand(s, n, 0, dry), w = operand(s, n, 1, dry), y = output(s, n, 0);
     if (!isF32(x) || !isF32(w) || !isF32(y) || x.shape.size() != 4 || w.shape.size() != 4 || y.shape.size() != 4) return false;
@@ -603,51 +731,102 @@ struct GpuExecutor::Impl {
       e.bias = b.ptr;
       e.biasStrideM = 1;
     }
+    Operand bcastResidual;
     if (n.opType == "FusedConv" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
       Operand r = operand(s, n, 3, dry);
-      if (!isF32(r) || r.shape != y.shape) return false;
-      e.residual = r.ptr;
+      if (!isF32(r)) return false;
+      if (r.shape == y.shape) e.residual = r.ptr;
+      else if (e.act == kUnaryCopy) bcastResidual = r;
+      else return false;
     }
     p.input = x.ptr; p.weight = w.ptr; p.output = y.ptr;
     const bool depthwise = p.C / p.groups == 1 && p.groups > 1;
-    int64_t tactic = n.tactic;
+    int64_t tactic = planTactic(n);
     if (tactic != kTacticConvF32 && tactic != kTacticConvF16TensorCore && tactic != kTacticConvDepthwise) tactic = heuristicTactic(plan.graph, n);
     if (tactic == kTacticConvDepthwise && !depthwise) tactic = kTacticConvF32;
+    chosen[nodeIndex(n)] = tactic;
+    p.splits = 1;
+    std::vector<Launch> ls;
     Launch l;
     if (tactic == kTacticConvDepthwise) {
       const long long cnt = static_cast<long long>(p.N) * p.Co * p.OH * p.OW;
       l = elementwiseLaunch("pf_conv_depthwise", cnt);
+      l.arg(p);
+      ls.push_back(l);
     } else {
       const bool tc = tactic == kTacticConvF16TensorCore;
       l.fn = fns.at(tc ? "pf_conv_f16tc" : "pf_conv_f32");
-      const long long cols = static_cast<long long>(p.N) * p.OH * p.OW;
+      const long long cols = static_cast<long long>(p.N) * p.OH * p.OW, M = p.Co / p.groups;
+      const long long K = static_cast<long long>(p.C / p.groups) * p.KH * p.KW;
       l.grid[0] = static_cast<unsigned>((cols + 63) / 64);
-      l.grid[1] = static_cast<unsigned>((p.Co / p.groups + 63) / 64);
-      l.grid[2] = static_cast<unsigned>(p.groups);
+      l.grid[1] = static_cast<unsigned>((M + 63) / 64);
+      const int splits = chooseSplits(static_cast<long long>(l.grid[0]) * l.grid[1] * p.groups, K);
+      l.grid[2] = static_cast<unsigned>(p.groups * splits);
       l.block[0] = tc ? 128 : 256;
       if (l.grid[1] > 65535 || l.grid[2] > 65535) return false;
+      if (splits > 1) {
+        p.splits = splits;
+        p.kChunk = chunkFor(K, splits);
+        p.splits = static_cast<int>((K + p.kChunk - 1) / p.kChunk);
+        l.grid[2] = static_cast<unsigned>(p.groups * p.splits);
+        s.workspaceBytes = std::max<size_t>(s.workspaceBytes, static_cast<size_t>(p.groups) * p.splits * M * cols * 4);
+        p.workspace = s.workspace;
+      }
+      l.arg(p);
+      ls.push_back(l);
+      if (p.splits > 1) {
+        Launch r = elementwiseLaunch("pf_conv_splitk_reduce", static_cast<long long>(p.groups) * M * cols);
+        r.arg(p);
+        ls.push_back(r);
+      }
     }
-    l.arg(p);
-    out.push_back(l);
+    if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
+    out.insert(out.end(), ls.begin(), ls.end());
     return true;
   }
 
-  bool gemmLaunch(const PfGemmParams& p, long long batch, int64_t tactic, std::vector<Launch>& out) {
+  bool gemmLaunch(Spec& s, const Node& n, PfGemmParams p, long long batch, int64_t tactic, const Operand& y,
+                  const Operand& bcastResidual, std::vector<Launch>& out) {
+    chosen[nodeIndex(n)] = tactic;
     const bool tc = tactic == kTacticGemmF16TensorCore;
     Launch l;
     l.fn = fns.at(tc ? "pf_gemm_f16tc" : "pf_gemm_f32");
     l.grid[0] = static_cast<unsigned>((p.N + 63) / 64);
     l.grid[1] = static_cast<unsigned>((p.M + 63) / 64);
-    l.grid[2] = static_cast<unsigned>(batch);
     l.block[0] = tc ? 128 : 256;
-    if (batch > 65535 || l.grid[1] > 65535) return false;
+    p.splits = 1;
+    const int splits = chooseSplits(static_cast<long long>(l.grid[0]) * l.grid[1] * batch, p.K);
+    if (splits > 1) {
+      p.kChunk = chunkFor(p.K, splits);
+      p.splits = static_cast<int>((p.K + p.kChunk - 1) / p.kChunk);
+      s.workspaceBytes = std::max<size_t>(s.workspaceBytes, static_cast<size_t>(batch) * p.splits * p.M * p.N * 4);
+      p.workspace = s.workspace;
+    }
+    l.grid[2] = static_cast<unsigned>(batch * p.splits);
+    if (batch * p.splits > 65535 || l.grid[1] > 65535) return false;
+    std::vector<Launch> ls;
     l.arg(p);
-    out.push_back(l);
+    ls.push_back(l);
+    if (p.splits > 1) {
+      Launch r = elementwiseLaunch("pf_gemm_splitk_reduce", batch * p.M * p.N);
+      r.arg(p);
+      r.arg(batch);
+      ls.push_back(r);
+    }
+    if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
+    out.insert(out.end(), ls.begin(), ls.end());
     return true;
   }
 
+  size_t nodeIndex(const Node& n) const { return static_cast<size_t>(&n - plan.graph.nodes.data()); }
+  // The tactic a layer runs with: autotune override, else the plan's, else the heuristic.
+  int64_t planTactic(const Node& n) const {
+    auto it = tacticOverride.find(nodeIndex(n));
+    return it != tacticOverride.end() ? it->second : n.tactic;
+  }
   int64_t gemmTactic(const Node& n) const {
-    return (n.tactic == kTacticGemmF32 || n.tactic == kTacticGemmF16TensorCore) ? n.tactic : heuristicTactic(plan.graph, n);
+    const int64_t t = planTactic(n);
+    return (t == kTacticGemmF32 || t == kTacticGemmF16TensorCore) ? t : heuristicTactic(plan.graph, n);
   }
 
   bool lowerGemm(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
@@ -672,12 +851,15 @@ struct GpuExecutor::Impl {
       e.biasStrideN = cn == 1 ? 0 : 1;
       e.biasStrideM = cm == 1 ? 0 : cn;
     }
+    Operand bcastResidual;
     if (n.opType == "FusedGemm" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
       Operand r = operand(s, n, 3, dry);
-      if (!isF32(r) || r.shape != y.shape) return false;
-      e.residual = r.ptr;
+      if (!isF32(r)) return false;
+      if (r.shape == y.shape) e.residual = r.ptr;
+      else if (e.act == kUnaryCopy) bcastResidual = r;
+      else return false;
     }
-    return gemmLaunch(p, 1, gemmTactic(n), out);
+    return gemmLaunch(s, n, p, 1, gemmTactic(n), y, bcastResidual, out);
   }
 
   bool lowerMatMul(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
@@ -697,6 +879,7 @@ struct GpuExecutor::Impl {
       return true;
     };
     if (!batchStride(ab, p.M * p.K, p.batchA) || !batchStride(bb, p.K * p.N, p.batchB)) return false;
+    Operand bcastResidual;
     p.sAm = p.K; p.sAk = 1; p.sBk = p.N; p.sBn = 1;
     p.A = a.ptr; p.B = b.ptr; p.Y = y.ptr;
     PfEpilogue& e = p.epi;
@@ -708,17 +891,26 @@ struct GpuExecutor::Impl {
       if (bias.ok) {
         if (!isF32(bias)) return false;
         const int64_t bn = shapeNumel(bias.shape);
-        if (bn == p.N && !bias.shape.empty() && bias.shape.back() == p.N) e.biasStrideN = 1;
-        else if (bn != 1) return false;
-        e.bias = bias.ptr;
+        if (bn == p.N && !bias.shape.empty() && bias.shape.back() == p.N) {
+          e.biasStrideN = 1;
+          e.bias = bias.ptr;
+        } else if (bn == 1) {
+          e.bias = bias.ptr;
+        } else if (e.act == kUnaryCopy) {
+          bcastResidual = bias;  // e.g. an attention mask [B,1,1,S]: added after the GEMM
+        } else {
+          return false;
+        }
       }
       if (n.inputs.size() > 3 && !n.inputs[3].empty()) {
         Operand r = operand(s, n, 3, dry);
-        if (!isF32(r) || r.shape != y.shape) return false;
-        e.residual = r.ptr;
+        if (!isF32(r)) return false;
+        if (r.shape == y.shape) e.residual = r.ptr;
+        else if (e.act == kUnaryCopy && !bcastResidual.ok) bcastResidual = r;
+        else return false;
       }
     }
-    return gemmLaunch(p, batch, gemmTactic(n), out);
+    return gemmLaunch(s, n, p, batch, gemmTactic(n), y, bcastResidual, out);
   }
 
   bool lowerPool(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
@@ -880,6 +1072,35 @@ struct GpuExecutor::Impl {
     return false;
   }
 
+  bool lowerIsNanWhere(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    Operand y = output(s, n, 0);
+    if (!y.ok || y.shape.size() > kMaxRank) return false;
+    const long long cnt = shapeNumel(y.shape);
+    if (n.opType == "IsNaN") {
+      Operand x = operand(s, n, 0, dry);
+      if (!isF32(x) || y.dtype != DataType::kBool || x.shape != y.shape) return false;
+      Launch l = elementwiseLaunch("pf_isnan", cnt);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt);
+      out.push_back(l);
+      return true;
+    }
+    Operand c = operand(s, n, 0, dry), a = operand(s, n, 1, dry), b = operand(s, n, 2, dry);
+    if (!c.ok || c.dtype != DataType::kBool || !isF32(a) || !isF32(b) || !isF32(y)) return false;
+    PfStrides3 st{};
+    st.rank = std::max(1, static_cast<int>(y.shape.size()));
+    if (y.shape.empty()) {
+      st.dims[0] = 1;
+    } else {
+      for (size_t d = 0; d < y.shape.size(); ++d) st.dims[d] = y.shape[d];
+      if (!broadcastStrides(y.shape, c.shape, st.c) || !broadcastStrides(y.shape, a.shape, st.a) || !broadcastStrides(y.shape, b.shape, st.b))
+        return false;
+    }
+    Launch l = elementwiseLaunch("pf_where", cnt);
+    l.arg(c.ptr); l.arg(a.ptr); l.arg(b.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(st);
+    out.push_back(l);
+    return true;
+  }
+
   // Builds the launches of one layer; false when the GPU cannot run it (the CPU reference will).
   bool lower(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     if (!(n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge")) return false;
@@ -892,6 +1113,7 @@ struct GpuExecutor::Impl {
       return lowerRowReduce(s, n, dry, out);
     if (op == "Transpose" || op == "Concat" || op == "Gather") return lowerCopy(s, n, dry, out);
     if (op == "BatchNormalization") return lowerBatchNorm(s, n, dry, out);
+    if (op == "IsNaN" || op == "Where") return lowerIsNanWhere(s, n, dry, out);
     if (lowerBinary(s, n, dry, out)) return true;
     return lowerUnary(s, n, dry, out);
   }
@@ -1025,6 +1247,39 @@ GpuLayerStats GpuExecutor::stats(const std::map<std::string, Tensor>& inputs) {
   m.bind();
   m.checkInputs(inputs);
   return m.specFor(inputs).stats;
+}
+
+std::map<std::string, int64_t> GpuExecutor::chosenTactics(const std::map<std::string, Tensor>& inputs) {
+  Impl& m = *impl_;
+  m.bind();
+  m.checkInputs(inputs);
+  Impl::Spec& s = m.specFor(inputs);
+  std::map<std::string, int64_t> out;
+  for (const auto& st : s.steps) {
+    if (st.kind != Impl::Step::kGpu) continue;
+    auto it = m.chosen.find(static_cast<size_t>(st.node));
+    if (it != m.chosen.end()) out[m.plan.graph.nodes[st.node].name] = it->second;
+  }
+  return out;
+}
+
+GpuLayerStats tunePlan(Plan& plan, const std::map<std::string, Tensor>& inputs, int deviceOrdinal, TimingCache* timingCache) {
+  GpuExecutorOptions o;
+  o.deviceOrdinal = deviceOrdinal;
+  o.autotune = true;
+  o.timingCache = timingCache;
+  o.cudaGraph = false;
+  GpuExecutor ex(plan, o);
+  const GpuLayerStats st = ex.stats(inputs);
+  const std::map<std::string, int64_t> tactics = ex.chosenTactics(inputs);
+  for (auto& n : plan.graph.nodes) {
+    auto it = tactics.find(n.name);
+    if (it != tactics.end()) n.tactic = it->second;
+    else if (n.tactic == 0) n.tactic = heuristicTactic(plan.graph, n);
+  }
+  plan.header.tuned = true;
+  attachKernels(plan);
+  return st;
 }
 
 GpuTiming GpuExecutor::time(const std::map<std::string, Tensor>& inputs, int warmup, int iterations) {

@@ -13,6 +13,7 @@
 #include "../plan/plan.h"
 #include "../tensor.h"
 #include "device.h"
+#include "timing_cache.h"
 
 namespace planforge {
 namespace gpu {
@@ -20,6 +21,11 @@ namespace gpu {
 struct GpuExecutorOptions {
   int deviceOrdinal = 0;
   bool cudaGraph = true;  // capture each specialization into a CUDA graph when possible
+  // Time every candidate tactic of each GEMM / convolution layer on this GPU while specializing
+  // and keep the fastest (otherwise: the plan's tactic, or the heuristic one for untuned plans).
+  bool autotune = false;
+  // With autotune: measurements are looked up here first (hits skip the timing) and recorded.
+  TimingCache* timingCache = nullptr;
 };
 
 struct GpuLayerStats {
@@ -33,6 +39,9 @@ struct GpuLayerStats {
   size_t arenaBytes = 0;      // activation arena after memory planning
   size_t naiveBytes = 0;      // sum of all activation sizes (no reuse), for comparison
   size_t weightBytes = 0;
+  int tunedLayers = 0;        // layers whose tactic was chosen by autotune
+  int timingCacheHits = 0;    // of those, answered by the timing cache
+  double tuneSeconds = 0;
 };
 
 struct GpuTiming {
@@ -55,6 +64,9 @@ class GpuExecutor {
   std::vector<std::pair<std::string, double>> profileLayers(const std::map<std::string, Tensor>& inputs, int iterations);
   GpuLayerStats stats(const std::map<std::string, Tensor>& inputs);
 
+  // Tactic chosen for each layer in the specialization of these inputs (by layer name; GPU layers).
+  std::map<std::string, int64_t> chosenTactics(const std::map<std::string, Tensor>& inputs);
+
   const DeviceInfo& device() const;
   bool kernelsFromPlan() const;  // false: the plan had no kernels, the binary's embedded cubin was used
 
@@ -62,6 +74,12 @@ class GpuExecutor {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Autotunes the plan on this GPU for the given inputs (typically the profiles' opt shapes):
+// writes the fastest tactic of every GEMM / convolution layer into the layer table, marks the
+// plan tuned and attaches the cubin of its SM. E_WRONG_SM when the GPU does not match the plan.
+GpuLayerStats tunePlan(Plan& plan, const std::map<std::string, Tensor>& inputs, int deviceOrdinal = 0,
+                       TimingCache* timingCache = nullptr);
 
 }  // namespace gpu
 }  // namespace planforge

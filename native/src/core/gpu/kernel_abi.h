@@ -32,12 +32,20 @@ struct PfGemmParams {
   long long sAm, sAk, sBk, sBn;
   long long batchA, batchB;
   PfEpilogue epi;
+  uint64_t workspace;  // split-K partial sums (splits > 1)
+  long long kChunk;
+  int splits;          // 1 = no split; never 0
+  int pad_;
 };
 
 struct PfConvParams {
   uint64_t input, weight, output;
   int N, C, H, W, Co, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, groups;
   PfEpilogue epi;
+  uint64_t workspace;
+  long long kChunk;
+  int splits;
+  int pad_;
 };
 
 struct PfStrides {
@@ -47,10 +55,19 @@ struct PfStrides {
   long long b[kMaxRank];
 };
 
+struct PfStrides3 {
+  int rank;
+  long long dims[kMaxRank];
+  long long c[kMaxRank];
+  long long a[kMaxRank];
+  long long b[kMaxRank];
+};
+
 static_assert(sizeof(PfEpilogue) == 56, "PfEpilogue layout must match kernels/common.cuh");
-static_assert(sizeof(PfGemmParams) == 24 + 24 + 32 + 16 + 56, "PfGemmParams layout must match kernels/gemm_conv.cuh");
-static_assert(sizeof(PfConvParams) == 24 + 64 + 56, "PfConvParams layout must match kernels/gemm_conv.cuh");
+static_assert(sizeof(PfGemmParams) == 24 + 24 + 32 + 16 + 56 + 24, "PfGemmParams layout must match kernels/gemm_conv.cuh");
+static_assert(sizeof(PfConvParams) == 24 + 64 + 56 + 24, "PfConvParams layout must match kernels/gemm_conv.cuh");
 static_assert(sizeof(PfStrides) == 8 + 3 * 8 * kMaxRank, "PfStrides layout must match kernels/planforge.cu");
+static_assert(sizeof(PfStrides3) == 8 + 4 * 8 * kMaxRank, "PfStrides3 layout must match kernels/planforge.cu");
 
 }  // namespace gpu
 }  // namespace planforge

@@ -12,7 +12,7 @@ namespace {
 const std::set<std::string>& elementwiseOps() {
   static const std::set<std::string> s{"Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "LeakyRelu", "Gelu", "Erf",
                                        "Exp", "Sqrt", "Neg", "Abs", "Reciprocal", "Log", "RoundToFp16", "Add", "Sub", "Mul",
-                                       "Div", "Pow", "Max", "Min", "PRelu", "BatchNormalization"};
+                                       "Div", "Pow", "Max", "Min", "PRelu", "BatchNormalization", "IsNaN", "Where"};
   return s;
 }
 const std::set<std::string>& aliasOps() {

@@ -245,8 +245,9 @@ Tensor concat(const NodeContext& ctx, const Inputs& in) {
   for (size_t i = 0; i < in.size(); ++i) {
     const Tensor& t = *in[i];
     const int64_t row = t.shape[axis] * inner;
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(r.bytes.data() + (o * rowOut + offset) * es, t.bytes.data() + o * row * es, static_cast<size_t>(row) * es);
+    if (row > 0)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(r.bytes.data() + (o * rowOut + offset) * es, t.bytes.data() + o * row * es, static_cast<size_t>(row) * es);
     offset += row;
   }
   return r;
@@ -319,8 +320,9 @@ std::vector<Tensor> split(const NodeContext& ctx, const Inputs& in) {
     sh[axis] = s;
     Tensor t(x.dtype, sh);
     const int64_t row = s * inner;
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(t.bytes.data() + o * row * es, x.bytes.data() + (o * rowIn + offset) * es, static_cast<size_t>(row) * es);
+    if (row > 0)
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(t.bytes.data() + o * row * es, x.bytes.data() + (o * rowIn + offset) * es, static_cast<size_t>(row) * es);
     offset += row;
     outs.push_back(std::move(t));
   }
@@ -350,6 +352,7 @@ Tensor gather(const NodeContext& ctx, const Tensor& data, const Tensor& indices)
     if (i < 0) i += n;
   }
   const size_t block = static_cast<size_t>(inner) * es;
+  if (block == 0) return r;
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t j = 0; j < ni; ++j)
       std::memcpy(r.bytes.data() + (o * ni + j) * block, data.bytes.data() + (o * n + idx[j]) * block, block);
@@ -522,7 +525,8 @@ PLANFORGE_REGISTER_OP(OpDef{
     "DepthToSpace",
     [](const NodeContext& ctx, const Infos& in) {
       const ValueInfo& x = info(ctx, in, 0);
-      const int64_t b = ctx.attrs.getInt("blocksize", 1);
+      const int64_t b = ctx.attrs.getInt("blocksize", 0);
+      if (b <= 0) attrError(ctx, "blocksize must be positive");
       if (!x.hasShape || x.shape.size() != 4) return std::vector<ValueInfo>{unknownRank(x.dtype)};
       auto mul = [](int64_t d, int64_t k) { return d < 0 ? -1 : d * k; };
       return std::vector<ValueInfo>{makeInfo(
@@ -534,7 +538,8 @@ PLANFORGE_REGISTER_OP(OpDef{
     "SpaceToDepth",
     [](const NodeContext& ctx, const Infos& in) {
       const ValueInfo& x = info(ctx, in, 0);
-      const int64_t b = ctx.attrs.getInt("blocksize", 1);
+      const int64_t b = ctx.attrs.getInt("blocksize", 0);
+      if (b <= 0) attrError(ctx, "blocksize must be positive");
       if (!x.hasShape || x.shape.size() != 4) return std::vector<ValueInfo>{unknownRank(x.dtype)};
       auto div = [](int64_t d, int64_t k) { return d < 0 ? -1 : d / k; };
       return std::vector<ValueInfo>{makeInfo(

@@ -54,7 +54,7 @@ Tensor gatherND(const NodeContext& ctx, const Tensor& data, const Tensor& indice
     for (int64_t t = 0; t < tuples; ++t) {
       int64_t off = bi * perBatchData;
       for (int64_t k = 0; k < last; ++k) off += checkedIndex(ctx, idx[(bi * tuples + t) * last + k], data.shape[b + k]) * ds[b + k];
-      std::memcpy(r.bytes.data() + o * es, data.bytes.data() + off * es, static_cast<size_t>(slice) * es);
+      if (slice > 0) std::memcpy(r.bytes.data() + o * es, data.bytes.data() + off * es, static_cast<size_t>(slice) * es);
       o += slice;
     }
   return r;

@@ -165,11 +165,15 @@ Tensor centered(const NodeContext& ctx, const Tensor& x, const Tensor* zp, bool 
   const int64_t rows = x.shape.size() >= 2 ? x.shape[x.shape.size() - 2] : 1;
   std::vector<int64_t> z = zp ? zp->toInt64Vector() : std::vector<int64_t>{0};
   if (zp && zp->dtype != x.dtype) shapeError(ctx, "zero point dtype must match its input");
+  const int64_t perRowOrColumn = isA ? rows : cols;
+  if (z.size() != 1 && static_cast<int64_t>(z.size()) != perRowOrColumn)
+    shapeError(ctx, std::string(isA ? "a_zero_point" : "b_zero_point") + " must be a scalar or have one value per " +
+                        (isA ? "row" : "column"));
   for (int64_t i = 0; i < n; ++i) {
     int64_t zi = 0;
     if (z.size() == 1) zi = z[0];
-    else if (isA) zi = z[static_cast<size_t>((i / cols) % rows) % z.size()];
-    else zi = z[static_cast<size_t>(i % cols) % z.size()];
+    else if (isA) zi = z[static_cast<size_t>((i / cols) % rows)];
+    else zi = z[static_cast<size_t>(i % cols)];
     r.data<int32_t>()[i] = static_cast<int32_t>(x.getInt64(i) - zi);
   }
   return r;

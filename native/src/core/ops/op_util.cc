@@ -118,7 +118,7 @@ Tensor fromFloats(DataType dtype, const Shape& shape, const float* values) {
 
 int64_t normalizeAxis(const NodeContext& ctx, int64_t axis, int64_t rank) {
   int64_t a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= (rank == 0 ? 1 : rank))
+  if (a < 0 || a >= rank)
     shapeError(ctx, "axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
   return a;
 }

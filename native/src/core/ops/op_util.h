@@ -35,7 +35,7 @@ Tensor fromFloats(DataType dtype, const Shape& shape, const float* values);
 // Writes value v (as double) at element i of t, casting to t's dtype.
 void setFromDouble(Tensor& t, int64_t i, double v);
 
-// Normalizes a possibly negative axis into [0, rank); rank may be 0 for scalars when allowNone.
+// Normalizes a possibly negative axis into [0, rank); BuildError(kShape) when out of range.
 int64_t normalizeAxis(const NodeContext& ctx, int64_t axis, int64_t rank);
 
 Shape stridesOf(const Shape& s);

@@ -102,26 +102,49 @@ class FuseLayerNorm : public Pass {
       if (d < 0) return false;
 
     std::vector<size_t> chain{ri};
-    const int si = soleOp(g, uses, r1.outputs[0], "Sub");
-    if (si < 0) return false;
-    const Node& sub = g.nodes[static_cast<size_t>(si)];
-    if (sub.inputs.size() != 2 || sub.inputs[0] != x || sub.inputs[1] != r1.outputs[0]) return false;
-    chain.push_back(static_cast<size_t>(si));
-    const std::string d = sub.outputs[0];
-    if (uses.isGraphOutput(d)) return false;
-    std::vector<size_t> dUsers = uses.users(d);
+    // d = x - mean, computed once (read by the square and the division) or twice (one Sub each).
+    const std::string m = r1.outputs[0];
+    if (uses.isGraphOutput(m)) return false;
+    std::vector<size_t> subs = uses.users(m);
+    std::sort(subs.begin(), subs.end());
+    subs.erase(std::unique(subs.begin(), subs.end()), subs.end());
+    if (subs.empty() || subs.size() > 2) return false;
+    std::vector<size_t> dUsers;
+    for (size_t si : subs) {
+      const Node& sub = g.nodes[si];
+      if (!fusion::isOp(sub, "Sub") || sub.inputs.size() != 2 || sub.inputs[0] != x || sub.inputs[1] != m || sub.outputs.size() != 1) return false;
+      if (uses.isGraphOutput(sub.outputs[0])) return false;
+      chain.push_back(si);
+      for (size_t u : uses.users(sub.outputs[0])) dUsers.push_back(u);
+    }
     std::sort(dUsers.begin(), dUsers.end());
     dUsers.erase(std::unique(dUsers.begin(), dUsers.end()), dUsers.end());
     if (dUsers.size() != 2) return false;
+    auto isD = [&](const std::string& v) {
+      for (size_t si : subs)
+        if (g.nodes[si].outputs[0] == v) return true;
+      return false;
+    };
     // One consumer squares d, the other divides it by the standard deviation.
     int sq = -1, dv = -1;
+    std::string d;  // the difference the division reads
     for (size_t u : dUsers) {
       const Node& n = g.nodes[u];
-      if (fusion::isOp(n, "Pow") && n.inputs.size() == 2 && n.inputs[0] == d && fusion::isSplat(g, n.inputs[1], 2.0, 1e-6)) sq = static_cast<int>(u);
-      else if (fusion::isOp(n, "Mul") && n.inputs.size() == 2 && n.inputs[0] == d && n.inputs[1] == d) sq = static_cast<int>(u);
-      else if ((fusion::isOp(n, "Div") && n.inputs.size() == 2 && n.inputs[0] == d) || (fusion::isOp(n, "Mul") && !fusion::otherInput(n, d).empty()))
+      if (n.inputs.size() != 2) return false;
+      if (fusion::isOp(n, "Pow") && isD(n.inputs[0]) && fusion::isSplat(g, n.inputs[1], 2.0, 1e-6)) {
+        sq = static_cast<int>(u);
+      } else if (fusion::isOp(n, "Mul") && isD(n.inputs[0]) && n.inputs[1] == n.inputs[0]) {
+        sq = static_cast<int>(u);
+      } else if (fusion::isOp(n, "Div") && isD(n.inputs[0])) {
         dv = static_cast<int>(u);
+        d = n.inputs[0];
+      } else if (fusion::isOp(n, "Mul") && (isD(n.inputs[0]) != isD(n.inputs[1]))) {
+        dv = static_cast<int>(u);
+        d = isD(n.inputs[0]) ? n.inputs[0] : n.inputs[1];
+      }
     }
+    // With two Subs, each must feed exactly one of the two consumers.
+    if (subs.size() == 2 && sq >= 0 && dv >= 0 && g.nodes[static_cast<size_t>(sq)].inputs[0] == d) return false;
     if (sq < 0 || dv < 0) return false;
     chain.push_back(static_cast<size_t>(sq));
     const int r2 = soleOp(g, uses, g.nodes[static_cast<size_t>(sq)].outputs[0], "ReduceMean");

@@ -160,14 +160,18 @@ struct Activation {
 inline bool matchActivation(const Graph& g, const UseMap& uses, const std::string& v, Activation* act) {
   if (uses.isGraphOutput(v)) return false;
   const auto& us = uses.users(v);
-  if (us.size() == 2) {  // SiLU: v -> Sigmoid -> Mul(v, sig)
+  if (us.size() == 2) {  // SiLU: Mul(v, Sigmoid(v)); HardSwish: Mul(v, HardSigmoid(v, 1/6, 0.5))
     size_t s = us[0], m = us[1];
-    if (!isOp(g.nodes[s], "Sigmoid")) std::swap(s, m);
+    if (isOp(g.nodes[s], "Mul")) std::swap(s, m);
     const Node& sig = g.nodes[s];
     const Node& mul = g.nodes[m];
-    if (s == m || !isOp(sig, "Sigmoid") || !isOp(mul, "Mul") || sig.outputs.size() != 1 || mul.outputs.size() != 1) return false;
+    const bool silu = isOp(sig, "Sigmoid");
+    const bool hswish = isOp(sig, "HardSigmoid") && std::abs(sig.attrs.getFloat("alpha", 0.2f) - 1.f / 6.f) < 1e-6f &&
+                        std::abs(sig.attrs.getFloat("beta", 0.5f) - 0.5f) < 1e-6f;
+    if (s == m || !(silu || hswish) || !isOp(mul, "Mul") || sig.outputs.size() != 1 || mul.outputs.size() != 1) return false;
+    if (sig.inputs.empty() || sig.inputs[0] != v) return false;
     if (otherInput(mul, v) != sig.outputs[0] || uses.soleUser(sig.outputs[0]) != static_cast<int>(m)) return false;
-    act->name = "SiLU";
+    act->name = silu ? "SiLU" : "HardSwish";
     act->nodes = {s, m};
     act->output = mul.outputs[0];
     return true;

@@ -20,35 +20,12 @@ namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------- thresholds
 
-namespace {
-
-// MXNet/TVM's smoothing: moves eps of mass onto zero bins so KL(P||Q) stays finite.
-bool smooth(std::vector<double>& p) {
-  const double eps = 1e-4;
-  size_t zeros = 0;
-  for (double v : p) zeros += v == 0;
-  const size_t nonzeros = p.size() - zeros;
-  if (nonzeros == 0) return false;
-  const double eps1 = eps * static_cast<double>(zeros) / static_cast<double>(nonzeros);
-  for (double& v : p) v = v == 0 ? eps : std::max(v - eps1, eps * 0.5);
-  return true;
-}
-
-double klDivergence(std::vector<double>& p, std::vector<double>& q) {
-  if (!smooth(p) || !smooth(q)) return std::numeric_limits<double>::infinity();
-  double sp = 0, sq = 0;
-  for (size_t i = 0; i < p.size(); ++i) sp += p[i], sq += q[i];
-  double kl = 0;
-  for (size_t i = 0; i < p.size(); ++i) {
-    const double pi = p[i] / sp, qi = q[i] / sq;
-    kl += pi * std::log(pi / qi);
-  }
-  return kl;
-}
-
-}  // namespace
-
 int entropyThresholdBin(const std::vector<double>& hist) {
+  // NVIDIA's algorithm as pytorch-quantization implements it for TensorRT: for every candidate
+  // threshold i (in bins), P = hist[0, i) with the clipped outliers added to its last bin; Q =
+  // hist[0, i) merged into 128 equal-width levels (level of bin k = floor(k * 128 / i)), each
+  // level's mass spread evenly over its non-empty bins; pick the i with the smallest KL(P || Q)
+  // (ties: the larger i). A Q that is empty where P is not gives an infinite divergence.
   const int nbins = static_cast<int>(hist.size());
   if (nbins <= kInt8QuantizedBins) return nbins;
   double total = 0;
@@ -58,30 +35,40 @@ int entropyThresholdBin(const std::vector<double>& hist) {
   for (int i = nbins - 1; i >= 0; --i) suffix[static_cast<size_t>(i)] = suffix[static_cast<size_t>(i) + 1] + hist[static_cast<size_t>(i)];
   int best = nbins;
   double bestKl = std::numeric_limits<double>::infinity();
-  std::vector<double> p, q;
+  std::vector<double> levelMass(kInt8QuantizedBins), q;
+  std::vector<int> levelBins(kInt8QuantizedBins);
   for (int i = kInt8QuantizedBins; i <= nbins; ++i) {
-    // Reference P: the first i bins, with the clipped outliers folded into the last one.
-    p.assign(hist.begin(), hist.begin() + i);
-    p[static_cast<size_t>(i) - 1] += suffix[static_cast<size_t>(i)];
-    // Candidate Q: the first i bins merged into 128 levels, each level's mass spread evenly
-    // over its non-empty source bins (empty bins stay empty).
-    q.assign(static_cast<size_t>(i), 0.0);
-    const int merged = i / kInt8QuantizedBins;
-    for (int j = 0; j < kInt8QuantizedBins; ++j) {
-      const int start = j * merged;
-      const int stop = j == kInt8QuantizedBins - 1 ? i : start + merged;
-      double sum = 0;
-      int nonzero = 0;
-      for (int k = start; k < stop; ++k) {
-        sum += hist[static_cast<size_t>(k)];
-        nonzero += p[static_cast<size_t>(k)] != 0;
-      }
-      if (nonzero == 0) continue;
-      for (int k = start; k < stop; ++k)
-        if (p[static_cast<size_t>(k)] != 0) q[static_cast<size_t>(k)] = sum / nonzero;
+    std::fill(levelMass.begin(), levelMass.end(), 0.0);
+    std::fill(levelBins.begin(), levelBins.end(), 0);
+    auto level = [&](int k) { return static_cast<int>(static_cast<int64_t>(k) * kInt8QuantizedBins / i); };
+    for (int k = 0; k < i; ++k) {
+      const double h = hist[static_cast<size_t>(k)];
+      if (h == 0) continue;
+      levelMass[static_cast<size_t>(level(k))] += h;
+      ++levelBins[static_cast<size_t>(level(k))];
     }
-    const double kl = klDivergence(p, q);
-    if (kl <= bestKl) {  // ties go to the wider range
+    q.assign(static_cast<size_t>(i), 0.0);
+    double qSum = 0;
+    for (int k = 0; k < i; ++k) {
+      if (hist[static_cast<size_t>(k)] == 0) continue;
+      const size_t l = static_cast<size_t>(level(k));
+      q[static_cast<size_t>(k)] = levelMass[l] / levelBins[l];
+      qSum += q[static_cast<size_t>(k)];
+    }
+    const double pSum = total;  // P holds every count (outliers folded into its last bin)
+    double kl = 0;
+    for (int k = 0; k < i && std::isfinite(kl); ++k) {
+      double p = hist[static_cast<size_t>(k)];
+      if (k == i - 1) p += suffix[static_cast<size_t>(i)];
+      if (p == 0) continue;
+      const double qk = q[static_cast<size_t>(k)];
+      if (qk == 0) {
+        kl = std::numeric_limits<double>::infinity();
+        break;
+      }
+      kl += (p / pSum) * std::log((p / pSum) / (qk / qSum));
+    }
+    if (kl <= bestKl) {
       bestKl = kl;
       best = i;
     }

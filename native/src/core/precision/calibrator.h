@@ -1,10 +1,10 @@
 // INT8 calibration: runs the FP32 graph over calibration inputs, observes the activations
 // that INT8 layers read, and turns their statistics into per-tensor dynamic ranges (amax;
 // scale = amax / 127) by one of three methods:
-//  - entropy (TensorRT's IInt8EntropyCalibrator): |x| histogram with 2048 bins over
-//    [0, max|x|]; for every candidate threshold from bin 128 to 2048 the clipped distribution
-//    (outliers folded into the last bin) is quantized to 128 levels, and the threshold with
-//    the smallest KL divergence between the two wins;
+//  - entropy (TensorRT's IInt8EntropyCalibrator2, as NVIDIA's pytorch-quantization computes it):
+//    |x| histogram with 2048 bins over [0, max|x|]; for every candidate threshold from bin 128
+//    to 2048 the clipped distribution (outliers folded into the last bin) is quantized to 128
+//    levels, and the threshold with the smallest KL divergence between the two wins;
 //  - minmax: max |x| over all batches;
 //  - percentile: the given percentile (default 99.99) of |x| from the same histogram.
 //

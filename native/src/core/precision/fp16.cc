@@ -14,6 +14,10 @@ bool readsFp16WeightDirectly(const Node& n, size_t input) {
   const std::string& op = n.opType;
   if (op == "Conv" || op == "ConvTranspose" || op == "FusedConv") return input == 1 || input == 2;
   if (op == "Gemm" || op == "FusedGemm" || op == "FusedMatMul") return input == 1 || input == 2;
+  // Normalization parameters and PRelu slopes: the kernels read them through toFloats().
+  if (op == "BatchNormalization") return input >= 1 && input <= 4;
+  if (op == "InstanceNormalization" || op == "LayerNormalization" || op == "GroupNormalization") return input == 1 || input == 2;
+  if (op == "PRelu") return input == 1;
   return false;
 }
 

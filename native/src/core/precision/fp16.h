@@ -11,8 +11,8 @@
 // rounding after them when their inputs are already FP16 values.
 //
 // Weights: float32 initializers read by FP16 layers become float16 initializers. Conv,
-// ConvTranspose, Gemm and the fused planforge ops read them directly (their kernels convert to
-// float); other ops read them through one Cast(to=float) node per weight. Parameter inputs that
+// ConvTranspose, Gemm, the fused planforge ops, the normalizations and PRelu read them directly
+// (their kernels convert to float); other ops read them through one Cast(to=float) node per weight. Parameter inputs that
 // are not tensor data (Resize scales, Clip bounds, Pad values, shapes) are left alone.
 #pragma once
 #include <string>
