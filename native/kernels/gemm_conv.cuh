@@ -69,19 +69,22 @@ struct PfConvProblem {
   __device__ float a(long long m, long long k) const {
     return (m < M() && k < K()) ? p.weight[(g * M() + m) * K() + k] : 0.f;
   }
-  __device__ float b(long long k, long long col) const {
-    if (k >= K() || col >= N()) return 0.f;
+  // 32-bit index math: 64-bit division is tens of instructions on the GPU and this runs once per
+  // loaded element. The host only launches this kernel when N*C*H*W and N*OH*OW fit in int32.
+  __device__ float b(long long k64, long long col64) const {
+    if (k64 >= K() || col64 >= N()) return 0.f;
+    const int k = (int)k64, col = (int)col64;
     const int khw = p.KH * p.KW;
-    const int ci = (int)(k / khw), r = (int)(k % khw);
-    const int kh = r / p.KW, kw = r % p.KW;
-    const long long pix = (long long)p.OH * p.OW;
-    const int n = (int)(col / pix);
-    const int q = (int)(col % pix);
-    const int oh = q / p.OW, ow = q % p.OW;
+    const int ci = k / khw, r = k - ci * khw;
+    const int kh = r / p.KW, kw = r - kh * p.KW;
+    const int pix = p.OH * p.OW;
+    const int n = col / pix;
+    const int q = col - n * pix;
+    const int oh = q / p.OW, ow = q - oh * p.OW;
     const int ih = oh * p.sh - p.ph + kh * p.dh, iw = ow * p.sw - p.pw + kw * p.dw;
     if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) return 0.f;
     const int c = g * (p.C / p.groups) + ci;
-    return p.input[(((long long)n * p.C + c) * p.H + ih) * p.W + iw];
+    return p.input[((n * p.C + c) * p.H + ih) * p.W + iw];
   }
   __device__ void store(long long m, long long col, float acc) const {
     if (m >= M() || col >= N()) return;
@@ -245,11 +248,14 @@ extern "C" __global__ void pf_conv_splitk_reduce(PfConvParams p) {
 extern "C" __global__ void pf_conv_depthwise(PfConvParams p) {
   const long long total = (long long)p.N * p.Co * p.OH * p.OW;
   const int coPerGroup = p.Co / p.groups;
-  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total; o += (long long)gridDim.x * blockDim.x) {
-    const int ow = (int)(o % p.OW);
-    const int oh = (int)((o / p.OW) % p.OH);
-    const int co = (int)((o / ((long long)p.OW * p.OH)) % p.Co);
-    const long long n = o / ((long long)p.OW * p.OH * p.Co);
+  for (long long o64 = blockIdx.x * (long long)blockDim.x + threadIdx.x; o64 < total; o64 += (long long)gridDim.x * blockDim.x) {
+    const int o = (int)o64;  // 32-bit index math (the host checks the sizes fit)
+    int t = o / p.OW;
+    const int ow = o - t * p.OW;
+    const int oh = t - (t / p.OH) * p.OH;
+    t /= p.OH;
+    const int co = t - (t / p.Co) * p.Co;
+    const long long n = t / p.Co;
     const int c = co / coPerGroup;
     const float* x = p.input + (n * p.C + c) * (long long)p.H * p.W;
     const float* w = p.weight + (long long)co * p.KH * p.KW;

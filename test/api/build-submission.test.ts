@@ -106,7 +106,8 @@ describe('POST /v1/builds', () => {
       expect(data.spec).toMatchObject({ model: 'resnet-tiny', precision: 'fp16', targets: ['sm_80', 'sm_90'], labels: { git: 'abc123' } });
       expect(data.specHash).toBe(version.spec_hash);
       expect(job!.parentKey).toContain(finalizeJobId(body.buildId));
-      expect(await job!.getState()).toBe('waiting');
+      // Every target job carries a priority (branch unless the spec or header says release): BullMQ keeps it in 'prioritized'.
+      expect(await job!.getState()).toBe('prioritized');
     }
     const parent = await queues.queue(finalizeQueueName(api.config.queuePrefix)).getJob(finalizeJobId(body.buildId));
     expect(parent).toBeDefined();

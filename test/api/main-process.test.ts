@@ -33,7 +33,7 @@ describe('api main process', () => {
     const config = await testConfig();
     const proc = run(testConfigEnv(config, { API_PORT: '0', API_HOST: '127.0.0.1' }));
     try {
-      const url = await waitFor(() => /listening on (http:\/\/\S+)/.exec(proc.output())?.[1], `the listening line in:\n${proc.output()}`);
+      const url = await waitFor(() => /listening on (http:\/\/[^\s"]+)/.exec(proc.output())?.[1], `the listening line in:\n${proc.output()}`);
       const ready = await fetch(`${url.replace('[::1]', '127.0.0.1')}/health/ready`);
       expect(ready.status).toBe(200);
       proc.child.kill('SIGTERM');

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attr, makeModel, makeTensorProto, seededFloats, type DType, type NodeSpec, type TensorSpec } from '../helpers/onnx-builder.js';
+import { attr, floatToHalf, makeModel, makeTensorProto, seededFloats, type DType, type NodeSpec, type TensorSpec } from '../helpers/onnx-builder.js';
 
 /** dist/test/native → repository root. */
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -376,7 +376,73 @@ function opCases(): OpCase[] {
     nodes: [{ op: 'Einsum', inputs: ['a'], outputs: ['y'], attrs: { equation: 'ji' } }], outputs: [{ name: 'y' }] });
   c.push({ name: 'einsum_trace_and_sum', opset: 12, inputs: [{ name: 'a', dims: [4, 4] }],
     nodes: [{ op: 'Einsum', inputs: ['a'], outputs: ['y'], attrs: { equation: 'ii->' } }], outputs: [{ name: 'y' }] });
+  // QOperator-format integer ops.
+  const u8 = (n: number, seed: number) => Array.from(seededFloats(n, seed), (v) => Math.floor((v + 1) * 127.5));
+  c.push({ name: 'conv_integer_zero_points', opset: 10, inputs: [{ name: 'x', dims: [1, 2, 5, 5], dtype: 'uint8', data: u8(50, 60) }],
+    initializers: [{ name: 'w', dtype: 'uint8', dims: [3, 2, 3, 3], data: u8(54, 61) }, { name: 'xzp', dtype: 'uint8', dims: [], data: [120] }, { name: 'wzp', dtype: 'uint8', dims: [], data: [7] }],
+    nodes: [{ op: 'ConvInteger', inputs: ['x', 'w', 'xzp', 'wzp'], outputs: ['y'], attrs: { pads: [1, 1, 1, 1], strides: [2, 1] } }], outputs: [{ name: 'y', dtype: 'int32' }] });
+  c.push({ name: 'qlinear_conv_per_channel_bias', opset: 13, inputs: [{ name: 'x', dims: [1, 4, 6, 6], dtype: 'uint8', data: u8(144, 62) }],
+    initializers: [f32c('xs', [0.02], []), { name: 'xzp', dtype: 'uint8', dims: [], data: [128] },
+      { name: 'w', dtype: 'int8', dims: [4, 2, 3, 3], data: u8(72, 63).map((v) => v - 128) }, f32c('ws', [0.01, 0.02, 0.005, 0.03]),
+      { name: 'wzp', dtype: 'int8', dims: [4], data: [0, 0, 0, 0] }, f32c('ys', [0.05], []), { name: 'yzp', dtype: 'uint8', dims: [], data: [100] },
+      { name: 'b', dtype: 'int32', dims: [4], data: [100, -2000, 0, 5000] }],
+    nodes: [{ op: 'QLinearConv', inputs: ['x', 'xs', 'xzp', 'w', 'ws', 'wzp', 'ys', 'yzp', 'b'], outputs: ['y'], attrs: { group: 2, pads: [1, 0, 1, 2] } }],
+    outputs: [{ name: 'y', dtype: 'uint8' }] });
+  c.push({ name: 'qlinear_matmul', opset: 10, inputs: [{ name: 'a', dims: [2, 3, 5], dtype: 'uint8', data: u8(30, 64) }],
+    initializers: [f32c('as', [0.03], []), { name: 'azp', dtype: 'uint8', dims: [], data: [110] },
+      { name: 'b', dtype: 'uint8', dims: [5, 4], data: u8(20, 65) }, f32c('bs', [0.02], []), { name: 'bzp', dtype: 'uint8', dims: [], data: [130] },
+      f32c('ys', [0.1], []), { name: 'yzp', dtype: 'uint8', dims: [], data: [90] }],
+    nodes: [{ op: 'QLinearMatMul', inputs: ['a', 'as', 'azp', 'b', 'bs', 'bzp', 'ys', 'yzp'], outputs: ['y'] }], outputs: [{ name: 'y', dtype: 'uint8' }] });
+  // float16 models (kernels compute in float32 and round; compared with a half-precision tolerance).
+  const h16 = (name: string, dims: number[], seed: number, scale = 1): TensorSpec & { name: string } => ({ ...f32(name, dims, seed, scale), dtype: 'float16' });
+  const half = (oc: OpCase): OpCase => ({
+    ...oc,
+    inputs: oc.inputs.map((i) => ({ ...i, dtype: i.dtype ?? 'float16' })),
+    outputs: oc.outputs.map((o) => ({ ...o, dtype: o.dtype ?? 'float16' })),
+  });
+  c.push(half({ name: 'fp16_conv_relu_maxpool', opset: 13, inputs: [{ name: 'x', dims: [1, 3, 8, 8] }], initializers: [h16('w', [4, 3, 3, 3], 50, 0.3), h16('b', [4], 51)],
+    nodes: [
+      { op: 'Conv', inputs: ['x', 'w', 'b'], outputs: ['c'], attrs: { pads: [1, 1, 1, 1] } },
+      { op: 'Relu', inputs: ['c'], outputs: ['r'] },
+      { op: 'MaxPool', inputs: ['r'], outputs: ['y'], attrs: { kernel_shape: [2, 2], strides: [2, 2] } },
+    ], outputs: [{ name: 'y' }] }));
+  c.push(half({ name: 'fp16_matmul_gemm', opset: 13, inputs: [{ name: 'a', dims: [3, 8] }, { name: 'b', dims: [8, 4] }], initializers: [h16('c', [4], 52)],
+    nodes: [
+      { op: 'MatMul', inputs: ['a', 'b'], outputs: ['m'] },
+      { op: 'Gemm', inputs: ['a', 'b', 'c'], outputs: ['g'], attrs: { alpha: 0.5 } },
+    ], outputs: [{ name: 'm' }, { name: 'g' }] }));
+  c.push(half({ name: 'fp16_layernorm_gelu_softmax', opset: 20, inputs: [{ name: 'x', dims: [2, 3, 8] }], initializers: [h16('s', [8], 53), h16('b', [8], 54)],
+    nodes: [
+      { op: 'LayerNormalization', inputs: ['x', 's', 'b'], outputs: ['n'] },
+      { op: 'Gelu', inputs: ['n'], outputs: ['g'] },
+      { op: 'Softmax', inputs: ['g'], outputs: ['y'] },
+    ], outputs: [{ name: 'y' }] }));
+  c.push(half({ name: 'fp16_batchnorm_sigmoid_mean', opset: 15, inputs: [{ name: 'x', dims: [2, 3, 4, 4] }],
+    initializers: [h16('s', [3], 55), h16('b', [3], 56), h16('m', [3], 57), { name: 'v', dtype: 'float16', dims: [3], data: [0.5, 1, 2] }],
+    nodes: [
+      { op: 'BatchNormalization', inputs: ['x', 's', 'b', 'm', 'v'], outputs: ['n'] },
+      { op: 'Sigmoid', inputs: ['n'], outputs: ['g'] },
+      { op: 'AveragePool', inputs: ['g'], outputs: ['p'], attrs: { kernel_shape: [2, 2] } },
+      { op: 'ReduceMean', inputs: ['p'], outputs: ['y'], attrs: { axes: [1], keepdims: 0 } },
+    ], outputs: [{ name: 'y' }] }));
+  c.push(half({ name: 'fp16_broadcast_arith_transpose_concat', opset: 13, inputs: [{ name: 'a', dims: [2, 3] }, { name: 'b', dims: [3] }],
+    nodes: [
+      { op: 'Add', inputs: ['a', 'b'], outputs: ['s'] },
+      { op: 'Mul', inputs: ['s', 'b'], outputs: ['m'] },
+      { op: 'Transpose', inputs: ['m'], outputs: ['t'] },
+      { op: 'Concat', inputs: ['t', 't'], outputs: ['y'], attrs: { axis: 1 } },
+    ], outputs: [{ name: 'y' }] }));
   return c;
+}
+
+/** IEEE half bits -> number. */
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
 /** Runs the cases in onnxruntime in a child process (inside jest's VM realm its typed arrays fail ORT's checks). */
@@ -384,7 +450,7 @@ function onnxruntimeOutputs(jobs: { model: string; feeds: { name: string; type: 
   const script = `
     const ort = require('onnxruntime-node');
     const jobs = JSON.parse(require('fs').readFileSync(0, 'utf8'));
-    const ctor = { float32: Float32Array, int64: BigInt64Array, int32: Int32Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array };
+    const ctor = { float32: Float32Array, float16: Uint16Array, int64: BigInt64Array, int32: Int32Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array };
     (async () => {
       const results = [];
       for (const job of jobs) {
@@ -408,7 +474,7 @@ function onnxruntimeOutputs(jobs: { model: string; feeds: { name: string; type: 
   return JSON.parse(r.stdout) as ({ outputs: { type: string; dims: number[]; data: number[] }[] } | { error: string })[];
 }
 
-const ORT_TO_DTYPE: Record<string, DType> = { float32: 'float32', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool' };
+const ORT_TO_DTYPE: Record<string, DType> = { float32: 'float32', float16: 'float16', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool' };
 
 describe('native CPU reference kernels vs onnxruntime on generated op cases', () => {
   let report: Report;
@@ -439,7 +505,8 @@ describe('native CPU reference kernels vs onnxruntime on generated op cases', ()
         if (inp.positive) data = data.map((v) => Math.abs(v) + 0.05);
         const dtype = inp.dtype ?? 'float32';
         writeFileSync(join(dir, 'test_data_set_0', `input_${k}.pb`), makeTensorProto({ dtype, dims: inp.dims, data }));
-        return { name: inp.name, type: dtype, dims: inp.dims, data };
+        // onnxruntime takes float16 as raw half bits.
+        return { name: inp.name, type: dtype, dims: inp.dims, data: dtype === 'float16' ? data.map((v) => floatToHalf(v)) : data };
       });
       return { model: join(dir, 'model.onnx'), feeds };
     });
@@ -455,7 +522,8 @@ describe('native CPU reference kernels vs onnxruntime on generated op cases', ()
       res.outputs.forEach((o, k) => {
         const dtype = ORT_TO_DTYPE[o.type];
         if (!dtype) throw new Error(`${cases[ci].name}: unexpected onnxruntime output type ${o.type}`);
-        writeFileSync(join(dir, 'test_data_set_0', `output_${k}.pb`), makeTensorProto({ dtype, dims: o.dims, data: o.data }));
+        const data = dtype === 'float16' ? o.data.map(halfToFloat) : o.data;
+        writeFileSync(join(dir, 'test_data_set_0', `output_${k}.pb`), makeTensorProto({ dtype, dims: o.dims, data }));
       });
     });
     const jsonPath = join(workDir, 'results.json');

@@ -167,6 +167,15 @@ describe('release channels', () => {
     expect(forcedEntry.details).toMatchObject({ reason: 'customer hotfix, accuracy known-bad', version: failed.version });
   });
 
+  it('reads the worker verifier\'s field names (passed, maxAbs, top1) too', async () => {
+    const v1 = await seedVersion(reg, 'verified', { sm_90: { verification: { passed: true, maxAbs: 0.001, maxRel: 0.01, top1: 1 } } });
+    expect((await promote(api, 'verified', 'production', { version: v1.version })).statusCode).toBe(200);
+    const worse = await seedVersion(reg, 'verified', { sm_90: { verification: { passed: true, maxAbs: 0.0011, maxRel: 0.01, top1: 0.97 } } });
+    const res = await promote(api, 'verified', 'production', { version: worse.version });
+    expect(res.statusCode).toBe(409);
+    expect(json(res).message).toMatch(/top-1 agreement 97% vs 100% for version 1 \(drop of 3 points > 1 allowed\)/);
+  });
+
   it('resolves a device to its plan with an ETag, 304 while unchanged, 404 naming the targets served', async () => {
     const v1 = await seedVersion(reg, 'fleet', { sm_87: {}, sm_90: {} });
     expect((await promote(api, 'fleet', 'production', { version: v1.version })).statusCode).toBe(200);

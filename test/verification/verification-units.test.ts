@@ -175,6 +175,16 @@ describe('zip entries', () => {
     expect(readdirSync(out)).toEqual(['data']); // the raw entries are gone
   });
 
+  it('reads archives written by NumPy (data descriptors, zip64 extras, deflate)', async () => {
+    const fixtures = join(process.cwd(), 'test', 'verification', 'fixtures');
+    const streamed = await extractCalibrationArchive(join(fixtures, 'numpy-batched-streamed.npz'), join(dir, 'np-streamed'), info.inputs);
+    expect(streamed).toMatchObject({ layout: 'batched', samples: 2, batches: 1 });
+    const perSample = await extractCalibrationArchive(join(fixtures, 'numpy-per-sample-compressed.npz'), join(dir, 'np-samples'), info.inputs);
+    expect(perSample).toMatchObject({ layout: 'per-sample', samples: 3, batches: 3 });
+    const first = parseNpyHeader(readFileSync(join(perSample.dataDir, 'b000000', 'input.npy')));
+    expect(first.shape).toEqual([1, 3, 8, 8]);
+  });
+
   it('checks calibration tables', async () => {
     const table = join(dir, 'table.json');
     writeFileSync(table, JSON.stringify({ format: 'planforge-calibration', version: 1, method: 'minmax', tensors: { input: { amax: 1, scale: 1 / 127 } } }));

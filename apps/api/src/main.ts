@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { ConfigError, loadApiConfig } from '../../../libs/config/index.js';
 import { createApiApp } from './api-app.js';
+import { PinoNestLogger } from './logging/pino-nest-logger.js';
 
 const logger = new Logger('planforge-api');
 
@@ -16,7 +17,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const app = await createApiApp(config);
+  // JSON lines (pino) carrying the request id: apps/api/src/logging.
+  const app = await createApiApp(config, { logger: new PinoNestLogger() });
   await app.listen({ port: config.api.port, host: config.api.host });
   logger.log(`listening on ${await app.getUrl()}`);
 

@@ -18,12 +18,9 @@ export class BuildCancellation1764300000000 implements MigrationInterface {
     await q.query(
       `ALTER TABLE model_versions ADD CONSTRAINT ck_model_versions_status CHECK (status IN ('building', 'complete', 'partial', 'failed', 'cancelled'))`,
     );
-    // The events stream and the dashboard list builds still open, newest first.
-    await q.query(`CREATE INDEX ix_builds_open ON builds (created_at DESC) WHERE finished_at IS NULL`);
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query(`DROP INDEX ix_builds_open`);
     await q.query(`UPDATE model_versions SET status = 'failed' WHERE status = 'cancelled'`);
     await q.query(`UPDATE build_targets SET status = 'failed' WHERE status = 'cancelled'`);
     await q.query(`UPDATE builds SET status = 'failed' WHERE status = 'cancelled'`);

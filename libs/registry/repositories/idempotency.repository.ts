@@ -6,7 +6,7 @@ export type IdempotencyClaim =
   | { state: 'in-progress' }
   | { state: 'conflict' };
 
-/** Idempotency-Key records, scoped per API key. */
+/** Idempotency-Key records, scoped per API key, kept 24 hours. */
 export class IdempotencyRepository {
   constructor(private readonly ds: DataSource) {}
 
@@ -16,6 +16,13 @@ export class IdempotencyRepository {
    * while the first one runs, or 'conflict' when their request differs.
    */
   async claim(scope: string, key: string, requestHash: string): Promise<IdempotencyClaim> {
+    // Keys live 24 hours; a claim never completed within an hour (the longest a request may take)
+    // belongs to a request that died with its API process.
+    await this.ds.query(
+      `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2
+         AND (created_at < now() - interval '24 hours' OR (response IS NULL AND created_at < now() - interval '1 hour'))`,
+      [scope, key],
+    );
     const inserted: unknown[] = await this.ds.query(
       `INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT (scope, key) DO NOTHING RETURNING key`,
       [scope, key, requestHash],

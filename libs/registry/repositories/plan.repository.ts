@@ -15,6 +15,8 @@ export interface RecordPlanInput {
   header: Record<string, unknown>;
   verification?: Record<string, unknown> | null;
   buildMs?: number | null;
+  /** Latency measured on a real GPU ({p50Ms, p99Ms, …}); the promotion gate compares p99Ms. */
+  profile?: Record<string, unknown> | null;
 }
 
 export class PlanRepository {
@@ -29,8 +31,8 @@ export class PlanRepository {
     if (!SHA256_HEX.test(input.sha256)) throw new RegistryError('E_INVALID', 'plan sha256 must be 64 lowercase hex digits');
     if (!Number.isSafeInteger(input.size) || input.size < 0) throw new RegistryError('E_INVALID', 'plan size must be a non-negative integer');
     await this.ds.query(
-      `INSERT INTO plans (model_version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, build_ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      `INSERT INTO plans (model_version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, build_ms, profile)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
        ON CONFLICT (model_version_id, target) DO NOTHING`,
       [
         input.modelVersionId,
@@ -44,6 +46,7 @@ export class PlanRepository {
         JSON.stringify(input.header),
         input.verification == null ? null : JSON.stringify(input.verification),
         input.buildMs == null ? null : Math.round(input.buildMs),
+        input.profile == null ? null : JSON.stringify(input.profile),
       ],
     );
     return this.ds.getRepository(PlanEntity).findOneByOrFail({ modelVersionId: input.modelVersionId, target: input.target });

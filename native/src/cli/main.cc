@@ -15,6 +15,7 @@
 #include "../core/plan/plan.h"
 #include "../core/reports.h"
 #include "../core/version.h"
+#include "bench_command.h"
 
 using namespace planforge;
 
@@ -27,7 +28,11 @@ const char* kUsage =
     "        [--layer-precision NODE=fp32|fp16|int8]... [--spec-hash HASH] [--model-sha256 HEX]\n"
     "        [--calib DIR [--calib-method entropy|minmax|percentile] [--percentile 99.99]] [--calib-cache FILE.json]\n"
     "        [--passes id,id,...] [--json] [--progress]\n"
-    "  planforge-opt run PLAN --input NAME=FILE.npy... --output-dir DIR [--expected-sm sm_90]\n"
+    "  planforge-opt run PLAN --input NAME=FILE.npy... --output-dir DIR [--expected-sm sm_90] [--device cpu|gpu|auto]\n"
+    "  planforge-opt bench PLAN [--shape NAME=1x3x224x224]... [--iterations N] [--warmup N] [--autotune] [--json]\n"
+    "  planforge-opt verify PLAN --input NAME=FILE... | --data-dir DIR | --synthetic [--rtol R] [--atol A] [--json]\n"
+    "  planforge-opt tune PLAN -o TUNED_PLAN [--shape NAME=DIMS]... [--timing-cache FILE] [--json]\n"
+    "  planforge-opt devices [--json]\n"
     "  planforge-opt eval MODEL.onnx --input NAME=FILE.npy|FILE.pb... --output-dir DIR\n"
     "  planforge-opt inspect PLAN [--json]\n"
     "  planforge-opt check MODEL.onnx [--json]\n"
@@ -236,7 +241,7 @@ int cmdBuild(int argc, char** argv) {
 }
 
 int cmdRun(int argc, char** argv) {
-  Args a = parseArgs(argc, argv, 2, {}, {"--input", "--output-dir", "--expected-sm"});
+  Args a = parseArgs(argc, argv, 2, {}, {"--input", "--output-dir", "--expected-sm", "--device"});
   if (a.positional.size() != 1) throw UsageError("run needs exactly one PLAN");
   if (!a.has("--output-dir")) throw UsageError("run needs --output-dir DIR");
   PlanLoadOptions lo;
@@ -247,7 +252,9 @@ int cmdRun(int argc, char** argv) {
   Plan plan = loadPlanFile(a.positional[0], lo);
   std::map<std::string, Tensor> inputs = readInputs(a);
   checkInputsAgainstProfiles(plan, inputs);
-  writeOutputs(runGraph(plan.graph, inputs), a.get("--output-dir"));
+  const std::string device = a.get("--device", "cpu");
+  if (device != "cpu" && device != "gpu" && device != "auto") throw UsageError("--device must be cpu, gpu or auto, got '" + device + "'");
+  writeOutputs(cli::runPlanOnDevice(plan, inputs, device), a.get("--output-dir"));
   return 0;
 }
 
@@ -317,6 +324,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "build") return cmdBuild(argc, argv);
     if (cmd == "run") return cmdRun(argc, argv);
+    if (cli::isGpuCommand(cmd)) return cli::runGpuCommand(cmd, argc, argv);
     if (cmd == "eval") return cmdEval(argc, argv);
     if (cmd == "inspect") return cmdInspect(argc, argv);
     if (cmd == "check") return cmdCheck(argc, argv);

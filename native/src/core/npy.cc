@@ -131,9 +131,11 @@ std::vector<uint8_t> encodeNpy(const Tensor& t) {
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, uint8_t(header.size() & 0xff), uint8_t(header.size() >> 8)};
-  out.insert(out.end(), header.begin(), header.end());
-  out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+  const uint8_t prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, uint8_t(header.size() & 0xff), uint8_t(header.size() >> 8)};
+  std::vector<uint8_t> out(sizeof(prefix) + header.size() + t.bytes.size());
+  std::memcpy(out.data(), prefix, sizeof(prefix));
+  std::memcpy(out.data() + sizeof(prefix), header.data(), header.size());
+  if (!t.bytes.empty()) std::memcpy(out.data() + sizeof(prefix) + header.size(), t.bytes.data(), t.bytes.size());
   return out;
 }
 

@@ -438,12 +438,18 @@ void normalizeLegacyBroadcast(Graph& g, size_t index) {
 
 }  // namespace
 
-Graph importModelBytes(const std::string& bytes, const std::string& modelDir, const ImportOptions& options, ImportReport* report) {
+namespace {
+
+void parseModel(onnx::ModelProto& model, const std::string& bytes, const ImportOptions& options) {
   if (bytes.size() > options.maxModelBytes)
     throw BuildError(ErrorCode::kResource, "model is " + std::to_string(bytes.size()) + " bytes, over the limit of " + std::to_string(options.maxModelBytes));
   if (bytes.empty()) throw BuildError(ErrorCode::kParse, "not an ONNX model: the file is empty");
-  onnx::ModelProto model;
   parseMessage(model, bytes, options.maxModelBytes, "not a valid ONNX model");
+}
+
+// Converts a parsed model. Initializer data is released from `model` as it is converted, so
+// a large model is held about twice (proto + tensors) at the peak, not three times.
+Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const ImportOptions& options, ImportReport* report) {
   if (!model.has_graph()) throw BuildError(ErrorCode::kParse, "not an ONNX model: the ModelProto has no graph");
   if (model.ir_version() <= 0) throw BuildError(ErrorCode::kParse, "not an ONNX model: ir_version is missing");
 
@@ -465,10 +471,11 @@ Graph importModelBytes(const std::string& bytes, const std::string& modelDir, co
   const onnx::GraphProto& gp = model.graph();
   g.name = gp.name();
 
-  for (const auto& init : gp.initializer()) {
+  for (auto& init : *model.mutable_graph()->mutable_initializer()) {
     if (init.name().empty()) throw BuildError(ErrorCode::kInvalidModel, "an initializer has no name");
     if (g.initializers.count(init.name())) throw BuildError(ErrorCode::kInvalidModel, "initializer '" + init.name() + "' is defined twice");
     g.initializers.emplace(init.name(), imp.tensor(init));
+    delete init.release_raw_data();  // frees the buffer (clear_raw_data would keep its capacity)
   }
   if (gp.sparse_initializer_size() > 0) throw BuildError(ErrorCode::kUnsupportedOp, "sparse initializers are not supported");
 
@@ -607,9 +614,21 @@ Graph importModelBytes(const std::string& bytes, const std::string& modelDir, co
   return g;
 }
 
+}  // namespace
+
+Graph importModelBytes(const std::string& bytes, const std::string& modelDir, const ImportOptions& options, ImportReport* report) {
+  onnx::ModelProto model;
+  parseModel(model, bytes, options);
+  return convertModel(model, modelDir, options, report);
+}
+
 Graph importModel(const std::string& path, const ImportOptions& options, ImportReport* report) {
-  std::string bytes = readWholeFile(path, options.maxModelBytes, "model");
-  return importModelBytes(bytes, dirName(path), options, report);
+  onnx::ModelProto model;
+  {
+    std::string bytes = readWholeFile(path, options.maxModelBytes, "model");
+    parseModel(model, bytes, options);
+  }  // the file bytes are freed before the tensors are built
+  return convertModel(model, dirName(path), options, report);
 }
 
 Tensor readTensorProtoFile(const std::string& path) {

@@ -39,6 +39,8 @@ export interface PlanDto {
   optimizerVersion: string;
   header: Record<string, unknown>;
   verification: Record<string, unknown> | null;
+  /** Latency measured on a real GPU, when profiled. */
+  profile: Record<string, unknown> | null;
   buildMs: number | null;
   createdAt: string;
   download: { url: string; expiresAt: string };
@@ -91,6 +93,7 @@ export function toPlanDto(model: string, version: number, plan: PlanEntity, down
     optimizerVersion: plan.optimizerVersion,
     header: plan.header,
     verification: plan.verification,
+    profile: plan.profile ?? null,
     buildMs: plan.buildMs,
     createdAt: plan.createdAt.toISOString(),
     download,

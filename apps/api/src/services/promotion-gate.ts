@@ -4,8 +4,9 @@ import type { ChannelPlan } from '../../../../libs/registry/index.js';
 
 /**
  * What the gate reads from a plan:
- * - plans.verification: `passed` (boolean), `maxAbsError` (number), `top1Agreement`
- *   (a fraction in [0, 1]; values above 1 are read as percent);
+ * - plans.verification: `passed` (boolean), `maxAbs` or `maxAbsError` (number), `top1` or
+ *   `top1Agreement` (a fraction in [0, 1]; values above 1 are read as percent) — the worker's
+ *   verifier writes passed/maxAbs/top1;
  * - plans.profile (measured on a GPU): `p99Ms` (or `latencyP99Ms`, `p99`).
  * A number that is missing on either side is not compared.
  */
@@ -24,10 +25,10 @@ function num(value: unknown): number | null {
 export function gateMetrics(plan: Pick<ChannelPlan, 'verification' | 'profile'>): GateMetrics {
   const v = plan.verification ?? {};
   const p = plan.profile ?? {};
-  const top1 = num(v.top1Agreement);
+  const top1 = num(v.top1) ?? num(v.top1Agreement);
   return {
     passed: typeof v.passed === 'boolean' ? v.passed : null,
-    maxAbsError: num(v.maxAbsError),
+    maxAbsError: num(v.maxAbs) ?? num(v.maxAbsError),
     top1Percent: top1 === null ? null : top1 <= 1 ? top1 * 100 : top1,
     p99Ms: num(p.p99Ms) ?? num(p.latencyP99Ms) ?? num(p.p99),
   };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -706,6 +707,8 @@ struct GpuExecutor::Impl {
     p.KH = static_cast<int>(w.shape[2]); p.KW = static_cast<int>(w.shape[3]);
     p.groups = static_cast<int>(n.attrs.getInt("group", 1));
     if (p.groups < 1 || p.C % p.groups || p.Co % p.groups || w.shape[1] != p.C / p.groups || w.shape[0] != p.Co) return false;
+    // The conv kernels index with 32-bit integers.
+    if (shapeNumel(x.shape) >= INT32_MAX || shapeNumel(y.shape) >= INT32_MAX || shapeNumel(w.shape) >= INT32_MAX) return false;
     const std::vector<int64_t> strides = n.attrs.getInts("strides", {1, 1}), dil = n.attrs.getInts("dilations", {1, 1});
     if (strides.size() != 2 || dil.size() != 2) return false;
     p.sh = static_cast<int>(strides[0]); p.sw = static_cast<int>(strides[1]); p.dh = static_cast<int>(dil[0]); p.dw = static_cast<int>(dil[1]);
@@ -934,6 +937,7 @@ struct GpuExecutor::Impl {
     int mode = 0;
     if (n.opType == "AveragePool") mode = n.attrs.getInt("count_include_pad", 0) ? 1 : 2;
     const long long nc = x.shape[0] * x.shape[1];
+    if (nc * OH * OW >= UINT32_MAX) return false;  // 32-bit index math in the kernel
     Launch l = elementwiseLaunch("pf_pool2d", nc * OH * OW);
     l.arg(x.ptr); l.arg(y.ptr); l.arg(nc); l.arg(H); l.arg(W); l.arg(OH); l.arg(OW);
     l.arg(static_cast<int>(k[0])); l.arg(static_cast<int>(k[1])); l.arg(static_cast<int>(st[0])); l.arg(static_cast<int>(st[1]));

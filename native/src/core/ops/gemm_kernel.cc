@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -160,12 +161,15 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
   chunk = (chunk + unit - 1) / unit * unit;
   for (int64_t start = 0; start < total; start += chunk) {
     const int64_t len = std::min(chunk, total - start);
-    if (splitRows) {
-      const float* a = transA ? A + start : A + start * lda;
-      pool.emplace_back(sgemmSerial, transA, transB, len, N, K, alpha, a, lda, B, ldb, beta, C + start * ldc, ldc);
-    } else {
-      const float* b = transB ? B + start * ldb : B + start;
-      pool.emplace_back(sgemmSerial, transA, transB, M, len, K, alpha, A, lda, b, ldb, beta, C + start, ldc);
+    const float* a = splitRows ? (transA ? A + start : A + start * lda) : A;
+    const float* b = splitRows ? B : (transB ? B + start * ldb : B + start);
+    float* c = splitRows ? C + start * ldc : C + start;
+    const int64_t m = splitRows ? len : M, n = splitRows ? N : len;
+    try {
+      pool.emplace_back(sgemmSerial, transA, transB, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    } catch (const std::system_error&) {
+      // No thread available: do this part here.
+      sgemmSerial(transA, transB, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
     }
   }
   for (auto& t : pool) t.join();

@@ -105,7 +105,8 @@ Tensor scatterND(const NodeContext& ctx, const Tensor& data, const Tensor& indic
   Shape ds = stridesOf(data.shape);
   int64_t slice = 1;
   for (size_t d = last; d < data.shape.size(); ++d) slice *= data.shape[d];
-  const int64_t tuples = last == 0 ? 1 : indices.numel() / last;
+  const int64_t tuples = shapeNumel(Shape(indices.shape.begin(), indices.shape.end() - 1));
+  if (updates.numel() != tuples * slice) shapeError(ctx, "updates size does not match indices and data");
   std::vector<int64_t> idx = indices.toInt64Vector();
   for (int64_t t = 0; t < tuples; ++t) {
     int64_t off = 0;
