@@ -36,6 +36,13 @@ export interface WorkerConfig {
   id: string;
   /** Disk budget of the local model cache (WORK_DIR/models); least recently used models go first. */
   modelCacheBytes: number;
+  /**
+   * WORKER_LOCK_DURATION_MS: BullMQ job lock; a worker that dies holding a job loses it after this long
+   * and the job is redelivered (BullMQ default 30 s). Optional so hand-built configs keep compiling.
+   */
+  lockDurationMs?: number;
+  /** WORKER_STALLED_INTERVAL_MS: how often workers look for jobs whose lock expired (BullMQ default 30 s). */
+  stalledIntervalMs?: number;
 }
 
 /** API keys (apps/api auth). */
@@ -76,8 +83,51 @@ export interface RateLimitConfig {
   submitBurst: number;
 }
 
+/** Fleet telemetry intake (POST /v1/telemetry; apps/api). */
+export interface TelemetryConfig {
+  /** TELEMETRY_BUCKET_SECONDS: width of the aggregation buckets (one row per channel, target, version and bucket). */
+  bucketSeconds: number;
+  /** TELEMETRY_FLUSH_MS: reports are summed in memory and upserted this often; 0 writes each request through before answering. */
+  flushMs: number;
+  /** TELEMETRY_MAX_BATCH: reports in one request at most. */
+  maxBatch: number;
+  /** TELEMETRY_MAX_BODY_BYTES: largest request body (413 beyond). */
+  maxBodyBytes: number;
+  /** TELEMETRY_MAX_CLOCK_SKEW_SECONDS: how far in the future a window may end (device clocks drift). */
+  maxClockSkewSeconds: number;
+  /** TELEMETRY_MAX_AGE_SECONDS: how old a window may start. */
+  maxAgeSeconds: number;
+}
+
+/** Rollout watch: automatic rollback of regressing promotions (apps/api). */
+export interface RolloutConfig {
+  /** ROLLOUT_WATCHER_ENABLED: run the watcher loop in this API process. */
+  watcherEnabled: boolean;
+  /** ROLLOUT_WATCH_INTERVAL_MS: how often the watcher evaluates the channels in their watch window. */
+  watchIntervalMs: number;
+  /** ROLLOUT_WEBHOOK_ATTEMPTS: deliveries of one notification at most (retries with exponential backoff). */
+  webhookAttempts: number;
+  /** ROLLOUT_WEBHOOK_RETRY_MS: first retry delay; doubles per attempt. */
+  webhookRetryMs: number;
+}
+
+export const DEFAULT_TELEMETRY_CONFIG: TelemetryConfig = {
+  bucketSeconds: 60,
+  flushMs: 1000,
+  maxBatch: 500,
+  maxBodyBytes: 1024 * 1024,
+  maxClockSkewSeconds: 60,
+  maxAgeSeconds: 86_400,
+};
+
+export const DEFAULT_ROLLOUT_CONFIG: RolloutConfig = { watcherEnabled: true, watchIntervalMs: 5000, webhookAttempts: 5, webhookRetryMs: 1000 };
+
 export interface AppConfig {
   auth: AuthConfig;
+  /** Optional so hand-built configs keep compiling (DEFAULT_TELEMETRY_CONFIG then); loadConfig always sets it. */
+  telemetry?: TelemetryConfig;
+  /** Optional likewise (DEFAULT_ROLLOUT_CONFIG). */
+  rollout?: RolloutConfig;
   /** Optional so hand-built configs keep compiling; loadConfig always sets it. */
   rateLimit?: RateLimitConfig;
   calibration: CalibrationUploadConfig;
@@ -186,6 +236,9 @@ const envSchema = z.object({
   WORKER_CONCURRENCY: integer(1, 64).default(1),
   WORKER_ID: z.string().min(1).max(128).default(`${os.hostname()}-${process.pid}`),
   WORKER_MODEL_CACHE_BYTES: byteSize.default(20 * GIB),
+  // Unset = BullMQ defaults (30 s each).
+  WORKER_LOCK_DURATION_MS: integer(1_000, 3_600_000).optional(),
+  WORKER_STALLED_INTERVAL_MS: integer(1_000, 3_600_000).optional(),
   AUTH_DISABLED: boolean.default(false),
   // Long enough that guessing is hopeless; keys the API mints are pf_ + 43 base64url characters.
   ADMIN_API_KEY: z.string().min(24, 'expected at least 24 characters').max(256).optional(),
@@ -195,6 +248,17 @@ const envSchema = z.object({
   GATE_MAX_LATENCY_REGRESSION_PCT: z.string().transform(Number).pipe(z.number().min(0).max(10_000)).default(10),
   SUBMIT_RATE_LIMIT_PER_MINUTE: z.string().transform(Number).pipe(z.number().min(0).max(1_000_000)).default(120),
   SUBMIT_RATE_LIMIT_BURST: integer(1, 100_000).default(60),
+  TELEMETRY_BUCKET_SECONDS: integer(1, 3600).default(DEFAULT_TELEMETRY_CONFIG.bucketSeconds),
+  TELEMETRY_FLUSH_MS: integer(0, 60_000).default(DEFAULT_TELEMETRY_CONFIG.flushMs),
+  TELEMETRY_MAX_BATCH: integer(1, 5000).default(DEFAULT_TELEMETRY_CONFIG.maxBatch),
+  // Fastify's body limit is 1 MiB: a larger value could never be reached.
+  TELEMETRY_MAX_BODY_BYTES: byteSize.pipe(z.number().max(1024 * 1024, 'at most 1 MiB')).default(DEFAULT_TELEMETRY_CONFIG.maxBodyBytes),
+  TELEMETRY_MAX_CLOCK_SKEW_SECONDS: integer(0, 3600).default(DEFAULT_TELEMETRY_CONFIG.maxClockSkewSeconds),
+  TELEMETRY_MAX_AGE_SECONDS: integer(60, 30 * 86_400).default(DEFAULT_TELEMETRY_CONFIG.maxAgeSeconds),
+  ROLLOUT_WATCHER_ENABLED: boolean.default(DEFAULT_ROLLOUT_CONFIG.watcherEnabled),
+  ROLLOUT_WATCH_INTERVAL_MS: integer(50, 3_600_000).default(DEFAULT_ROLLOUT_CONFIG.watchIntervalMs),
+  ROLLOUT_WEBHOOK_ATTEMPTS: integer(1, 20).default(DEFAULT_ROLLOUT_CONFIG.webhookAttempts),
+  ROLLOUT_WEBHOOK_RETRY_MS: integer(10, 600_000).default(DEFAULT_ROLLOUT_CONFIG.webhookRetryMs),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -220,6 +284,20 @@ export function loadConfig(env: Env = process.env): AppConfig {
     auth: { disabled: e.AUTH_DISABLED, adminApiKey: e.ADMIN_API_KEY },
     rateLimit: { submitPerMinute: e.SUBMIT_RATE_LIMIT_PER_MINUTE, submitBurst: e.SUBMIT_RATE_LIMIT_BURST },
     calibration: { maxUploadBytes: e.MAX_CALIBRATION_BYTES },
+    telemetry: {
+      bucketSeconds: e.TELEMETRY_BUCKET_SECONDS,
+      flushMs: e.TELEMETRY_FLUSH_MS,
+      maxBatch: e.TELEMETRY_MAX_BATCH,
+      maxBodyBytes: e.TELEMETRY_MAX_BODY_BYTES,
+      maxClockSkewSeconds: e.TELEMETRY_MAX_CLOCK_SKEW_SECONDS,
+      maxAgeSeconds: e.TELEMETRY_MAX_AGE_SECONDS,
+    },
+    rollout: {
+      watcherEnabled: e.ROLLOUT_WATCHER_ENABLED,
+      watchIntervalMs: e.ROLLOUT_WATCH_INTERVAL_MS,
+      webhookAttempts: e.ROLLOUT_WEBHOOK_ATTEMPTS,
+      webhookRetryMs: e.ROLLOUT_WEBHOOK_RETRY_MS,
+    },
     webhooks: { allowInsecureHttp: e.WEBHOOK_ALLOW_INSECURE_HTTP },
     promotionGate: {
       maxTop1DropPoints: e.GATE_MAX_TOP1_DROP,
@@ -246,6 +324,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
       concurrency: e.WORKER_CONCURRENCY,
       id: e.WORKER_ID,
       modelCacheBytes: e.WORKER_MODEL_CACHE_BYTES,
+      lockDurationMs: e.WORKER_LOCK_DURATION_MS,
+      stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
     },
   };
 }

@@ -102,6 +102,17 @@ export async function buildPlan(opts: BuildPlanOptions): Promise<BuildSummary> {
       invalid('calibration.percentile must be a number in (50, 100]');
     native.calibration = { ...c };
   }
+  if (opts.limits !== undefined) {
+    if (!opts.limits || typeof opts.limits !== 'object') invalid('limits must be an object');
+    const limits: Record<string, number> = {};
+    for (const key of ['maxModelBytes', 'maxTensorBytes', 'maxTotalBytes'] as const) {
+      const v = opts.limits[key];
+      if (v === undefined) continue;
+      if (!Number.isSafeInteger(v) || v < 1) invalid(`limits.${key} must be a positive integer number of bytes`);
+      limits[key] = v;
+    }
+    native.limits = limits;
+  }
   if (opts.passes !== undefined) {
     if (!Array.isArray(opts.passes) || opts.passes.some((p) => typeof p !== 'string')) invalid('passes must be an array of pass ids');
     native.passes = [...opts.passes];

@@ -42,6 +42,12 @@ export interface CalibrationOptions {
   percentile?: number;
 }
 
+export interface ImportLimits {
+  maxModelBytes?: number;
+  maxTensorBytes?: number;
+  maxTotalBytes?: number;
+}
+
 export interface BuildPlanOptions {
   modelPath: string;
   outputPath: string;
@@ -56,6 +62,8 @@ export interface BuildPlanOptions {
   calibration?: CalibrationOptions;
   /** Pass ids to run instead of the default pipeline. */
   passes?: string[];
+  /** Import limits against allocation bombs (bytes); defaults: model 2 GiB, tensor 2 GiB, all constants 4 GiB. */
+  limits?: ImportLimits;
   onProgress?: (stage: string, percent: number) => void;
   signal?: AbortSignal;
 }

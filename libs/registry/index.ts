@@ -15,3 +15,5 @@ export * from './repositories/version-admin.repository.js';
 export * from './repositories/idempotency.repository.js';
 export * from './repositories/webhook.repository.js';
 export * from './repositories/build-control.repository.js';
+export * from './repositories/telemetry.repository.js';
+export * from './repositories/rollout.repository.js';

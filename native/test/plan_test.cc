@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "core/executor.h"
@@ -146,6 +148,22 @@ TEST(plan_corruption_with_valid_checksum_never_crashes) {
     }
   }
   CHECK(rejected > 1000);
+}
+
+TEST(plan_streamed_file_equals_in_memory_bytes) {
+  Plan p = samplePlan();
+  std::string memSha, fileSha;
+  std::vector<uint8_t> bytes = serializePlan(p, &memSha);
+  CHECK_EQ(memSha, sha256Hex(bytes.data(), bytes.size()));
+  std::string path = "/tmp/planforge-unit-stream-" + std::to_string(::getpid()) + ".plan";
+  uint64_t size = writePlanFile(path, p, &fileSha);
+  CHECK_EQ(size, static_cast<uint64_t>(bytes.size()));
+  CHECK_EQ(fileSha, memSha);
+  std::ifstream f(path, std::ios::binary);
+  std::vector<uint8_t> onDisk((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  CHECK(onDisk == bytes);
+  std::remove(path.c_str());
+  CHECK_THROWS_CODE(writePlanFile("/nonexistent-dir/x.plan", p), ErrorCode::kIo, "cannot write plan");
 }
 
 TEST(plan_file_wrong_sm_and_atomic_write) {

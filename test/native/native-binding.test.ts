@@ -271,6 +271,14 @@ describe('native optimizer binding', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('applies import limits against allocation bombs', async () => {
+    const model = write('limits.onnx', mlpModel());
+    await expectCode(buildPlan(baseOptions(model, join(dir, 'l.plan'), { limits: { maxTotalBytes: 100 } })), 'E_RESOURCE', /total limit/);
+    await expectCode(buildPlan(baseOptions(model, join(dir, 'l.plan'), { limits: { maxTensorBytes: 64 } })), 'E_RESOURCE', /tensor 'w' declares 128 bytes/);
+    await expectCode(buildPlan(baseOptions(model, join(dir, 'l.plan'), { limits: { maxTensorBytes: -1 } })), 'E_INVALID_ARGUMENT');
+    await expect(buildPlan(baseOptions(model, join(dir, 'l.plan'), { limits: { maxTotalBytes: 1 << 20 } }))).resolves.toHaveProperty('layers');
+  });
+
   it('validates arguments in JS', async () => {
     const model = write('args.onnx', mlpModel());
     await expectCode(buildPlan(baseOptions(model, join(dir, 'x.plan'), { target: 'sm_75' as never })), 'E_INVALID_ARGUMENT', /target/);

@@ -8,6 +8,8 @@ import { BuildEventsController } from './events/build-events.controller.js';
 import { BuildEventsService } from './events/build-events.service.js';
 import { OperationsRedisRepository } from './events/operations-redis.repository.js';
 import { RequestContextHooks } from './logging/request-context.hooks.js';
+import { DocsController } from './docs/docs.controller.js';
+import { OpenApiService } from './docs/openapi.service.js';
 import { MetricsController } from './metrics/metrics.controller.js';
 import { MetricsService } from './metrics/metrics.service.js';
 import { DatabaseRepository } from './repositories/database.repository.js';
@@ -19,7 +21,7 @@ import { WorkerRegistryService } from './workers/worker-registry.service.js';
  * priorities and rate limits, metrics, the worker registry, the OpenAPI
  * document and the dashboard. Listed here so api.module.ts only spreads them.
  */
-export const OPERATIONS_CONTROLLERS: Type<unknown>[] = [BuildEventsController, BuildControlController, WorkerRegistryController, MetricsController];
+export const OPERATIONS_CONTROLLERS: Type<unknown>[] = [BuildEventsController, BuildControlController, WorkerRegistryController, MetricsController, DocsController];
 
 export const OPERATIONS_PROVIDERS: Provider[] = [
   RequestContextHooks,
@@ -33,6 +35,7 @@ export const OPERATIONS_PROVIDERS: Provider[] = [
   BuildControlService,
   WorkerRegistryService,
   MetricsService,
+  OpenApiService,
   // After ApiKeyGuard (providers are spread after it): the caller is known when tokens are spent.
   { provide: APP_GUARD, useClass: SubmissionRateLimitGuard },
 ];

@@ -130,6 +130,9 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
         prefix: config.bullPrefix,
         concurrency,
         autorun: false,
+        // A killed worker's jobs are redelivered once their lock expires (tests shorten both).
+        ...(config.worker.lockDurationMs ? { lockDuration: config.worker.lockDurationMs } : {}),
+        ...(config.worker.stalledIntervalMs ? { stalledInterval: config.worker.stalledIntervalMs } : {}),
       });
       worker.on('error', (err) => log.error({ err, queue: router.queueName }, 'queue worker error'));
       worker.on('failed', (job: Job | undefined, err: Error) => {

@@ -2,9 +2,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import { RegistryError, isUuid } from '../registry-error.js';
 
-/** admin ⊃ submitter ⊃ viewer. */
-export const API_KEY_ROLES = ['viewer', 'submitter', 'admin'] as const;
+/**
+ * A lattice, not a line: viewer ⊂ submitter ⊂ admin, and reporter ⊂ admin.
+ * A reporter (inference servers, devices) may only send telemetry: it cannot read
+ * or submit; viewers and submitters cannot report. Admins may do everything.
+ */
+export const API_KEY_ROLES = ['viewer', 'submitter', 'admin', 'reporter'] as const;
 export type ApiKeyRole = (typeof API_KEY_ROLES)[number];
+
+/** The read/submit/administer chain; reporter sits beside it, below admin only. */
+const ROLE_CHAIN: readonly ApiKeyRole[] = ['viewer', 'submitter', 'admin'];
 
 export function isApiKeyRole(value: unknown): value is ApiKeyRole {
   return typeof value === 'string' && (API_KEY_ROLES as readonly string[]).includes(value);
@@ -12,7 +19,9 @@ export function isApiKeyRole(value: unknown): value is ApiKeyRole {
 
 /** True when a key of role `have` may do what needs `need`. */
 export function roleSatisfies(have: ApiKeyRole, need: ApiKeyRole): boolean {
-  return API_KEY_ROLES.indexOf(have) >= API_KEY_ROLES.indexOf(need);
+  if (have === need || have === 'admin') return true;
+  if (have === 'reporter' || need === 'reporter') return false;
+  return ROLE_CHAIN.indexOf(have) >= ROLE_CHAIN.indexOf(need);
 }
 
 export const API_KEY_PREFIX = 'pf_';

@@ -226,6 +226,18 @@ Napi::Value BuildPlan(const Napi::CallbackInfo& info) {
     if (cal.Has("method") && cal.Get("method").IsString()) c.calibration.method = cal.Get("method").As<Napi::String>().Utf8Value();
     if (cal.Has("percentile") && cal.Get("percentile").IsNumber()) c.calibration.percentile = cal.Get("percentile").As<Napi::Number>().DoubleValue();
   }
+  if (o.Has("limits") && o.Get("limits").IsObject()) {
+    Napi::Object l = o.Get("limits").As<Napi::Object>();
+    auto limit = [&](const char* key, uint64_t& target) {
+      if (!l.Has(key) || !l.Get(key).IsNumber()) return;
+      double v = l.Get(key).As<Napi::Number>().DoubleValue();
+      if (!(v >= 1 && v <= 9.0e15)) throw Napi::RangeError::New(env, std::string("limits.") + key + " must be a positive number of bytes");
+      target = static_cast<uint64_t>(v);
+    };
+    limit("maxModelBytes", c.importOptions.maxModelBytes);
+    limit("maxTensorBytes", c.importOptions.maxTensorBytes);
+    limit("maxTotalBytes", c.importOptions.maxTotalBytes);
+  }
   if (o.Has("passes") && o.Get("passes").IsArray()) {
     Napi::Array a = o.Get("passes").As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) c.passes.push_back(requireString(a.Get(i), "pass id"));

@@ -27,7 +27,7 @@ const char* kUsage =
     "        [--profile INPUT:min=1x3x224x224,opt=8x3x224x224,max=32x3x224x224]...\n"
     "        [--layer-precision NODE=fp32|fp16|int8]... [--spec-hash HASH] [--model-sha256 HEX]\n"
     "        [--calib DIR [--calib-method entropy|minmax|percentile] [--percentile 99.99]] [--calib-cache FILE.json]\n"
-    "        [--passes id,id,...] [--json] [--progress]\n"
+    "        [--passes id,id,...] [--max-tensor-bytes N] [--max-total-bytes N] [--json] [--progress]\n"
     "  planforge-opt run PLAN --input NAME=FILE.npy... --output-dir DIR [--expected-sm sm_90] [--device cpu|gpu|auto]\n"
     "  planforge-opt bench PLAN [--shape NAME=1x3x224x224]... [--iterations N] [--warmup N] [--autotune] [--json]\n"
     "  planforge-opt verify PLAN --input NAME=FILE... | --data-dir DIR | --synthetic [--rtol R] [--atol A] [--json]\n"
@@ -168,7 +168,7 @@ void writeOutputs(const std::map<std::string, Tensor>& outputs, const std::strin
 int cmdBuild(int argc, char** argv) {
   Args a = parseArgs(argc, argv, 2, {"--json", "--progress"},
                      {"--target", "--precision", "--profile", "--calib", "--calib-cache", "--calib-method", "--percentile", "--layer-precision",
-                      "-o", "--output", "--spec-hash", "--model-sha256", "--passes"});
+                      "-o", "--output", "--spec-hash", "--model-sha256", "--passes", "--max-tensor-bytes", "--max-total-bytes"});
   if (a.positional.size() != 1) throw UsageError("build needs exactly one MODEL.onnx");
   std::string out = a.has("-o") ? a.get("-o") : a.get("--output");
   if (out.empty()) throw UsageError("build needs -o PLAN");
@@ -206,6 +206,15 @@ int cmdBuild(int argc, char** argv) {
     if (*end || !(c.calibration.percentile > 50 && c.calibration.percentile <= 100))
       throw UsageError("--percentile must be a number in (50, 100]");
   }
+  auto bytesOption = [&](const char* name, uint64_t& target) {
+    if (!a.has(name)) return;
+    std::string v = a.get(name);
+    if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos || std::stoull(v) == 0)
+      throw UsageError(std::string(name) + " must be a positive number of bytes");
+    target = std::stoull(v);
+  };
+  bytesOption("--max-tensor-bytes", c.importOptions.maxTensorBytes);
+  bytesOption("--max-total-bytes", c.importOptions.maxTotalBytes);
   c.specHash = a.get("--spec-hash");
   c.modelSha256 = a.get("--model-sha256");
   if (a.has("--passes")) {

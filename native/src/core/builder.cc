@@ -49,11 +49,11 @@ void validateProfiles(const Graph& g, const std::map<std::string, InputProfile>&
   }
 }
 
-std::vector<uint8_t> buildPlanBytes(const std::string& modelPath, const BuilderConfig& config, BuildSummary& summary) {
-  auto progress = [&](const std::string& stage, double pct) {
-    checkCancelled(config);
-    if (config.progress) config.progress(stage, pct);
-  };
+namespace {
+
+// Everything up to serialization: import, validation, passes, precision, header.
+Plan preparePlan(const std::string& modelPath, const BuilderConfig& config, BuildSummary& summary,
+                 const std::function<void(const std::string&, double)>& progress) {
   if (config.targetSm != 80 && config.targetSm != 86 && config.targetSm != 87 && config.targetSm != 90)
     throw BuildError(ErrorCode::kInternal, "unsupported target sm_" + std::to_string(config.targetSm) + " (expected sm_80, sm_86, sm_87 or sm_90)");
   if (!isValidPrecision(config.precision))
@@ -87,12 +87,12 @@ std::vector<uint8_t> buildPlanBytes(const std::string& modelPath, const BuilderC
   Plan plan;
   PassStats precisionStats;
   precisionStats.id = "assign_precision";
-  precisionStats.nodesBefore = precisionStats.nodesAfter = static_cast<int64_t>(g.nodes.size());
+  precisionStats.nodesBefore = static_cast<int64_t>(g.nodes.size());
   PrecisionConfig pc{config.precision, config.layerPrecisions, config.calibration};
   applyPrecision(g, pc, ctx, plan.calibration, precisionStats.changes);
+  precisionStats.nodesAfter = static_cast<int64_t>(g.nodes.size());
   stats.push_back(std::move(precisionStats));
 
-  progress("serialize", 85);
   plan.header.optimizerVersion = kOptimizerVersion;
   plan.header.targetSm = config.targetSm;
   plan.header.precision = config.precision;
@@ -104,23 +104,39 @@ std::vector<uint8_t> buildPlanBytes(const std::string& modelPath, const BuilderC
   for (const auto& kv : config.profiles) plan.profiles.push_back(PlanProfile{kv.first, kv.second.min, kv.second.opt, kv.second.max});
   plan.passes = stats;
   plan.graph = std::move(g);
-  std::vector<uint8_t> bytes = serializePlan(plan, &summary.planSha256);
 
   summary.header = plan.header;
-  summary.planSize = bytes.size();
   summary.nodesBefore = nodesBefore;
   summary.nodesAfter = plan.header.nodesAfter;
   summary.layers = static_cast<int64_t>(plan.graph.nodes.size());
   summary.passes = std::move(stats);
+  return plan;
+}
+
+std::function<void(const std::string&, double)> progressOf(const BuilderConfig& config) {
+  return [&config](const std::string& stage, double pct) {
+    checkCancelled(config);
+    if (config.progress) config.progress(stage, pct);
+  };
+}
+
+}  // namespace
+
+std::vector<uint8_t> buildPlanBytes(const std::string& modelPath, const BuilderConfig& config, BuildSummary& summary) {
+  auto progress = progressOf(config);
+  Plan plan = preparePlan(modelPath, config, summary, progress);
+  progress("serialize", 85);
+  std::vector<uint8_t> bytes = serializePlan(plan, &summary.planSha256);
+  summary.planSize = bytes.size();
   return bytes;
 }
 
 BuildSummary buildPlan(const std::string& modelPath, const std::string& outputPath, const BuilderConfig& config) {
+  auto progress = progressOf(config);
   BuildSummary summary;
-  std::vector<uint8_t> bytes = buildPlanBytes(modelPath, config, summary);
-  checkCancelled(config);
-  if (config.progress) config.progress("write", 95);
-  writePlanFile(outputPath, bytes);
+  Plan plan = preparePlan(modelPath, config, summary, progress);
+  progress("write", 85);
+  summary.planSize = writePlanFile(outputPath, plan, &summary.planSha256);
   if (config.progress) config.progress("done", 100);
   return summary;
 }

@@ -3,6 +3,7 @@ import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter 
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BuildSpecError } from '../../../../libs/contracts/index.js';
 import { ApiError, type FieldIssue } from '../errors/api.error.js';
+import { DEPENDENCY_RETRY_AFTER_SECONDS, isDependencyUnavailable, isInvalidValueError } from './dependency-unavailable.js';
 
 export interface ErrorBody {
   statusCode: number;
@@ -42,6 +43,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     // A request body we did not read to the end (an upload refused half-way) must not be
     // drained nor left hanging: closing the connection stops the client's upload.
     if (!request.raw.complete) void reply.header('connection', 'close');
+    if (body.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_SECONDS));
     void reply.header('x-request-id', body.requestId).status(body.statusCode).send(body);
   }
 
@@ -72,6 +74,26 @@ export class ApiExceptionFilter implements ExceptionFilter {
         error: STATUS_CODES[status] ?? 'Error',
         message: exception.message,
         ...(exception.code ? { code: exception.code } : {}),
+        requestId,
+      };
+    }
+    // A value Postgres cannot hold (an int beyond int4, a NUL byte in text): the caller's input, not a bug.
+    if (isInvalidValueError(exception)) {
+      return {
+        statusCode: 400,
+        error: STATUS_CODES[400]!,
+        message: 'a parameter is out of range or not valid text (e.g. a number too large or a NUL byte)',
+        code: 'E_INVALID_VALUE',
+        requestId,
+      };
+    }
+    // Postgres/Redis down or restarting: the request may succeed later (Retry-After), it is not a bug.
+    if (isDependencyUnavailable(exception)) {
+      return {
+        statusCode: 503,
+        error: STATUS_CODES[503]!,
+        message: 'a backing service (database or queue) is unavailable; retry later',
+        code: 'E_UNAVAILABLE',
         requestId,
       };
     }

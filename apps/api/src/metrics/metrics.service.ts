@@ -76,21 +76,29 @@ export class MetricsService implements OnModuleInit {
         }
       },
     });
-    const cacheTargets: Gauge<'cache'> = new Gauge({
+    let cache: { at: number; value: Promise<{ hits: number; total: number }> } | undefined;
+    const scrapeCache = () => {
+      if (!cache || Date.now() - cache.at > 1_000) cache = { at: Date.now(), value: this.control.cacheCounts() };
+      return cache.value;
+    };
+    new Gauge({
       name: 'planforge_build_targets',
       help: 'Build targets recorded, by whether the build cache satisfied them.',
       labelNames: ['cache'],
       registers: [this.registry],
+      collect: async function (this: Gauge<'cache'>) {
+        const { hits, total } = await scrapeCache();
+        this.set({ cache: 'hit' }, hits);
+        this.set({ cache: 'miss' }, total - hits);
+      },
     });
-    const cacheRatio: Gauge = new Gauge({
+    new Gauge({
       name: 'planforge_build_cache_hit_ratio',
       help: 'Share of build targets satisfied from the build cache (0-1).',
       registers: [this.registry],
-      collect: async () => {
-        const { hits, total } = await this.control.cacheCounts();
-        cacheRatio.set(total ? hits / total : 0);
-        cacheTargets.set({ cache: 'hit' }, hits);
-        cacheTargets.set({ cache: 'miss' }, total - hits);
+      collect: async function (this: Gauge) {
+        const { hits, total } = await scrapeCache();
+        this.set(total ? hits / total : 0);
       },
     });
   }

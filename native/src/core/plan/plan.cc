@@ -2,8 +2,9 @@
 
 #include <unistd.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -354,18 +355,6 @@ std::vector<uint8_t> encodeWeightDirectory(const Plan& plan, size_t& sectionSize
   return dir.buf;
 }
 
-// Appends the weights section (directory + aligned data) straight into the plan buffer: weights
-// can be gigabytes, so they are copied exactly once.
-void writeWeights(Writer& w, const Plan& plan, const std::vector<uint8_t>& directory) {
-  const size_t start = w.buf.size();
-  w.bytes(directory.data(), directory.size());
-  for (const auto& kv : plan.graph.initializers) {
-    while ((w.buf.size() - start) % kAlign) w.buf.push_back(0);
-    w.bytes(kv.second.bytes.data(), kv.second.bytes.size());
-  }
-  while ((w.buf.size() - start) % kAlign) w.buf.push_back(0);
-}
-
 void decodeWeights(Reader& r, Plan& plan) {
   uint32_t n = r.count(28, "weight");
   std::set<std::pair<uint64_t, uint64_t>> ranges;
@@ -452,10 +441,16 @@ void decodePassStats(Reader& r, Plan& plan) {
 
 }  // namespace
 
-std::vector<uint8_t> serializePlan(const Plan& plan, std::string* fileSha256) {
+namespace {
+
+// Emits the plan bytes in order through sink(data, size). Weights (possibly gigabytes) go from
+// the tensors to the sink directly, so neither serializing in memory nor streaming to a file
+// ever holds a second copy of them.
+template <typename Sink>
+void emitPlan(const Plan& plan, Sink&& sink, std::string* fileSha256) {
   size_t weightsSize = 0;
   const std::vector<uint8_t> weightDir = encodeWeightDirectory(plan, weightsSize);
-  // Section contents except the weights' data, which is written in place below.
+  // Section contents except the weights' data, which is emitted in place.
   std::vector<std::pair<uint32_t, std::vector<uint8_t>>> sections;
   sections.emplace_back(kSectionHeader, encodeHeader(plan));
   sections.emplace_back(kSectionLayers, encodeLayers(plan));
@@ -467,38 +462,91 @@ std::vector<uint8_t> serializePlan(const Plan& plan, std::string* fileSha256) {
     return s.first == kSectionWeights ? weightsSize : s.second.size();
   };
 
-  Writer w;
+  Sha256 h;
+  size_t pos = 0;
+  auto put = [&](const uint8_t* p, size_t n) {
+    if (!n) return;
+    h.update(p, n);
+    sink(p, n);
+    pos += n;
+  };
+  auto pad = [&] {
+    static const uint8_t zeros[kAlign] = {};
+    put(zeros, (kAlign - pos % kAlign) % kAlign);
+  };
+
+  Writer table;
   const size_t tableEnd = sizeof(kMagic) + 8 + sections.size() * 24;
-  size_t total = (tableEnd + kAlign - 1) / kAlign * kAlign;
-  for (const auto& s : sections) total += (sizeOf(s) + kAlign - 1) / kAlign * kAlign;
-  w.buf.reserve(total + kChecksumSize);
-  w.bytes(reinterpret_cast<const uint8_t*>(kMagic), sizeof(kMagic));
-  w.u32(kPlanFormatVersion);
-  w.u32(static_cast<uint32_t>(sections.size()));
+  table.bytes(reinterpret_cast<const uint8_t*>(kMagic), sizeof(kMagic));
+  table.u32(kPlanFormatVersion);
+  table.u32(static_cast<uint32_t>(sections.size()));
   size_t offset = (tableEnd + kAlign - 1) / kAlign * kAlign;
   for (const auto& s : sections) {
-    w.u32(s.first);
-    w.u32(0);  // reserved (flags)
-    w.u64(offset);
-    w.u64(sizeOf(s));
+    table.u32(s.first);
+    table.u32(0);  // reserved (flags)
+    table.u64(offset);
+    table.u64(sizeOf(s));
     offset = (offset + sizeOf(s) + kAlign - 1) / kAlign * kAlign;
   }
+  put(table.buf.data(), table.buf.size());
   for (const auto& s : sections) {
-    w.pad(kAlign);
-    if (s.first == kSectionWeights) writeWeights(w, plan, weightDir);
-    else w.bytes(s.second.data(), s.second.size());
+    pad();
+    if (s.first != kSectionWeights) {
+      put(s.second.data(), s.second.size());
+      continue;
+    }
+    // Sections start 64-byte aligned, so absolute alignment is section-relative alignment.
+    put(weightDir.data(), weightDir.size());
+    for (const auto& kv : plan.graph.initializers) {
+      pad();
+      put(kv.second.bytes.data(), kv.second.bytes.size());
+    }
   }
-  w.pad(kAlign);
-  Sha256 h;
-  h.update(w.buf.data(), w.buf.size());
+  pad();
   Sha256 whole = h;  // state after the body: the file hash only needs the checksum appended
   auto digest = h.digest();
-  w.bytes(digest.data(), digest.size());
+  sink(digest.data(), digest.size());
   if (fileSha256) {
     whole.update(digest.data(), digest.size());
     *fileSha256 = whole.hexDigest();
   }
-  return std::move(w.buf);
+}
+
+}  // namespace
+
+std::vector<uint8_t> serializePlan(const Plan& plan, std::string* fileSha256) {
+  std::vector<uint8_t> out;
+  emitPlan(plan, [&](const uint8_t* p, size_t n) { out.insert(out.end(), p, p + n); }, fileSha256);
+  return out;
+}
+
+uint64_t writePlanFile(const std::string& path, const Plan& plan, std::string* fileSha256) {
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw BuildError(ErrorCode::kIo, "cannot write plan " + path + ": " + std::strerror(errno));
+  uint64_t written = 0;
+  bool ok = true;
+  try {
+    emitPlan(plan, [&](const uint8_t* p, size_t n) {
+      if (ok && std::fwrite(p, 1, n, f) != n) ok = false;
+      written += n;
+    }, fileSha256);
+  } catch (...) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  }
+  if (std::fflush(f) != 0) ok = false;
+  if (std::fclose(f) != 0) ok = false;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    throw BuildError(ErrorCode::kIo, "cannot write plan " + path + " (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw BuildError(ErrorCode::kIo, "cannot move plan into place at " + path);
+  }
+  return written;
 }
 
 Plan parsePlan(const uint8_t* data, size_t size) {

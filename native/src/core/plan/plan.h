@@ -68,6 +68,9 @@ struct PlanLoadOptions {
 Plan loadPlanFile(const std::string& path, const PlanLoadOptions& options = {});
 // Writes atomically (temporary file + rename) so a crash never leaves half a plan.
 void writePlanFile(const std::string& path, const std::vector<uint8_t>& bytes);
+// Serializes straight to the file (same bytes as serializePlan, without holding them in
+// memory); returns the plan size. fileSha256 as for serializePlan.
+uint64_t writePlanFile(const std::string& path, const Plan& plan, std::string* fileSha256 = nullptr);
 
 // Runtime check of input shapes against the plan's profiles (E_PROFILE when outside).
 void checkInputsAgainstProfiles(const Plan& plan, const std::map<std::string, Tensor>& inputs);

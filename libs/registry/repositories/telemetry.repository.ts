@@ -1,0 +1,132 @@
+import type { DataSource } from 'typeorm';
+import type { Target } from '../../contracts/index.js';
+
+/** Sums of the reports that fell in one bucket of one series (channel, target, version). */
+export interface TelemetryBucketDelta {
+  channelId: string;
+  target: Target;
+  version: number;
+  bucketStart: Date;
+  reports: number;
+  requests: number;
+  errors: number;
+  /** Σ report window lengths: device-time, so throughput per device can be compared across cohorts of any size. */
+  windowMs: number;
+  latencyCount: number;
+  /** Dense, fixed-length latency histogram (the bucket layout belongs to the caller). */
+  latencyHist: number[];
+}
+
+export interface TelemetryBucketRow extends Omit<TelemetryBucketDelta, 'channelId'> {}
+
+/** A channel telemetry may be reported for, and the highest version its model has. */
+export interface TelemetryChannel {
+  channelId: string;
+  modelId: string;
+  maxVersion: number;
+}
+
+/** Rows per statement: 10 parameters each, well below Postgres' 65,535. */
+const UPSERT_CHUNK = 500;
+
+/**
+ * Fleet telemetry, stored aggregated: one row per (channel, target, version,
+ * bucket), whose counters grow by upsert and whose latency histogram is added
+ * element-wise, so any window's percentiles can be computed from the sums.
+ */
+export class TelemetryRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  async channel(modelName: string, channel: string): Promise<TelemetryChannel | null> {
+    const rows: { channel_id: string; model_id: string; max_version: number | null }[] = await this.ds.query(
+      `SELECT c.id AS channel_id, m.id AS model_id, (SELECT max(version) FROM model_versions v WHERE v.model_id = m.id) AS max_version
+       FROM models m JOIN channels c ON c.model_id = m.id AND c.name = $2 WHERE m.name = $1`,
+      [modelName, channel],
+    );
+    return rows.length ? { channelId: rows[0].channel_id, modelId: rows[0].model_id, maxVersion: rows[0].max_version ?? 0 } : null;
+  }
+
+  /**
+   * Adds the deltas to their rows (created on first use). Rows are written in key
+   * order, so concurrent flushes from several API instances lock them in the same
+   * order and cannot deadlock. Keys must be unique within one call.
+   */
+  async add(deltas: TelemetryBucketDelta[]): Promise<number> {
+    const sorted = [...deltas].sort((a, b) =>
+      a.channelId !== b.channelId ? (a.channelId < b.channelId ? -1 : 1)
+      : a.target !== b.target ? (a.target < b.target ? -1 : 1)
+      : a.version !== b.version ? a.version - b.version
+      : a.bucketStart.getTime() - b.bucketStart.getTime(),
+    );
+    for (let i = 0; i < sorted.length; i += UPSERT_CHUNK) {
+      const chunk = sorted.slice(i, i + UPSERT_CHUNK);
+      const params: unknown[] = [];
+      const values = chunk.map((d) => {
+        params.push(d.channelId, d.target, d.version, d.bucketStart, d.reports, d.requests, d.errors, d.windowMs, d.latencyCount, `{${d.latencyHist.join(',')}}`);
+        const n = params.length;
+        return `($${n - 9}::uuid, $${n - 8}, $${n - 7}::int, $${n - 6}::timestamptz, $${n - 5}::bigint, $${n - 4}::bigint, $${n - 3}::bigint, $${n - 2}::bigint, $${n - 1}::bigint, $${n}::bigint[])`;
+      });
+      await this.ds.query(
+        `INSERT INTO telemetry_buckets AS t (channel_id, target, version, bucket_start, reports, requests, errors, window_ms, latency_count, latency_hist)
+         VALUES ${values.join(', ')}
+         ON CONFLICT (channel_id, target, version, bucket_start) DO UPDATE SET
+           reports = t.reports + EXCLUDED.reports,
+           requests = t.requests + EXCLUDED.requests,
+           errors = t.errors + EXCLUDED.errors,
+           window_ms = t.window_ms + EXCLUDED.window_ms,
+           latency_count = t.latency_count + EXCLUDED.latency_count,
+           latency_hist = (SELECT array_agg(a + b ORDER BY i) FROM unnest(t.latency_hist, EXCLUDED.latency_hist) WITH ORDINALITY AS u(a, b, i)),
+           updated_at = now()`,
+        params,
+      );
+    }
+    return sorted.length;
+  }
+
+  /**
+   * The buckets of one channel for the given versions, each from its own start
+   * (inclusive), for the rollout watcher's figures.
+   */
+  async buckets(channelId: string, series: { version: number; since: Date }[]): Promise<TelemetryBucketRow[]> {
+    if (!series.length) return [];
+    const params: unknown[] = [channelId];
+    const clauses = series.map((s) => {
+      params.push(s.version, s.since);
+      return `(version = $${params.length - 1} AND bucket_start >= $${params.length})`;
+    });
+    const rows: {
+      target: Target;
+      version: number;
+      bucket_start: Date;
+      reports: string;
+      requests: string;
+      errors: string;
+      window_ms: string;
+      latency_count: string;
+      latency_hist: string[];
+    }[] = await this.ds.query(
+      `SELECT target, version, bucket_start, reports, requests, errors, window_ms, latency_count, latency_hist
+       FROM telemetry_buckets WHERE channel_id = $1 AND (${clauses.join(' OR ')})`,
+      params,
+    );
+    return rows.map((r) => ({
+      target: r.target,
+      version: r.version,
+      bucketStart: r.bucket_start,
+      reports: Number(r.reports),
+      requests: Number(r.requests),
+      errors: Number(r.errors),
+      windowMs: Number(r.window_ms),
+      latencyCount: Number(r.latency_count),
+      latencyHist: r.latency_hist.map(Number),
+    }));
+  }
+
+  /** Rows and on-disk size (table + indexes + TOAST) of the telemetry table, for benchmarks and capacity planning. */
+  async footprint(): Promise<{ rows: number; bytes: number }> {
+    const [r]: { rows: string; bytes: string }[] = await this.ds.query(
+      `SELECT (SELECT count(*) FROM telemetry_buckets) AS rows, pg_total_relation_size('telemetry_buckets') AS bytes`,
+    );
+    return { rows: Number(r.rows), bytes: Number(r.bytes) };
+  }
+}
