@@ -261,6 +261,9 @@ const envSchema = z.object({
   ROLLOUT_WEBHOOK_RETRY_MS: integer(10, 600_000).default(DEFAULT_ROLLOUT_CONFIG.webhookRetryMs),
 });
 
+/** Every environment variable the configuration reads (deployment files are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 export type Env = Record<string, string | undefined>;
 
 /** Reads and validates the whole configuration; throws ConfigError naming each bad variable. */

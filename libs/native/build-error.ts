@@ -11,6 +11,8 @@ export const BUILD_ERROR_CODES = [
   'E_WRONG_SM',
   'E_CALIBRATION',
   'E_IO',
+  /** No CUDA driver or no GPU: a problem of the machine, not of the model (another worker may succeed). */
+  'E_NO_GPU',
   'E_CANCELLED',
   'E_INTERNAL',
   /** The wrapper rejected an argument before calling native code. */
@@ -20,7 +22,11 @@ export const BUILD_ERROR_CODES = [
 ] as const;
 export type BuildErrorCode = (typeof BUILD_ERROR_CODES)[number];
 
-/** Codes that describe the model or the request: retrying the same build cannot succeed. */
+/**
+ * Codes that describe the model or the request: retrying the same build cannot succeed.
+ * Environment problems (E_IO, E_NO_GPU, E_NATIVE_UNAVAILABLE, ...) are not here: a retry, possibly
+ * on another worker, can.
+ */
 const PERMANENT: ReadonlySet<BuildErrorCode> = new Set<BuildErrorCode>([
   'E_PARSE',
   'E_UNSUPPORTED_OP',

@@ -16,6 +16,8 @@ export interface NativeAddon {
     inputs: Record<string, { dtype: string; shape: number[]; data: ArrayBufferView }>,
     expectedSm?: string,
   ): Promise<Record<string, { dtype: string; shape: number[]; data: ArrayBuffer }>>;
+  listDevices(): Promise<{ index: number; name: string; sm: string; multiprocessors: number; memoryBytes: number; driverVersion: string }[]>;
+  gpuAvailable(): Promise<{ available: boolean; reason?: string; deviceCount?: number }>;
 }
 
 /** Repository root: this file is libs/native/ in sources and dist/libs/native/ once compiled. */

@@ -121,7 +121,10 @@ export interface PlanInfo {
   layers: LayerInfo[];
   weights: number;
   weightBytes: number;
+  /** The kernels section: the cubin of the plan's SM (empty when the optimizer was built without nvcc). */
   kernels: { sm: Target; name: string; size: number }[];
+  /** One line on the kernels section, or why it is empty. */
+  kernelsSummary: string;
   calibration: { method: string; tensors: number };
   passes: PassSummary[];
 }

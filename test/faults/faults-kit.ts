@@ -96,3 +96,74 @@ export async function waitForBuild(config: AppConfig, buildId: string, procs: Ap
     throw new Error(`${err.message}\n${procs.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n')}`);
   });
 }
+
+// ------------------------------------------------------------------ services of our own
+
+export interface OwnService {
+  name: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+interface ServicesModule {
+  freePort(): Promise<number>;
+  startPostgres(opts: { dataDir: string; port: number; fast?: boolean }): Promise<OwnService & { adminUrl: string; url: string; dataDir: string }>;
+  startS3rver(opts: { dir: string; port: number; bucket?: string }): Promise<OwnService & { endpoint: string }>;
+  spawnService(command: string, args: string[], opts: { logFile: string }): import('node:child_process').ChildProcess;
+  waitUntil(name: string, probe: () => Promise<boolean>, opts: { child?: unknown; logFile?: string; timeoutMs?: number }): Promise<void>;
+  hasExited(child: unknown): boolean;
+  waitForExit(child: unknown, ms?: number): Promise<number | null>;
+}
+
+/** scripts/services.js (plain JS, outside the TS project): the same start/stop helpers npm test uses. */
+export async function servicesModule(): Promise<ServicesModule> {
+  const { pathToFileURL } = await import('node:url');
+  return (await import(pathToFileURL(join(REPO_ROOT, 'scripts', 'services.js')).href)) as ServicesModule;
+}
+
+/**
+ * A Redis of this test only, AOF on and fsynced on every write (`--appendonly yes
+ * --appendfsync always`), so that a kill -9 loses nothing; `kill()` then `start()` again
+ * on the same port and directory is a crash and a restart.
+ */
+export async function aofRedis(dir: string): Promise<{ url: string; port: number; start(): Promise<void>; kill(): Promise<void> }> {
+  const svc = await servicesModule();
+  const port = await svc.freePort();
+  const { Redis } = await import('ioredis');
+  let child: import('node:child_process').ChildProcess | undefined;
+  const logFile = join(dir, 'redis.log');
+  const start = async () => {
+    child = svc.spawnService('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction'], { logFile });
+    await svc.waitUntil('redis-server', async () => {
+      const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      try {
+        await probe.connect();
+        return (await probe.ping()) === 'PONG';
+      } finally {
+        probe.disconnect();
+      }
+    }, { child, logFile, timeoutMs: 30_000 });
+  };
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    start,
+    async kill() {
+      if (child && !svc.hasExited(child)) {
+        child.kill('SIGKILL');
+        await svc.waitForExit(child, 10_000);
+      }
+    },
+  };
+}
+
+/** Resolves with the response, or rejects when none came within `ms` (a hang is a failure). */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

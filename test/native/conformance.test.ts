@@ -53,26 +53,26 @@ if (!haveData) {
 }
 const describeIfData = haveData ? describe : describe.skip;
 
+/** Runs the conformance binary and returns its JSON report (exit 1 = some case failed: the tests say which). */
+function runConformance(workDir: string, tag: string, args: string[]): Report {
+  const jsonPath = join(workDir, `${tag}.json`);
+  const r = spawnSync(BINARY, ['--json', jsonPath, ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 540_000 });
+  if (r.error) throw r.error;
+  if (r.status !== 0 && r.status !== 1) throw new Error(`planforge-conformance exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
+  console.log(`${tag}: ${r.stdout.split('\n').find((l) => l.startsWith('conformance:')) ?? ''}`);
+  return JSON.parse(readFileSync(jsonPath, 'utf8')) as Report;
+}
+
 describeIfData('native CPU reference kernels vs ONNX conformance data', () => {
   let report: Report;
-  let summary = '';
+  let symbolic: Report;
   let workDir = '';
 
   beforeAll(() => {
     buildRunner();
     workDir = mkdtempSync(join(tmpdir(), 'pf-conformance-'));
-    const jsonPath = join(workDir, 'results.json');
-    const r = spawnSync(BINARY, ['--json', jsonPath, DATA_DIR], {
-      encoding: 'utf8',
-      maxBuffer: 64 * 1024 * 1024,
-      timeout: 540_000,
-    });
-    if (r.error) throw r.error;
-    // Exit 1 means some case failed: the assertions below say which. Anything else is a runner problem.
-    if (r.status !== 0 && r.status !== 1) throw new Error(`planforge-conformance exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
-    summary = r.stdout.split('\n').find((l) => l.startsWith('conformance:')) ?? '';
-    report = JSON.parse(readFileSync(jsonPath, 'utf8')) as Report;
-    console.log(summary);
+    report = runConformance(workDir, 'onnx-backend-data', [DATA_DIR]);
+    symbolic = runConformance(workDir, 'onnx-backend-data-symbolic-inputs', ['--symbolic-inputs', DATA_DIR]);
   }, 600_000);
 
   afterAll(() => {
@@ -88,6 +88,11 @@ describeIfData('native CPU reference kernels vs ONNX conformance data', () => {
 
   test('every supported case matches the expected outputs', () => {
     const failures = report.results.filter((r) => r.status === 'FAIL').map((r) => `${r.suite}/${r.name}: ${r.detail}`);
+    expect(failures).toEqual([]);
+  });
+
+  test('shape inference copes with fully symbolic input dims', () => {
+    const failures = symbolic.results.filter((r) => r.status !== 'PASS').map((r) => `${r.suite}/${r.name}: ${r.detail}`);
     expect(failures).toEqual([]);
   });
 
@@ -486,25 +491,37 @@ describe('native CPU reference kernels vs onnxruntime on generated op cases', ()
     workDir = mkdtempSync(join(tmpdir(), 'pf-opcases-'));
     const casesDir = join(workDir, 'onnxruntime-oracle');
     const cases = opCases();
+    // Each case also runs with every input dim symbolic (same data): shape inference must cope
+    // with unknown dims and still agree with what the kernels compute.
+    const symbolicDir = (name: string) => join(casesDir, `${name}__symbolic_dims`);
     const jobs = cases.map((oc, ci) => {
       const dir = join(casesDir, oc.name);
       mkdirSync(join(dir, 'test_data_set_0'), { recursive: true });
-      const model = makeModel({
-        opset: oc.opset,
-        irVersion: oc.opset < 9 ? 3 : 8,
-        inputs: oc.inputs.map((i) => ({ name: i.name, dtype: i.dtype ?? 'float32', shape: i.dims })),
-        outputs: oc.outputs.map((o) => ({ name: o.name, dtype: o.dtype ?? 'float32' })),
-        initializers: oc.initializers,
-        initializersAsInputs: oc.opset < 9,
-        nodes: oc.nodes,
-      });
-      writeFileSync(join(dir, 'model.onnx'), model);
+      mkdirSync(join(symbolicDir(oc.name), 'test_data_set_0'), { recursive: true });
+      const modelWith = (symbolic: boolean) =>
+        makeModel({
+          opset: oc.opset,
+          irVersion: oc.opset < 9 ? 3 : 8,
+          inputs: oc.inputs.map((i, k) => ({
+            name: i.name,
+            dtype: i.dtype ?? 'float32',
+            shape: symbolic ? i.dims.map((_, d) => `in${k}_d${d}`) : i.dims,
+          })),
+          outputs: oc.outputs.map((o) => ({ name: o.name, dtype: o.dtype ?? 'float32' })),
+          initializers: oc.initializers,
+          initializersAsInputs: oc.opset < 9,
+          nodes: oc.nodes,
+        });
+      writeFileSync(join(dir, 'model.onnx'), modelWith(false));
+      writeFileSync(join(symbolicDir(oc.name), 'model.onnx'), modelWith(true));
       const feeds = oc.inputs.map((inp, k) => {
         const n = inp.dims.reduce((a, b) => a * b, 1);
         let data = inp.data ?? Array.from(seededFloats(n, 1000 + ci * 17 + k, inp.scale ?? 1));
         if (inp.positive) data = data.map((v) => Math.abs(v) + 0.05);
         const dtype = inp.dtype ?? 'float32';
-        writeFileSync(join(dir, 'test_data_set_0', `input_${k}.pb`), makeTensorProto({ dtype, dims: inp.dims, data }));
+        const pb = makeTensorProto({ dtype, dims: inp.dims, data });
+        writeFileSync(join(dir, 'test_data_set_0', `input_${k}.pb`), pb);
+        writeFileSync(join(symbolicDir(oc.name), 'test_data_set_0', `input_${k}.pb`), pb);
         // onnxruntime takes float16 as raw half bits.
         return { name: inp.name, type: dtype, dims: inp.dims, data: dtype === 'float16' ? data.map((v) => floatToHalf(v)) : data };
       });
@@ -517,21 +534,19 @@ describe('native CPU reference kernels vs onnxruntime on generated op cases', ()
         // The oracle itself rejects the case: drop it and say so.
         oracleErrors.push(`${cases[ci].name}: ${res.error}`);
         rmSync(dir, { recursive: true, force: true });
+        rmSync(symbolicDir(cases[ci].name), { recursive: true, force: true });
         return;
       }
       res.outputs.forEach((o, k) => {
         const dtype = ORT_TO_DTYPE[o.type];
         if (!dtype) throw new Error(`${cases[ci].name}: unexpected onnxruntime output type ${o.type}`);
         const data = dtype === 'float16' ? o.data.map(halfToFloat) : o.data;
-        writeFileSync(join(dir, 'test_data_set_0', `output_${k}.pb`), makeTensorProto({ dtype, dims: o.dims, data }));
+        const pb = makeTensorProto({ dtype, dims: o.dims, data });
+        writeFileSync(join(dir, 'test_data_set_0', `output_${k}.pb`), pb);
+        writeFileSync(join(symbolicDir(cases[ci].name), 'test_data_set_0', `output_${k}.pb`), pb);
       });
     });
-    const jsonPath = join(workDir, 'results.json');
-    const r = spawnSync(BINARY, ['--json', jsonPath, '--cases', casesDir], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
-    if (r.error) throw r.error;
-    if (r.status !== 0 && r.status !== 1) throw new Error(`planforge-conformance exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
-    report = JSON.parse(readFileSync(jsonPath, 'utf8')) as Report;
-    console.log(`generated op cases: ${r.stdout.split('\n').find((l) => l.startsWith('conformance:')) ?? ''}`);
+    report = runConformance(workDir, 'generated-op-cases', ['--cases', casesDir]);
   }, 600_000);
 
   afterAll(() => {

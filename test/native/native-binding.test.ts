@@ -17,6 +17,7 @@ import {
   runPlan,
   supportedOps,
   type BuildPlanOptions,
+  type PlanInfo,
 } from '../../libs/native/index.js';
 import { attr, makeModel, seededFloats, tensorBytes, tinyConvNet } from '../helpers/onnx-builder.js';
 
@@ -100,6 +101,52 @@ async function expectCode(p: Promise<unknown>, code: string, message?: RegExp | 
 
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
+/** The kernel blobs of a plan file, read from its kernels section (id 4, see native/PLAN_FORMAT.md). */
+function planKernelBlobs(planPath: string): { sm: number; name: string; image: Buffer }[] {
+  const b = readFileSync(planPath);
+  expect(b.subarray(0, 6).toString('latin1')).toBe('PFPLAN');
+  const sections = b.readUInt32LE(12);
+  for (let i = 0; i < sections; i++) {
+    const entry = 16 + i * 24;
+    if (b.readUInt32LE(entry) !== 4) continue;
+    let at = Number(b.readBigUInt64LE(entry + 8));
+    const blobs: { sm: number; name: string; image: Buffer }[] = [];
+    const count = b.readUInt32LE(at);
+    at += 4;
+    for (let k = 0; k < count; k++) {
+      const sm = b.readUInt32LE(at);
+      const nameLength = b.readUInt32LE(at + 4);
+      const name = b.subarray(at + 8, at + 8 + nameLength).toString('utf8');
+      at += 8 + nameLength;
+      const size = Number(b.readBigUInt64LE(at));
+      blobs.push({ sm, name, image: b.subarray(at + 8, at + 8 + size) });
+      at += 8 + size;
+    }
+    return blobs;
+  }
+  return [];
+}
+
+/** SM of a cubin from its ELF64 header: EM_CUDA (190), SM = (e_flags >> 8) & 0xff. */
+function cubinSm(image: Buffer): number {
+  expect(image.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+  expect(image[4]).toBe(2); // ELFCLASS64
+  expect(image.readUInt16LE(18)).toBe(190); // EM_CUDA
+  return (image.readUInt32LE(48) >> 8) & 0xff;
+}
+
+/** A cross-built plan carries exactly one cubin, compiled for the plan's own SM, with untuned tactics. */
+function expectOwnSmCubin(planPath: string, info: PlanInfo): void {
+  const sm = Number(info.header.sm.slice(3));
+  expect(info.header.tuned).toBe(false);
+  expect(info.kernels).toEqual([{ sm: info.header.sm, name: 'planforge_kernels', size: expect.any(Number) }]);
+  expect(info.kernelsSummary).toMatch(new RegExp(`^planforge_kernels for ${info.header.sm} \\(\\d+ bytes\\), heuristic tactics \\(untuned\\)$`));
+  const blobs = planKernelBlobs(planPath);
+  expect(blobs.map((k) => [k.sm, k.name, k.image.length])).toEqual([[sm, 'planforge_kernels', info.kernels[0].size]]);
+  expect(cubinSm(blobs[0].image)).toBe(sm);
+  expect(info.passes[info.passes.length - 1]).toMatchObject({ id: 'prepare_gpu', changes: [expect.stringContaining(`for ${info.header.sm}`), expect.any(String)] });
+}
+
 describe('native optimizer binding', () => {
   it('exports the optimizer version and supported ops', () => {
     expect(OPTIMIZER_VERSION).toMatch(/^\d+\.\d+\.\d+/);
@@ -168,7 +215,7 @@ describe('native optimizer binding', () => {
     expect(info.layers[0]).toMatchObject({ op: 'Gemm', precision: 'fp32', originalNodes: ['fc'] });
     expect(info.profiles).toEqual({ input: { min: [1, 4], opt: [2, 4], max: [4, 4] } });
     expect(info.inputs).toEqual([{ name: 'input', dtype: 'float32', shape: ['batch', 4] }]);
-    expect(info.kernels).toEqual([]);
+    expectOwnSmCubin(planPath, info);
 
     const x = seededFloats(3 * 4, 99);
     const out = await runPlan(planPath, { input: { dtype: 'float32', shape: [3, 4], data: x } });
@@ -216,6 +263,9 @@ describe('native optimizer binding', () => {
     const other = join(dir, 'det-c.plan');
     await buildPlan(baseOptions(model, other, { ...opts, target: 'sm_86' }));
     expect(readFileSync(other).equals(readFileSync(a))).toBe(false);
+    // Each target's plan carries the cubin of its own SM (the determinism above includes it).
+    expectOwnSmCubin(a, await inspectPlan(a));
+    expectOwnSmCubin(other, await inspectPlan(other));
   });
 
   describe('with a built plan', () => {
@@ -295,6 +345,9 @@ describe('native optimizer binding', () => {
     expect(BuildError.fromNative(new TypeError('inputs must be an object')).code).toBe('E_INVALID_ARGUMENT');
     expect(BuildError.fromNative('plain string').message).toBe('plain string');
     expect(new BuildError('E_IO', 'disk').permanent).toBe(false);
+    // No GPU is a problem of the machine, not of the model: another worker can succeed.
+    const noGpu = BuildError.fromNative(Object.assign(new Error('no CUDA driver: libcuda.so.1 not found'), { code: 'E_NO_GPU' }));
+    expect(noGpu).toMatchObject({ code: 'E_NO_GPU', permanent: false });
   });
 
   it('lists every unsupported op with its nodes', async () => {

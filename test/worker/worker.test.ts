@@ -288,13 +288,36 @@ describe('worker', () => {
     expect(() => new JobRouter('q', {})).toThrow(/no job handlers/);
   });
 
-  it('refuses gpu mode on a machine without a GPU', async () => {
+  it('refuses gpu mode on a machine without a GPU, with the driver\'s reason', async () => {
+    // This machine (and CI) has no NVIDIA driver: detection goes through the addon for real.
     const gpuConfig = { ...config, worker: { ...config.worker, mode: 'gpu' as const } };
-    const err = await startWorker(gpuConfig, { logger: pino({ level: 'silent' }), gpuPresent: () => false }).catch((e: unknown) => e);
+    const err = await startWorker(gpuConfig, { logger: pino({ level: 'silent' }) }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).variable).toBe('WORKER_MODE');
+    expect((err as ConfigError).message).toMatch(/WORKER_MODE=gpu needs a usable NVIDIA GPU: no CUDA driver: libcuda\.so\.1 not found/);
     const none = await startWorker({ ...config, worker: { ...config.worker, targets: [] } }, { logger: pino({ level: 'silent' }) }).catch((e: unknown) => e);
     expect((none as ConfigError).variable).toBe('WORKER_TARGETS');
+  });
+
+  it('in gpu mode serves only its GPU\'s SM: another configured target is a config error naming both', async () => {
+    const h100 = { index: 0, name: 'NVIDIA H100 80GB HBM3', sm: 'sm_90', multiprocessors: 132, memoryBytes: 85e9, driverVersion: '13.0' };
+    const gpuConfig = { ...config, worker: { ...config.worker, mode: 'gpu' as const, targets: ['sm_80', 'sm_90'] as Target[] } };
+    const err = await startWorker(gpuConfig, { logger: pino({ level: 'silent' }), detectGpu: async () => ({ device: h100 }) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe('WORKER_TARGETS');
+    expect((err as ConfigError).message).toMatch(/WORKER_TARGETS has sm_80 but this worker's GPU 0 \(NVIDIA H100 80GB HBM3\) is sm_90.*WORKER_TARGETS=sm_90/);
+    // A GPU of an SM the farm does not build for cannot serve any target.
+    const ada = { ...h100, name: 'NVIDIA L4', sm: 'sm_89' };
+    const adaErr = await startWorker(gpuConfig, { logger: pino({ level: 'silent' }), detectGpu: async () => ({ device: ada }) }).catch((e: unknown) => e);
+    expect((adaErr as ConfigError).message).toMatch(/sm_80, sm_90 .* is sm_89.*not a farm target/);
+  });
+
+  it('in cross mode never probes the GPU', async () => {
+    const cross = await startWorker(
+      { ...config, workDir: path.join(config.workDir, 'cross-probe'), worker: { ...config.worker, targets: ['sm_86'], id: 'cross-probe' } },
+      { logger: pino({ level: 'silent' }), detectGpu: () => Promise.reject(new Error('cross mode must not touch the GPU')) },
+    );
+    await cross.close();
   });
 
   describe('main.ts', () => {

@@ -42,6 +42,7 @@ import { HealthService } from './services/health.service.js';
 import { ModelService } from './services/model.service.js';
 import { ModelUploadService } from './services/model-upload.service.js';
 import { OPERATIONS_CONTROLLERS, OPERATIONS_PROVIDERS } from './operations.providers.js';
+import { ROLLOUT_CONTROLLERS, ROLLOUT_PROVIDERS } from './rollout/rollout.providers.js';
 
 /** The registry repositories (libs/registry) are plain classes over the API's DataSource. */
 const registryRepositories = [
@@ -77,6 +78,7 @@ export class ApiModule {
         AdminController,
         WebhookController,
         ...OPERATIONS_CONTROLLERS,
+        ...ROLLOUT_CONTROLLERS,
       ],
       providers: [
         { provide: API_CONFIG, useValue: config },
@@ -101,6 +103,7 @@ export class ApiModule {
         VersionAdminService,
         TriggerService,
         WebhookService,
+        ...ROLLOUT_PROVIDERS,
         // Last: its guard must run after ApiKeyGuard.
         ...OPERATIONS_PROVIDERS,
       ],

@@ -8,6 +8,7 @@ import { BuildEventsController } from './events/build-events.controller.js';
 import { BuildEventsService } from './events/build-events.service.js';
 import { OperationsRedisRepository } from './events/operations-redis.repository.js';
 import { RequestContextHooks } from './logging/request-context.hooks.js';
+import { DashboardController } from './dashboard/dashboard.controller.js';
 import { DocsController } from './docs/docs.controller.js';
 import { OpenApiService } from './docs/openapi.service.js';
 import { MetricsController } from './metrics/metrics.controller.js';
@@ -21,7 +22,7 @@ import { WorkerRegistryService } from './workers/worker-registry.service.js';
  * priorities and rate limits, metrics, the worker registry, the OpenAPI
  * document and the dashboard. Listed here so api.module.ts only spreads them.
  */
-export const OPERATIONS_CONTROLLERS: Type<unknown>[] = [BuildEventsController, BuildControlController, WorkerRegistryController, MetricsController, DocsController];
+export const OPERATIONS_CONTROLLERS: Type<unknown>[] = [BuildEventsController, BuildControlController, WorkerRegistryController, MetricsController, DocsController, DashboardController];
 
 export const OPERATIONS_PROVIDERS: Provider[] = [
   RequestContextHooks,

@@ -1,14 +1,16 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { gpuAvailable, listDevices, type GpuDevice } from '../../../libs/native/index.js';
+
+/** What a gpu-mode worker found at boot: its GPU, or why there is none. */
+export type GpuProbe = { device: GpuDevice; reason?: undefined } | { device: null; reason: string };
 
 /**
- * Whether the NVIDIA kernel driver sees at least one GPU. Only a presence check:
- * matching the GPU's SM to the served targets comes with on-device tuning.
+ * The GPU this worker process drives, asked of the CUDA driver through the native addon (off the
+ * JS thread). One process per GPU: it takes the first device the driver exposes, so
+ * CUDA_VISIBLE_DEVICES picks which one.
  */
-export function nvidiaGpuPresent(): boolean {
-  try {
-    if (readdirSync('/proc/driver/nvidia/gpus').length > 0) return true;
-  } catch {
-    // No driver procfs: fall through to the device node.
-  }
-  return existsSync('/dev/nvidia0');
+export async function detectGpu(): Promise<GpuProbe> {
+  const devices = await listDevices();
+  if (devices.length > 0) return { device: devices[0] };
+  const availability = await gpuAvailable();
+  return { device: null, reason: availability.available ? 'the CUDA driver lists no device' : availability.reason };
 }

@@ -7,7 +7,7 @@ import { JOB_NAMES, finalizeQueueName, isTarget, targetQueueName } from '../../.
 import { BuildControlRepository, BuildRepository, PlanRepository, VersionRepository, createDataSource, type RegistryDataSource } from '../../../libs/registry/index.js';
 import { ObjectStorage } from '../../../libs/storage/index.js';
 import { FinalizeJobProcessor } from './finalize-job.processor.js';
-import { nvidiaGpuPresent } from './gpu-probe.js';
+import { detectGpu, type GpuProbe } from './gpu-probe.js';
 import { removeStaleFiles } from './stale-files.js';
 import { JobRouter } from './job-router.js';
 import { ModelCache } from './model-cache.js';
@@ -20,8 +20,8 @@ const FINALIZE_CONCURRENCY = 4;
 
 export interface StartWorkerOptions {
   logger?: Logger;
-  /** For tests: pretend a GPU is (or is not) present. */
-  gpuPresent?: () => boolean;
+  /** For tests: what gpu mode detects instead of asking the CUDA driver (never called in cross mode). */
+  detectGpu?: () => Promise<GpuProbe>;
   /** For tests: heartbeat interval (default WORKER_HEARTBEAT_MS). */
   heartbeatMs?: number;
 }
@@ -36,7 +36,7 @@ export interface WorkerHandle {
 }
 
 /** Checks what the config type cannot: a config built by hand (tests, embedding) gets the same errors as the environment. */
-function validateWorkerConfig(config: WorkerAppConfig, gpuPresent: () => boolean): void {
+function validateWorkerConfig(config: WorkerAppConfig): void {
   const { targets, mode, concurrency } = config.worker;
   if (!Array.isArray(targets) || targets.length === 0) {
     throw new ConfigError([{ variable: 'WORKER_TARGETS', message: 'a worker must serve at least one target' }]);
@@ -47,14 +47,30 @@ function validateWorkerConfig(config: WorkerAppConfig, gpuPresent: () => boolean
     throw new ConfigError([{ variable: 'WORKER_CONCURRENCY', message: 'expected an integer >= 1' }]);
   }
   if (mode !== 'cross' && mode !== 'gpu') throw new ConfigError([{ variable: 'WORKER_MODE', message: 'expected cross or gpu' }]);
-  if (mode === 'gpu' && !gpuPresent()) {
+}
+
+/**
+ * gpu mode: the worker builds on its own GPU, so it needs one and serves only that GPU's SM; a
+ * configured target of another SM is a config error naming both. cross mode never touches the GPU.
+ */
+async function checkGpuMode(config: WorkerAppConfig, detect: () => Promise<GpuProbe>): Promise<GpuProbe['device']> {
+  if (config.worker.mode !== 'gpu') return null;
+  const probe = await detect();
+  if (!probe.device) {
+    throw new ConfigError([{ variable: 'WORKER_MODE', message: `WORKER_MODE=gpu needs a usable NVIDIA GPU: ${probe.reason}; use WORKER_MODE=cross` }]);
+  }
+  const { sm, name, index } = probe.device;
+  const mismatched = config.worker.targets.filter((t) => t !== sm);
+  if (mismatched.length) {
+    const fix = isTarget(sm) ? `set WORKER_TARGETS=${sm}` : `${sm} is not a farm target, run this worker with WORKER_MODE=cross`;
     throw new ConfigError([
       {
-        variable: 'WORKER_MODE',
-        message: 'WORKER_MODE=gpu needs an NVIDIA GPU and this machine has none (no /proc/driver/nvidia/gpus entry, no /dev/nvidia0); use WORKER_MODE=cross',
+        variable: 'WORKER_TARGETS',
+        message: `WORKER_TARGETS has ${mismatched.join(', ')} but this worker's GPU ${index} (${name}) is ${sm}; a gpu-mode worker serves only its GPU's SM: ${fix}`,
       },
     ]);
   }
+  return probe.device;
 }
 
 /**
@@ -65,7 +81,8 @@ function validateWorkerConfig(config: WorkerAppConfig, gpuPresent: () => boolean
 export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOptions = {}): Promise<WorkerHandle> {
   const workerId = config.worker.id;
   const log = opts.logger ?? createWorkerLogger(workerId);
-  validateWorkerConfig(config, opts.gpuPresent ?? nvidiaGpuPresent);
+  validateWorkerConfig(config);
+  const gpu = await checkGpuMode(config, opts.detectGpu ?? detectGpu);
   const targets = [...new Set(config.worker.targets)];
   await mkdir(path.join(config.workDir, 'models'), { recursive: true });
   const stalePlans = await removeStaleFiles(path.join(config.workDir, 'plans'), 24 * 3600_000);
@@ -107,6 +124,7 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
       mode: config.worker.mode,
       log,
       heartbeatMs: opts.heartbeatMs,
+      gpuDevice: gpu,
     });
     cleanups.push(() => operations.close());
     const control = new BuildControlRepository(dataSource);
@@ -151,7 +169,7 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
     await operations.start();
     const queueNames = routers.map(([router]) => router.queueName);
     log.info({ queues: queueNames, mode: config.worker.mode, concurrency: config.worker.concurrency, targets }, 'worker started');
-    if (config.worker.mode === 'gpu') log.info('gpu mode: plans are built as in cross mode (untuned) until on-device tuning lands');
+    if (gpu) log.info({ gpu }, 'gpu mode: plans are built as in cross mode (untuned) until on-device tuning lands');
 
     let closing: Promise<void> | undefined;
     return {

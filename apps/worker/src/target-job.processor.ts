@@ -9,6 +9,7 @@ import { ObjectStorage, planKey, sha256OfFile } from '../../../libs/storage/inde
 import { CalibrationFetcher, type PreparedCalibration } from './calibration/index.js';
 import type { CachedModel, ModelCache } from './model-cache.js';
 import { ProgressReporter } from './progress-reporter.js';
+import { withRegistryRetry } from './registry-retry.js';
 import { VerificationError, verificationFailureMessage, verifyPlan } from './verification/index.js';
 import type { Logger } from './worker-logger.js';
 
@@ -142,7 +143,9 @@ export class TargetJobProcessor {
       progress.report('upload', 100);
       // From here the target finishes whatever happens: a cancellation arriving later leaves it be, so nothing is half-stored.
       await progress.flush();
-      if (this.deps.control && !(await this.deps.control.claimCompletion(buildId, target))) {
+      const control = this.deps.control;
+      // Verified plan in hand: a Postgres outage from here on is waited out (idempotent writes), not a lost attempt.
+      if (control && !(await withRegistryRetry('claimCompletion', () => control.claimCompletion(buildId, target), log))) {
         throw Object.assign(new Error('the build was cancelled'), { code: 'E_CANCELLED' });
       }
       const plan = await sha256OfFile(planPath);
@@ -159,7 +162,7 @@ export class TargetJobProcessor {
           metadata: { target, 'optimizer-version': summary.header.optimizerVersion ?? OPTIMIZER_VERSION },
         });
       }
-      const row = await this.deps.plans.recordPlan({
+      const row = await withRegistryRetry('recordPlan', () => this.deps.plans.recordPlan({
         modelVersionId: data.modelVersionId,
         target,
         s3Key: key,
@@ -171,14 +174,14 @@ export class TargetJobProcessor {
         header: { ...summary.header },
         verification: { ...verification },
         buildMs,
-      });
+      }), log);
       if (row.sha256 !== plan.sha256) {
         // An earlier attempt recorded a plan already; the first one recorded stays the version's plan.
         log.warn({ recorded: row.sha256, built: plan.sha256 }, 'a plan was already recorded for this version and target; keeping it');
       }
       progress.report('done', 100);
       await progress.flush();
-      await this.deps.builds.markTargetSucceeded(buildId, target);
+      await withRegistryRetry('markTargetSucceeded', () => this.deps.builds.markTargetSucceeded(buildId, target), log);
       log.info(
         { planKey: row.s3Key, sha256: row.sha256, size: row.size, buildMs, nodesBefore: summary.nodesBefore, nodesAfter: summary.nodesAfter },
         'target build succeeded',

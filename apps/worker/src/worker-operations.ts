@@ -1,7 +1,7 @@
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FarmNames, Target } from '../../../libs/contracts/index.js';
-import { OPTIMIZER_VERSION } from '../../../libs/native/index.js';
+import { OPTIMIZER_VERSION, type GpuDevice } from '../../../libs/native/index.js';
 import type { ObjectStorage } from '../../../libs/storage/index.js';
 import { CancelListener } from './cancel/cancel-listener.js';
 import { BuildEventPublisher } from './events/build-event-publisher.js';
@@ -19,6 +19,8 @@ export interface WorkerOperationsOptions {
   mode: 'cross' | 'gpu';
   log: Logger;
   heartbeatMs?: number;
+  /** The GPU a gpu-mode worker found at boot (CUDA driver); nvidia-smi is asked otherwise. */
+  gpuDevice?: GpuDevice | null;
 }
 
 /**
@@ -52,7 +54,18 @@ export class WorkerOperations {
   /** Call once the queue workers run. */
   async start(): Promise<void> {
     // A cross-compiling worker has no GPU to describe; it shows as "cross".
-    this.gpu = this.opts.mode === 'gpu' ? await probeGpu() : null;
+    const device = this.opts.gpuDevice;
+    if (this.opts.mode !== 'gpu') this.gpu = null;
+    else if (device) {
+      const smi = await probeGpu();
+      this.gpu = {
+        name: device.name,
+        sm: device.sm,
+        memoryMiB: Math.round(device.memoryBytes / 2 ** 20),
+        // nvidia-smi knows the driver's own version; the CUDA driver API only the CUDA version it supports.
+        driver: smi?.driver ?? `CUDA ${device.driverVersion}`,
+      };
+    } else this.gpu = await probeGpu();
     await this.cancels.start();
     this.heartbeat = new WorkerHeartbeat(
       this.opts.redis,

@@ -12,6 +12,7 @@
 
 #include "core/builder.h"
 #include "core/executor.h"
+#include "core/gpu/device.h"
 #include "core/plan/plan.h"
 #include "core/reports.h"
 #include "core/version.h"
@@ -351,12 +352,72 @@ Napi::Value RunPlan(const Napi::CallbackInfo& info) {
   return w->promise();
 }
 
+// ---- listDevices / gpuAvailable ----
+
+// Opens the CUDA driver off the JS thread (dlopen + cuInit can take seconds). A missing driver or
+// no device (E_NO_GPU) is an answer, not a failure: listDevices() resolves [] and gpuAvailable()
+// {available: false, reason}; other CUDA errors reject.
+class DevicesWorker : public PromiseWorker {
+ public:
+  enum class Mode { kList, kAvailable };
+  DevicesWorker(Napi::Env env, Mode mode) : PromiseWorker(env), mode_(mode) {}
+ protected:
+  void work() override {
+    try {
+      devices_ = gpu::listDevices();
+    } catch (const BuildError& e) {
+      if (e.code() != ErrorCode::kNoGpu) throw;
+      reason_ = e.what();
+    }
+  }
+  Napi::Value result(Napi::Env env) override {
+    if (mode_ == Mode::kAvailable) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("available", Napi::Boolean::New(env, !devices_.empty()));
+      if (devices_.empty()) o.Set("reason", Napi::String::New(env, reason_));
+      else o.Set("deviceCount", Napi::Number::New(env, static_cast<double>(devices_.size())));
+      return o;
+    }
+    Napi::Array out = Napi::Array::New(env, devices_.size());
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      const gpu::DeviceInfo& d = devices_[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("index", Napi::Number::New(env, d.ordinal));
+      o.Set("name", Napi::String::New(env, d.name));
+      o.Set("sm", Napi::String::New(env, "sm_" + std::to_string(d.sm)));
+      o.Set("multiprocessors", Napi::Number::New(env, d.multiprocessors));
+      o.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(d.totalMemory)));
+      o.Set("driverVersion", Napi::String::New(env, std::to_string(d.driverVersion / 1000) + "." + std::to_string((d.driverVersion % 1000) / 10)));
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    return out;
+  }
+ private:
+  Mode mode_;
+  std::vector<gpu::DeviceInfo> devices_;
+  std::string reason_;
+};
+
+Napi::Value ListDevices(const Napi::CallbackInfo& info) {
+  auto* w = new DevicesWorker(info.Env(), DevicesWorker::Mode::kList);
+  w->Queue();
+  return w->promise();
+}
+
+Napi::Value GpuAvailable(const Napi::CallbackInfo& info) {
+  auto* w = new DevicesWorker(info.Env(), DevicesWorker::Mode::kAvailable);
+  w->Queue();
+  return w->promise();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, kOptimizerVersion));
   exports.Set("checkModel", Napi::Function::New(env, CheckModel));
   exports.Set("inspectPlan", Napi::Function::New(env, InspectPlan));
   exports.Set("buildPlan", Napi::Function::New(env, BuildPlan));
   exports.Set("runPlan", Napi::Function::New(env, RunPlan));
+  exports.Set("listDevices", Napi::Function::New(env, ListDevices));
+  exports.Set("gpuAvailable", Napi::Function::New(env, GpuAvailable));
   Napi::Array ops = Napi::Array::New(env);
   auto names = OpRegistry::instance().names();
   for (size_t i = 0; i < names.size(); ++i) ops.Set(static_cast<uint32_t>(i), Napi::String::New(env, names[i]));

@@ -292,7 +292,8 @@ int cmdInspect(int argc, char** argv) {
             << "target " << smName(h.targetSm) << ", precision " << h.precision << (h.tuned ? ", tuned" : "") << "\n"
             << "model sha256 " << h.modelSha256 << "\nspec hash " << (h.specHash.empty() ? "-" : h.specHash) << "\n"
             << plan.graph.nodes.size() << " layers (from " << h.nodesBefore << " ONNX nodes), " << plan.graph.initializers.size()
-            << " weights, " << size << " bytes\n";
+            << " weights, " << size << " bytes\n"
+            << "kernels: " << kernelsSummary(plan) << "\n";
   for (const auto& p : plan.profiles)
     std::cout << "profile " << p.input << ": min " << shapeToString(p.min) << " opt " << shapeToString(p.opt) << " max " << shapeToString(p.max) << "\n";
   for (const auto& n : plan.graph.nodes) std::cout << "  " << n.name << " " << n.opType << " [" << n.precision << "]\n";

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <set>
 
+#include "gpu/cubin.h"
+#include "gpu/tactics.h"
 #include "sha256.h"
 #include "version.h"
 
@@ -18,6 +20,36 @@ std::string inputList(const Graph& g) {
   std::string s;
   for (const auto& n : g.inputs) s += (s.empty() ? "" : ", ") + n;
   return s.empty() ? "none" : s;
+}
+
+// Cross mode (no GPU at build time): heuristic tactics, header.tuned = false, and the cubin of the
+// target SM in the kernels section. An optimizer built without nvcc has no cubin to attach: the
+// kernels section then stays empty and the recorded statistics say why, so inspect never implies
+// the plan carries kernels it does not.
+PassStats prepareGpuKernels(Plan& plan) {
+  PassStats s;
+  s.id = "prepare_gpu";
+  s.nodesBefore = s.nodesAfter = static_cast<int64_t>(plan.graph.nodes.size());
+  const int sm = plan.header.targetSm;
+  if (gpu::embeddedCubin(sm)) {
+    gpu::prepareGpuPlan(plan);
+  } else {
+    for (auto& n : plan.graph.nodes) n.tactic = gpu::heuristicTactic(plan.graph, n);
+    plan.header.tuned = false;
+  }
+  int64_t gpuLayers = 0;
+  for (const auto& n : plan.graph.nodes) gpuLayers += n.tactic != gpu::kTacticReference ? 1 : 0;
+  const std::string tactics = "heuristic tactics (untuned): " + std::to_string(gpuLayers) + " of " +
+                              std::to_string(plan.graph.nodes.size()) + " layers have a GPU kernel, the rest run on the CPU reference";
+  if (plan.kernels.empty()) {
+    s.changes.push_back("no GPU kernels attached for " + smName(sm) +
+                        ": this optimizer was built without nvcc, so the plan's kernels section is empty");
+  } else {
+    for (const auto& k : plan.kernels)
+      s.changes.push_back("attached kernel module '" + k.name + "' for " + smName(k.sm) + " (" + std::to_string(k.image.size()) + " bytes)");
+  }
+  s.changes.push_back(tactics);
+  return s;
 }
 
 }  // namespace
@@ -102,8 +134,11 @@ Plan preparePlan(const std::string& modelPath, const BuilderConfig& config, Buil
   plan.header.nodesBefore = nodesBefore;
   plan.header.nodesAfter = static_cast<int64_t>(g.nodes.size());
   for (const auto& kv : config.profiles) plan.profiles.push_back(PlanProfile{kv.first, kv.second.min, kv.second.opt, kv.second.max});
-  plan.passes = stats;
   plan.graph = std::move(g);
+
+  progress("kernels", 80);
+  stats.push_back(prepareGpuKernels(plan));
+  plan.passes = stats;
 
   summary.header = plan.header;
   summary.nodesBefore = nodesBefore;

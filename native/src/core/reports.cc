@@ -113,11 +113,24 @@ std::string planInfoJson(const Plan& plan, uint64_t planSize) {
   for (const auto& k : plan.kernels)
     w.beginObject().field("sm", smName(k.sm)).field("name", k.name).field("size", static_cast<uint64_t>(k.image.size())).endObject();
   w.endArray();
+  w.field("kernelsSummary", kernelsSummary(plan));
   w.key("calibration").beginObject().field("method", plan.calibration.method)
       .field("tensors", static_cast<int64_t>(plan.calibration.amax.size())).endObject();
   writePasses(w, plan.passes);
   w.endObject();
   return w.str();
+}
+
+std::string kernelsSummary(const Plan& plan) {
+  if (plan.kernels.empty()) {
+    for (const auto& p : plan.passes)
+      if (p.id == "prepare_gpu" && !p.changes.empty()) return p.changes.front();
+    return "no GPU kernels in this plan (its builder did not attach any)";
+  }
+  std::string s;
+  for (const auto& k : plan.kernels)
+    s += (s.empty() ? "" : "; ") + k.name + " for " + smName(k.sm) + " (" + std::to_string(k.image.size()) + " bytes)";
+  return s + (plan.header.tuned ? ", autotuned tactics" : ", heuristic tactics (untuned)");
 }
 
 std::string buildSummaryJson(const BuildSummary& s) {

@@ -12,5 +12,8 @@ namespace planforge {
 std::string checkModelJson(const std::string& modelPath);
 std::string planInfoJson(const Plan& plan, uint64_t planSize);
 std::string buildSummaryJson(const BuildSummary& summary);
+// One line on the plan's kernels section: the attached module(s), or why there are none (an
+// optimizer built without nvcc records that in its prepare_gpu statistics).
+std::string kernelsSummary(const Plan& plan);
 
 }  // namespace planforge

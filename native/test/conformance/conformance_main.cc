@@ -2,7 +2,7 @@
 // the importer, shape inference and the CPU reference executor, and compares with the
 // expected outputs.
 //
-//   planforge-conformance [--json FILE] [--filter SUBSTR] [--verbose] [--cases DIR]... [DATA_DIR]
+//   planforge-conformance [--json FILE] [--filter SUBSTR] [--verbose] [--symbolic-inputs] [--cases DIR]... [DATA_DIR]
 //
 // Cases: DATA_DIR/pytorch-converted/<case>, DATA_DIR/pytorch-operator/<case> (model.onnx +
 // test_data_set_N/{input,output}_K.pb) and DATA_DIR/light/light_<name>.onnx with
@@ -122,6 +122,10 @@ std::string checkInferred(const Graph& g, const std::string& name, const Tensor&
   return "";
 }
 
+// --symbolic-inputs: every dim of every runtime input is made unknown before shape inference,
+// so that inference is exercised on symbolic shapes (the data fed stays the same).
+bool gSymbolicInputs = false;
+
 // Imports without failing on unsupported ops so that they can be reported as such.
 bool importForTest(const std::string& model, Graph* g, CaseResult* r) {
   ImportOptions opts;
@@ -133,6 +137,16 @@ bool importForTest(const std::string& model, Graph* g, CaseResult* r) {
     r->status = "UNSUPPORTED";
     r->detail = unsupported;
     return false;
+  }
+  if (gSymbolicInputs) {
+    for (const auto& name : g->inputs) {
+      auto it = g->types.find(name);
+      if (it == g->types.end() || !it->second.hasShape) continue;
+      for (size_t d = 0; d < it->second.dims.size(); ++d) {
+        it->second.dims[d] = -1;
+        if (d < it->second.dimParams.size()) it->second.dimParams[d] = name + "_d" + std::to_string(d);
+      }
+    }
   }
   inferShapes(*g);
   return true;
@@ -187,11 +201,10 @@ CaseResult runDataCase(const std::string& suite, const std::string& dir, const s
 
 // Deterministic input for the light models: a smooth ramp in [-1, 1] (the expected outputs were
 // produced by models whose weights are all one constant, so they do not depend on the input).
-Tensor deterministicInput(const Graph& g, const std::string& name) {
+Tensor deterministicInput(const Graph& g, const std::string& name, const Shape& dims) {
   const ValueType* vt = g.typeOf(name);
-  if (!vt || !vt->isStatic())
-    throw BuildError(ErrorCode::kProfile, "input '" + name + "' has no static shape to make a deterministic input for");
-  Tensor t(vt->dtype, vt->dims);
+  if (!vt) throw BuildError(ErrorCode::kProfile, "input '" + name + "' has no type to make a deterministic input for");
+  Tensor t(vt->dtype, dims);
   const int64_t n = t.numel();
   for (int64_t i = 0; i < n; ++i) {
     const double v = std::sin(static_cast<double>(i) * 0.001);
@@ -210,9 +223,23 @@ CaseResult runLightCase(const std::string& dir, const std::string& file) {
   const std::string base = file.substr(0, file.size() - 5);  // strip .onnx
   CaseResult r{"light", base, "PASS", "", 0};
   Graph g;
+  // The declared input shapes, before --symbolic-inputs hides them from inference.
+  std::map<std::string, Shape> declared;
+  {
+    ImportOptions opts;
+    opts.requireSupportedOps = false;
+    opts.inferShapes = false;
+    Graph plain = importModel(dir + "/" + file, opts);
+    for (const auto& in : plain.inputs) {
+      const ValueType* vt = plain.typeOf(in);
+      if (!vt || !vt->isStatic())
+        throw BuildError(ErrorCode::kProfile, "input '" + in + "' has no static shape to make a deterministic input for");
+      declared[in] = vt->dims;
+    }
+  }
   if (!importForTest(dir + "/" + file, &g, &r)) return r;
   std::map<std::string, Tensor> inputs;
-  for (const auto& in : g.inputs) inputs[in] = deterministicInput(g, in);
+  for (const auto& in : g.inputs) inputs[in] = deterministicInput(g, in, declared[in]);
   std::vector<Tensor> expected;
   for (size_t k = 0; isFile(dir + "/" + base + "_output_" + std::to_string(k) + ".pb"); ++k)
     expected.push_back(readTensorProtoFile(dir + "/" + base + "_output_" + std::to_string(k) + ".pb"));
@@ -247,7 +274,7 @@ CaseResult timed(const std::string& suite, const std::string& name, F f) {
 }
 
 void usage() {
-  std::cerr << "usage: planforge-conformance [--json FILE] [--filter SUBSTR] [--verbose] [--cases DIR]... [DATA_DIR]\n";
+  std::cerr << "usage: planforge-conformance [--json FILE] [--filter SUBSTR] [--verbose] [--symbolic-inputs] [--cases DIR]... [DATA_DIR]\n";
 }
 
 }  // namespace
@@ -262,6 +289,7 @@ int main(int argc, char** argv) {
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
     else if (a == "--cases" && i + 1 < argc) caseDirs.push_back(argv[++i]);
     else if (a == "--verbose") verbose = true;
+    else if (a == "--symbolic-inputs") gSymbolicInputs = true;
     else if (a == "--help" || a == "-h") {
       usage();
       return 0;

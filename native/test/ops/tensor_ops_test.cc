@@ -90,6 +90,13 @@ TEST(op_infer_uses_constant_inputs) {
   Tensor shape = I64({2}, {-1, 6});
   CHECK_EQ(shapeToString(Call("Reshape").infer({vi(DataType::kFloat, {2, 3, 4}), vi(DataType::kInt64, {2}, &shape)})[0].shape),
            shapeToString({4, 6}));
+  // A symbolic batch copied through 0 still lets the -1 resolve.
+  Tensor keepBatch = I64({2}, {0, -1});
+  CHECK_EQ(shapeToString(Call("Reshape").infer({vi(DataType::kFloat, {-1, 3, 4}), vi(DataType::kInt64, {2}, &keepBatch)})[0].shape),
+           shapeToString({-1, 12}));
+  Tensor movesBatch = I64({2}, {-1, 4});
+  CHECK_EQ(shapeToString(Call("Reshape").infer({vi(DataType::kFloat, {-1, 3, 4}), vi(DataType::kInt64, {2}, &movesBatch)})[0].shape),
+           shapeToString({-1, 4}));
   // Non-constant shape: only the rank is known.
   CHECK_EQ(shapeToString(Call("Reshape").infer({vi(DataType::kFloat, {2, 3, 4}), vi(DataType::kInt64, {3})})[0].shape),
            shapeToString({-1, -1, -1}));

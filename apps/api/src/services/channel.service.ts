@@ -18,6 +18,8 @@ import { parseInput } from '../dto/validate.js';
 import { ApiError } from '../errors/api.error.js';
 import { AuditService } from './audit.service.js';
 import { evaluateTarget, type TargetGateResult } from './promotion-gate.js';
+import { RolloutHooks, summarize, type AutoRollback, type RolloutSummary } from '../rollout/rollout-hooks.service.js';
+import { canaryPercent } from '../rollout/rollout-policy.js';
 
 export const GATE_REFUSED_CODE = 'E_GATE';
 export const NOT_COMPLETE_CODE = 'E_NOT_COMPLETE';
@@ -31,6 +33,8 @@ const promoteBody = z
     target: target.optional(),
     reason: reason.optional(),
     force: z.boolean().default(false),
+    /** Serve the new version to this share of devices (by device id) while the rollout is watched. */
+    canary: z.object({ percent: canaryPercent.optional() }).strict().optional(),
   })
   .strict();
 
@@ -92,6 +96,15 @@ export interface ChannelChangeResponse {
   forced: boolean;
   gate: TargetGateResult[] | null;
   channelState: ChannelDto;
+  /** The rollout this move started (promote) or ended (rollback), when the channel is watched. */
+  rollout?: RolloutSummary | null;
+}
+
+/** What a rollback moves: every target, one, or (the rollout watcher) a list. */
+export interface RollbackInput {
+  reason: string;
+  toVersion?: number;
+  targets?: Target[];
 }
 
 function toEventDto(e: ChannelEvent): ChannelEventDto {
@@ -150,6 +163,7 @@ export class ChannelService {
     private readonly models: ModelRepository,
     private readonly channels: ChannelRepository,
     private readonly audit: AuditService,
+    private readonly rolloutHooks: RolloutHooks,
   ) {}
 
   async promote(model: string, channel: string, body: unknown, actor: RequestActor, requestId: string, base: string): Promise<ChannelChangeResponse> {
@@ -176,6 +190,8 @@ export class ChannelService {
         throw new ApiError(409, `promotion of version ${version.version} to "${channel}" refused by the gate: ${violations.join('; ')}`, { code: GATE_REFUSED_CODE });
       }
       const forced = violations.length > 0;
+      const moving = gate.filter((g) => current.get(g.target)?.planId !== plans.get(g.target)!.planId).map((g) => ({ target: g.target, fromVersion: current.get(g.target)?.version ?? null }));
+      const canaryBp = await this.rolloutHooks.beforePromote(ch, { version: version.version, force: input.force, canary: input.canary }, moving);
       const changes: ChannelEvent[] = [];
       const unchanged: Target[] = [];
       for (const g of gate) {
@@ -202,10 +218,19 @@ export class ChannelService {
         requestId,
         'channel.promote',
         subject,
-        { version: version.version, target: input.target ?? null, reason: input.reason ?? null, forced, violations, changes: changes.map((c) => ({ target: c.target, from: c.fromVersion, to: c.toVersion })) },
+        {
+          version: version.version,
+          target: input.target ?? null,
+          reason: input.reason ?? null,
+          forced,
+          violations,
+          changes: changes.map((c) => ({ target: c.target, from: c.fromVersion, to: c.toVersion })),
+          ...(canaryBp !== null ? { canaryPercent: canaryBp / 100 } : {}),
+        },
         ch.entityManager,
       );
-      return { changes, unchanged, forced, gate };
+      const rollout = await this.rolloutHooks.afterPromote(ch, version.version, changes, canaryBp, actor);
+      return { changes, unchanged, forced, gate, rollout };
     }).catch(async (err: unknown) => {
       if (refusal) {
         // Refusals change nothing, but an attempt to ship a worse model is worth a trail.
@@ -217,7 +242,7 @@ export class ChannelService {
       }
       throw err;
     });
-    const { changes, unchanged, forced, gate } = outcome!;
+    const { changes, unchanged, forced, gate, rollout } = outcome!;
     return {
       model,
       channel,
@@ -227,60 +252,16 @@ export class ChannelService {
       forced,
       gate,
       channelState: await this.get(model, channel, { limit: '20' }, base),
+      rollout: rollout ? summarize(rollout) : null,
     };
   }
 
   async rollback(model: string, channel: string, body: unknown, actor: RequestActor, requestId: string, base: string): Promise<ChannelChangeResponse> {
     const input = parseInput(rollbackBody, body);
     const modelId = await this.requireModel(model, channel);
-    const outcome = await this.channels.withLockedChannel(modelId, channel, { create: false }, async (ch) => {
-      const pointers = await ch.pointers();
-      const current = new Map(pointers.map((p) => [p.target, p]));
-      if (input.target && !current.has(input.target)) {
-        throw new ApiError(409, `channel "${channel}" of model "${model}" does not serve ${input.target} (it serves ${[...current.keys()].join(', ') || 'nothing yet'})`);
-      }
-      const targets = input.target ? [input.target] : [...current.keys()];
-      if (!targets.length) throw new ApiError(409, `channel "${channel}" of model "${model}" serves nothing yet: nothing to roll back`);
-
-      const versions = new Map<number, VersionForChannel | null>();
-      const versionNumbered = async (n: number) => {
-        if (!versions.has(n)) versions.set(n, await ch.version(n));
-        return versions.get(n)!;
-      };
-      // Decide every target first: either the whole rollback applies or none of it.
-      const moves: { plan: ChannelPlan; from: number }[] = [];
-      const unchanged: Target[] = [];
-      for (const t of targets) {
-        const now = current.get(t)!;
-        const to = input.toVersion ?? (await this.previousVersion(ch, t, now.version, model, channel));
-        if (to === now.version) {
-          unchanged.push(t);
-          continue;
-        }
-        const version = await versionNumbered(to);
-        if (!version) {
-          if (input.toVersion) throw ApiError.notFound(`model "${model}" has no version ${to}`);
-          throw new ApiError(409, `${t}: the previous version ${to} of channel "${channel}" no longer exists; roll back to a named version (toVersion)`);
-        }
-        const plan = requirePlans(model, version, [t]).get(t)!;
-        moves.push({ plan, from: now.version });
-      }
-      const changes: ChannelEvent[] = [];
-      for (const m of moves) {
-        changes.push(
-          await ch.move(m.plan, { action: 'rollback', fromVersion: m.from, actorKeyId: actor.keyId, actor: actor.name, reason: input.reason, forced: false, gate: null }),
-        );
-      }
-      await this.audit.record(
-        actor,
-        requestId,
-        'channel.rollback',
-        `model ${model} channel ${channel}`,
-        { target: input.target ?? null, toVersion: input.toVersion ?? null, reason: input.reason, changes: changes.map((c) => ({ target: c.target, from: c.fromVersion, to: c.toVersion })) },
-        ch.entityManager,
-      );
-      return { changes, unchanged };
-    });
+    const outcome = await this.channels.withLockedChannel(modelId, channel, { create: false }, (ch) =>
+      this.rollbackInLock(ch, model, { reason: input.reason, toVersion: input.toVersion, targets: input.target ? [input.target] : undefined }, actor, requestId),
+    );
     if (!outcome) throw ApiError.notFound(`model "${model}" has no channel "${channel}"`);
     return {
       model,
@@ -291,7 +272,74 @@ export class ChannelService {
       forced: false,
       gate: null,
       channelState: await this.get(model, channel, { limit: '20' }, base),
+      rollout: outcome.rollout ? summarize(outcome.rollout) : null,
     };
+  }
+
+  /**
+   * The rollback itself, for a caller holding the channel's lock: POST …/rollback
+   * and the rollout watcher's automatic rollbacks take this same path (pointers,
+   * history and audit in the caller's transaction). Without `targets`, every
+   * target the channel serves; without `toVersion`, per target the version live
+   * before the current one.
+   */
+  async rollbackInLock(ch: LockedChannel, model: string, input: RollbackInput, actor: RequestActor, requestId: string, auto?: AutoRollback) {
+    const channel = ch.name;
+    const pointers = await ch.pointers();
+    const current = new Map(pointers.map((p) => [p.target, p]));
+    const notServed = (input.targets ?? []).filter((t) => !current.has(t));
+    if (notServed.length) {
+      throw new ApiError(409, `channel "${channel}" of model "${model}" does not serve ${notServed.join(', ')} (it serves ${[...current.keys()].join(', ') || 'nothing yet'})`);
+    }
+    const targets = input.targets ?? [...current.keys()];
+    if (!targets.length) throw new ApiError(409, `channel "${channel}" of model "${model}" serves nothing yet: nothing to roll back`);
+
+    const versions = new Map<number, VersionForChannel | null>();
+    const versionNumbered = async (n: number) => {
+      if (!versions.has(n)) versions.set(n, await ch.version(n));
+      return versions.get(n)!;
+    };
+    // Decide every target first: either the whole rollback applies or none of it.
+    const moves: { plan: ChannelPlan; from: number }[] = [];
+    const unchanged: Target[] = [];
+    for (const t of targets) {
+      const now = current.get(t)!;
+      const to = input.toVersion ?? (await this.previousVersion(ch, t, now.version, model, channel));
+      if (to === now.version) {
+        unchanged.push(t);
+        continue;
+      }
+      const version = await versionNumbered(to);
+      if (!version) {
+        if (input.toVersion) throw ApiError.notFound(`model "${model}" has no version ${to}`);
+        throw new ApiError(409, `${t}: the previous version ${to} of channel "${channel}" no longer exists; roll back to a named version (toVersion)`);
+      }
+      const plan = requirePlans(model, version, [t]).get(t)!;
+      moves.push({ plan, from: now.version });
+    }
+    const changes: ChannelEvent[] = [];
+    for (const m of moves) {
+      changes.push(
+        await ch.move(m.plan, { action: 'rollback', fromVersion: m.from, actorKeyId: actor.keyId, actor: actor.name, reason: input.reason, forced: false, gate: null }),
+      );
+    }
+    await this.audit.record(
+      actor,
+      requestId,
+      'channel.rollback',
+      `model ${model} channel ${channel}`,
+      {
+        target: input.targets?.length === 1 ? input.targets[0] : null,
+        ...(input.targets && input.targets.length > 1 ? { targets: input.targets } : {}),
+        toVersion: input.toVersion ?? null,
+        reason: input.reason,
+        changes: changes.map((c) => ({ target: c.target, from: c.fromVersion, to: c.toVersion })),
+        ...(auto ? { rolloutId: auto.rolloutId, automatic: true } : {}),
+      },
+      ch.entityManager,
+    );
+    const rollout = await this.rolloutHooks.afterRollback(ch, changes, actor, input.reason, auto);
+    return { changes, unchanged, rollout };
   }
 
   async list(model: string, base: string): Promise<{ model: string; channels: ChannelDto[] }> {

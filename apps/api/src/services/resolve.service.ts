@@ -6,6 +6,7 @@ import { parseInput } from '../dto/validate.js';
 import { ApiError } from '../errors/api.error.js';
 import { StorageRepository } from '../repositories/storage.repository.js';
 import { PLAN_URL_TTL_SECONDS } from './model.service.js';
+import { CanaryResolver } from '../rollout/rollout-canary.js';
 
 const VERSION = /^v?(\d{1,6})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?(?:[-+].*)?$/;
 
@@ -16,6 +17,8 @@ const resolveQuery = z.object({
   sm: z.string().regex(/^(?:sm_?)?\d{2,3}$/i, 'expected a compute capability like 86 or sm_86'),
   /** The device's runtime (planforge optimizer) version, e.g. 0.1.0; optional. */
   runtime: z.string().regex(VERSION, 'expected a version like 1.4.2').optional(),
+  /** The device's stable id: during a canary rollout it decides which version the device gets. */
+  device: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'expected 1-128 characters of [A-Za-z0-9._:-]').optional(),
 });
 
 export interface ResolvedDto {
@@ -29,6 +32,8 @@ export interface ResolvedDto {
   optimizerVersion: string;
   url: string;
   expiresAt: string;
+  /** Only while a canary rollout watches the channel: its share and this device's cohort. */
+  canary?: { percent: number; cohort: 'canary' | 'stable' };
 }
 
 /** A presigned URL is reused while it has at least this long to live (devices get >= 10 minutes). */
@@ -75,6 +80,7 @@ export class ResolveService {
   constructor(
     private readonly channels: ChannelRepository,
     private readonly storage: StorageRepository,
+    private readonly canaries: CanaryResolver,
   ) {}
 
   private async presigned(key: string): Promise<{ url: string; expiresAt: number }> {
@@ -90,7 +96,8 @@ export class ResolveService {
   async resolve(query: unknown, ifNoneMatch: string | undefined): Promise<ResolveOutcome> {
     const q = parseInput(resolveQuery, query, 'query');
     const target = `sm_${q.sm.replace(/^sm_?/i, '')}`;
-    const plan = isTarget(target) ? await this.channels.resolve(q.model, q.channel, target) : null;
+    const choice = isTarget(target) ? await this.canaries.resolve(q.model, q.channel, target, q.device) : null;
+    const plan = choice?.plan ?? null;
     if (!plan) throw await this.noPlan(q.model, q.channel, `no plan for ${target}${isTarget(target) ? '' : ` (not a target the farm builds: ${TARGETS.join(', ')})`}`);
     if (q.runtime !== undefined) {
       const want = major(q.runtime);
@@ -120,6 +127,7 @@ export class ResolveService {
         optimizerVersion: plan.optimizerVersion,
         url,
         expiresAt: new Date(expiresAt).toISOString(),
+        ...(choice?.canary ? { canary: choice.canary } : {}),
       },
     };
   }

@@ -57,6 +57,11 @@ ResizePlan resizePlan(const NodeContext& ctx, const Shape& in, const std::vector
     return p;
   }
   if (policy != "not_larger" && policy != "not_smaller") attrError(ctx, "unknown keep_aspect_ratio_policy '" + policy + "'");
+  for (auto a : axes)
+    if (in[a] < 0) {  // inference with unknown dims: the common scale is unknown too
+      for (auto b : axes) p.outShape[b] = -1;
+      return p;
+    }
   float scale = policy == "not_larger" ? 1e30f : 0.f;
   for (size_t i = 0; i < axes.size(); ++i) {
     const float s = static_cast<float>(sizesIn[i]) / static_cast<float>(in[axes[i]]);

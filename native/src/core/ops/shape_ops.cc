@@ -47,8 +47,25 @@ Shape resolveReshape(const NodeContext& ctx, const Shape& in, const std::vector<
     else known *= d;
   }
   const int64_t total = inKnown ? shapeNumel(in) : -1;
-  if (inferAt >= 0) {
-    if (!inKnown || !outKnown) out[inferAt] = -1;
+  if (inferAt >= 0 && !inKnown) {
+    // Symbolic dims copied through 0 (e.g. [batch, 3, 4] -> [0, -1]) cancel out: the -1 is the
+    // product of the other input dims over the product of the other output dims.
+    int64_t inRest = 1, outRest = 1;
+    bool ok = true;
+    for (size_t i = 0; i < in.size() && ok; ++i) {
+      const bool copied = i < req.size() && req[i] == 0 && !allowZero;
+      if (copied) continue;
+      if (in[i] < 0) ok = false;
+      else inRest *= in[i];
+    }
+    for (size_t i = 0; i < req.size() && ok; ++i) {
+      if (static_cast<int64_t>(i) == inferAt || (req[i] == 0 && !allowZero)) continue;
+      if (out[i] < 0) ok = false;
+      else outRest *= out[i];
+    }
+    out[inferAt] = ok && outRest > 0 && inRest % outRest == 0 ? inRest / outRest : -1;
+  } else if (inferAt >= 0) {
+    if (!outKnown) out[inferAt] = -1;
     else if (known == 0 || total % known != 0)
       shapeError(ctx, "cannot reshape " + shapeToString(in) + " to " + shapeToString(req));
     else out[inferAt] = total / known;

@@ -75,9 +75,17 @@ class FoldConstants : public Pass {
     return true;
   }
 
+  // DequantizeLinear of an int8 / uint8 constant is a quantized weight with the model's own scales
+  // (a Q/DQ model): folding it to floats would make INT8 requantize it with scales of its own.
+  static bool isQuantizedWeight(const Graph& g, const Node& n) {
+    if (n.opType != "DequantizeLinear" || n.inputs.empty()) return false;
+    auto it = g.initializers.find(n.inputs[0]);
+    return it != g.initializers.end() && (it->second.dtype == DataType::kInt8 || it->second.dtype == DataType::kUint8);
+  }
+
   static bool foldNode(Graph& g, size_t i, const PassContext& ctx, std::vector<std::string>& changes) {
     const Node& n = g.nodes[i];
-    if (!isFoldable(n) || n.inputs.empty()) return false;
+    if (!isFoldable(n) || n.inputs.empty() || isQuantizedWeight(g, n)) return false;
     std::vector<const Tensor*> ins;
     uint64_t inBytes = 0;
     for (const auto& in : n.inputs) {

@@ -1,0 +1,279 @@
+// Load benchmark of the API over loopback with autocannon, against real Redis, Postgres
+// and s3rver (started here, in a temp dir, on free ports) and the API as its own process
+// (NODE_ENV=production, LOG_LEVEL=warn). Bounded in time: each timed scenario runs
+// BENCH_SECONDS (default 10 s). Writes bench/load/results.json and bench/load/REPORT.md.
+//   npm run build && node bench/load/run.js
+// Scenarios: build submission answered from the build cache, build status GET, resolve
+// GET with and without If-None-Match, 10,000 builds queued at once (no worker running;
+// every one accounted for in Postgres and Redis), API RSS while a 1 GiB model uploads.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { freePort, startPostgres, startRedis, startS3rver, stopAll } from '../../scripts/services.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..', '..');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const QUEUE_BUILDS = Number(process.env.BENCH_QUEUE_BUILDS ?? 10_000);
+const UPLOAD_BYTES = Number(process.env.BENCH_UPLOAD_BYTES ?? 1024 ** 3);
+const TARGET = 'sm_90';
+// BENCH_SCENARIOS=submit,status,resolve,queue,upload (default all): a subset, e.g. while profiling.
+const ONLY = new Set((process.env.BENCH_SCENARIOS ?? 'submit,status,resolve,queue,upload').split(','));
+const log = (m) => process.stderr.write(`[bench] ${m}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const { tinyConvNet } = await import(join(ROOT, 'dist', 'test', 'helpers', 'onnx-builder.js'));
+const { targetQueueName, finalizeQueueName } = await import(join(ROOT, 'dist', 'libs', 'contracts', 'index.js'));
+
+const BOUNDARY = '----planforge-bench-7f3a';
+function multipart(spec, model) {
+  return Buffer.concat([
+    Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify(spec)}\r\n`),
+    Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"; filename="model.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+    model,
+    Buffer.from(`\r\n--${BOUNDARY}--\r\n`),
+  ]);
+}
+
+function rssMiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function startProcess(name, script, env, logFile) {
+  const nodeArgs = name === 'api' && process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(' ') : [];
+  const child = spawn(process.execPath, [...nodeArgs, script], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d) => {
+    out += d;
+    if (out.length > 100_000) out = out.slice(-50_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.on('exit', () => writeFileSync(logFile, out));
+  return { name, child, output: () => out };
+}
+
+async function until(what, probe, ms = 120_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+async function call(base, key, method, path, { body, headers = {} } = {}) {
+  const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${key}`, ...headers }, body });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+function cannon(opts) {
+  return new Promise((resolve, reject) => {
+    const settings = { connections: CONNECTIONS, duration: SECONDS, ...opts };
+    // A fixed number of requests instead of a duration.
+    if (settings.amount) delete settings.duration;
+    const instance = autocannon(settings, (err, result) => (err ? reject(err) : resolve(result)));
+    autocannon.track(instance, { renderProgressBar: false, renderResultsTable: false, renderLatencyTable: false, outputStream: { write() {} } });
+  });
+}
+
+function summarize(name, result, extra = {}) {
+  const row = {
+    scenario: name,
+    requests: result.requests.total,
+    reqPerSec: Math.round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    maxMs: result.latency.max,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statusCodes: result.statusCodeStats,
+    ...extra,
+  };
+  log(`${name}: ${row.reqPerSec} req/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, non-2xx ${row.non2xx}, errors ${row.errors}`);
+  return row;
+}
+
+const services = [];
+const procs = [];
+const work = mkdtempSync(join(os.tmpdir(), 'planforge-bench-'));
+const results = { startedAt: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadBefore: os.loadavg() }, settings: { seconds: SECONDS, connections: CONNECTIONS }, scenarios: [] };
+try {
+  const [redisPort, pgPort, s3Port, apiPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  services.push(await startRedis({ dir: join(work, 'redis'), port: redisPort }));
+  // BENCH_PG_FAST=1: fsync off (what the tests use); default: durable commits, as the farm runs Postgres.
+  services.push(await startPostgres({ dataDir: join(work, 'pg', 'data'), port: pgPort, fast: process.env.BENCH_PG_FAST === '1' }));
+  services.push(await startS3rver({ dir: join(work, 's3'), port: s3Port, bucket: 'planforge' }));
+  const [redis, postgres, s3] = services;
+  const key = `pf_bench_${randomBytes(24).toString('base64url')}`;
+  const env = {
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    REDIS_URL: redis.url,
+    DATABASE_URL: postgres.adminUrl,
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: 'planforge',
+    S3_ACCESS_KEY_ID: s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    API_HOST: '127.0.0.1',
+    API_PORT: String(apiPort),
+    ADMIN_API_KEY: key,
+    WORK_DIR: join(work, 'work'),
+    // The per-key submission limit (default 120/min) would answer 429s: the bench measures the server itself.
+    SUBMIT_RATE_LIMIT_PER_MINUTE: '0',
+    WORKER_TARGETS: TARGET,
+    WORKER_ID: 'bench-worker',
+  };
+  const api = startProcess('api', join(ROOT, 'dist', 'apps', 'api', 'src', 'main.js'), env, join(work, 'api.log'));
+  procs.push(api);
+  const base = `http://127.0.0.1:${apiPort}`;
+  await until('the API', async () => (await fetch(`${base}/health/ready`)).status === 200);
+  log(`API pid ${api.child.pid} on ${base}`);
+
+  // ---- one real build, so that the next submissions hit the build cache and resolve has a plan
+  const worker = startProcess('worker', join(ROOT, 'dist', 'apps', 'worker', 'src', 'main.js'), env, join(work, 'worker.log'));
+  procs.push(worker);
+  const model = tinyConvNet();
+  const spec = { model: 'bench', targets: [TARGET], precision: 'fp32' };
+  const first = await call(base, key, 'POST', '/v1/builds', { body: multipart(spec, model), headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } });
+  if (first.status !== 202) throw new Error(`first build answered ${first.status}: ${JSON.stringify(first.body)}`);
+  await until('the first build', async () => (await call(base, key, 'GET', `/v1/builds/${first.body.buildId}`)).body.status === 'succeeded', 180_000);
+  worker.child.kill('SIGTERM');
+  await until('the worker to stop', () => worker.child.exitCode !== null || worker.child.signalCode !== null, 30_000);
+  const promoted = await call(base, key, 'POST', '/v1/models/bench/channels/prod/promote', { body: JSON.stringify({ version: 1 }), headers: { 'content-type': 'application/json' } });
+  if (promoted.status !== 200) throw new Error(`promote answered ${promoted.status}: ${JSON.stringify(promoted.body)}`);
+  const auth = { authorization: `Bearer ${key}` };
+
+  // ---- warm-up (JIT, pools, caches), not reported
+  await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: auth, duration: 3 });
+
+  // ---- cache-hit submission
+  if (ONLY.has('submit')) {
+  const body = multipart(spec, model);
+  const submission = await cannon({ url: `${base}/v1/builds`, method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body });
+  const probe = await call(base, key, 'POST', '/v1/builds', { body, headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } });
+  results.scenarios.push(summarize('POST /v1/builds (build-cache hit)', submission, { sample: { status: probe.status, buildStatus: probe.body.status, cacheHits: probe.body.cacheHits } }));
+  }
+
+  // ---- build status
+  if (ONLY.has('status')) results.scenarios.push(summarize('GET /v1/builds/:id', await cannon({ url: `${base}/v1/builds/${first.body.buildId}`, headers: auth })));
+
+  // ---- resolve, with and without a matching ETag
+  const resolved = await fetch(`${base}/v1/resolve?model=bench&channel=prod&sm=90`, { headers: auth });
+  const etag = resolved.headers.get('etag');
+  if (ONLY.has('resolve')) results.scenarios.push(summarize('GET /v1/resolve (200, presigned URL)', await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: auth })));
+  if (ONLY.has('resolve')) results.scenarios.push(summarize('GET /v1/resolve with If-None-Match (304)', await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: { ...auth, 'if-none-match': etag } }), { etag }));
+
+  // ---- 10,000 builds queued at once (no worker runs: they all wait)
+  if (ONLY.has('queue')) {
+  const pgClient = new pg.Client({ connectionString: postgres.adminUrl });
+  pgClient.on('error', () => undefined);
+  await pgClient.connect();
+  const buildsBefore = Number((await pgClient.query('SELECT count(*) FROM builds')).rows[0].count);
+  const queuedModel = tinyConvNet({ size: 9 });
+  const queueBody = multipart({ model: 'bench-queue', targets: [TARGET], precision: 'fp32' }, queuedModel);
+  const started = Date.now();
+  const queued = await cannon({ url: `${base}/v1/builds`, method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body: queueBody, amount: QUEUE_BUILDS, connections: 16 });
+  const queueMs = Date.now() - started;
+  const accepted = queued.statusCodeStats?.['202']?.count ?? 0;
+  const pgCounts = (await pgClient.query(`SELECT count(*)::int AS builds, count(*) FILTER (WHERE b.status = 'queued')::int AS queued FROM builds b JOIN model_versions v ON v.id = b.model_version_id JOIN models m ON m.id = v.model_id WHERE m.name = 'bench-queue'`)).rows[0];
+  const targetRows = (await pgClient.query(`SELECT count(*)::int AS n FROM build_targets t JOIN builds b ON b.id = t.build_id JOIN model_versions v ON v.id = b.model_version_id JOIN models m ON m.id = v.model_id WHERE m.name = 'bench-queue' AND t.status = 'queued'`)).rows[0].n;
+  const versions = (await pgClient.query(`SELECT count(*)::int AS n, count(DISTINCT version)::int AS distinct_versions, max(version)::int AS max FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.name = 'bench-queue'`)).rows[0];
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const targetQueue = new Queue(targetQueueName(TARGET, 'build'), { connection, prefix: 'planforge' });
+  const finalizeQueue = new Queue(finalizeQueueName('build'), { connection, prefix: 'planforge' });
+  const redisCounts = { [TARGET]: await targetQueue.getJobCounts(), finalize: await finalizeQueue.getJobCounts() };
+  results.scenarios.push(
+    summarize(`POST /v1/builds x ${QUEUE_BUILDS} (cache miss, queued)`, queued, {
+      wallMs: queueMs,
+      accepted,
+      postgres: { ...pgCounts, queuedTargets: targetRows, versions },
+      redis: redisCounts,
+      noneLost: accepted === QUEUE_BUILDS && pgCounts.queued === accepted && targetRows === accepted && redisCounts[TARGET].waiting + (redisCounts[TARGET].prioritized ?? 0) === accepted && redisCounts.finalize['waiting-children'] === accepted && versions.distinct_versions === accepted,
+    }),
+  );
+  // Drain: a worker would take hours for 10,000 builds on 2 cores; the queues are emptied and counted instead.
+  await targetQueue.obliterate({ force: true });
+  await finalizeQueue.obliterate({ force: true });
+  await targetQueue.close();
+  await finalizeQueue.close();
+  await connection.quit();
+  await pgClient.end();
+  log(`${buildsBefore} builds before the burst`);
+  }
+
+  // ---- API memory while a 1 GiB model streams in
+  if (ONLY.has('upload')) {
+  const pid = api.child.pid;
+  const samples = [];
+  const rssBefore = rssMiB(pid);
+  const timer = setInterval(() => samples.push(rssMiB(pid)), 200);
+  const uploadStarted = Date.now();
+  const uploadStatus = await new Promise((resolve, reject) => {
+    const req = http.request(`${base}/v1/builds`, { method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('error', reject);
+    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ model: 'bench-big', targets: [TARGET] })}\r\n`);
+    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"; filename="big.onnx"\r\n\r\n`);
+    const chunk = Buffer.alloc(1024 * 1024, 0x08);
+    let sent = 0;
+    const pump = () => {
+      while (sent < UPLOAD_BYTES) {
+        sent += chunk.length;
+        if (!req.write(chunk)) return void req.once('drain', pump);
+      }
+      req.end(`\r\n--${BOUNDARY}--\r\n`);
+    };
+    pump();
+  });
+  clearInterval(timer);
+  const uploadMs = Date.now() - uploadStarted;
+  const rssMax = Math.max(...samples);
+  results.scenarios.push({
+    scenario: `API RSS during a ${Math.round(UPLOAD_BYTES / 1024 ** 2)} MiB upload`,
+    status: uploadStatus,
+    uploadMs,
+    mibPerSec: Math.round(UPLOAD_BYTES / 1024 ** 2 / (uploadMs / 1000)),
+    rssBeforeMiB: Math.round(rssBefore),
+    rssMaxMiB: Math.round(rssMax),
+    rssGrowthMiB: Math.round(rssMax - rssBefore),
+    samples: samples.length,
+  });
+  log(`upload: ${uploadStatus} in ${uploadMs} ms, RSS ${Math.round(rssBefore)} -> max ${Math.round(rssMax)} MiB`);
+  }
+
+  results.machine.loadAfter = os.loadavg();
+  results.finishedAt = new Date().toISOString();
+  writeFileSync(join(HERE, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  log('wrote bench/load/results.json');
+} catch (err) {
+  log(`failed: ${err.stack ?? err}`);
+  process.exitCode = 1;
+} finally {
+  for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+  await sleep(1000);
+  await stopAll(services, log);
+  rmSync(work, { recursive: true, force: true });
+  // Postgres data lands outside `work` when user postgres cannot enter it.
+  const pgData = services.find((s) => s.name === 'postgres')?.dataDir;
+  if (pgData) rmSync(pgData, { recursive: true, force: true });
+}
