@@ -26,8 +26,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const QUEUE_BUILDS = Number(process.env.BENCH_QUEUE_BUILDS ?? 10_000);
 const UPLOAD_BYTES = Number(process.env.BENCH_UPLOAD_BYTES ?? 1024 ** 3);
 const TARGET = 'sm_90';
-// BENCH_SCENARIOS=submit,status,resolve,queue,upload (default all): a subset, e.g. while profiling.
-const ONLY = new Set((process.env.BENCH_SCENARIOS ?? 'submit,status,resolve,queue,upload').split(','));
+// BENCH_SCENARIOS=health,submit,status,resolve,queue,upload (default all): a subset, e.g. while profiling.
+const ONLY = new Set((process.env.BENCH_SCENARIOS ?? 'health,submit,status,resolve,queue,upload').split(','));
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -164,6 +164,9 @@ try {
   // ---- warm-up (JIT, pools, caches), not reported
   await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: auth, duration: 3 });
 
+  // ---- the framework's ceiling on this machine: a public route without Postgres
+  if (ONLY.has('health')) results.scenarios.push(summarize('GET /health/live (baseline: no auth, no database)', await cannon({ url: `${base}/health/live` })));
+
   // ---- cache-hit submission
   if (ONLY.has('submit')) {
   const body = multipart(spec, model);
@@ -264,7 +267,8 @@ try {
   results.machine.loadAfter = os.loadavg();
   results.finishedAt = new Date().toISOString();
   writeFileSync(join(HERE, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  log('wrote bench/load/results.json');
+  writeFileSync(join(HERE, 'REPORT.generated.md'), renderReport(results));
+  log('wrote bench/load/results.json and bench/load/REPORT.generated.md');
 } catch (err) {
   log(`failed: ${err.stack ?? err}`);
   process.exitCode = 1;
@@ -276,4 +280,29 @@ try {
   // Postgres data lands outside `work` when user postgres cannot enter it.
   const pgData = services.find((s) => s.name === 'postgres')?.dataDir;
   if (pgData) rmSync(pgData, { recursive: true, force: true });
+}
+
+/** The measured numbers as markdown (bench/load/REPORT.md adds the analysis). */
+function renderReport(r) {
+  const load = (l) => (l ? l.map((x) => x.toFixed(2)).join(' / ') : '?');
+  const lines = [
+    `Measured ${r.startedAt} → ${r.finishedAt} on ${r.machine.cpus} × ${r.machine.model}; load average (1/5/15 min) ${load(r.machine.loadBefore)} before, ${load(r.machine.loadAfter)} after.`,
+    `autocannon: ${r.settings.connections} connections, ${r.settings.seconds} s per timed scenario, loopback, API as its own process (NODE_ENV=production, LOG_LEVEL=warn).`,
+    '',
+    '| scenario | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const s of r.scenarios) {
+    if (s.reqPerSec === undefined) continue;
+    lines.push(`| ${s.scenario} | ${s.requests} | ${s.reqPerSec} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.non2xx} | ${s.errors} |`);
+  }
+  const queue = r.scenarios.find((s) => s.accepted !== undefined);
+  if (queue) {
+    lines.push('', `Queue burst: ${queue.accepted} accepted (202) in ${(queue.wallMs / 1000).toFixed(1)} s; Postgres ${JSON.stringify(queue.postgres)}; Redis ${JSON.stringify(queue.redis)}; none lost: **${queue.noneLost}**.`);
+  }
+  const upload = r.scenarios.find((s) => s.rssMaxMiB !== undefined);
+  if (upload) {
+    lines.push('', `${upload.scenario}: answered ${upload.status} after ${(upload.uploadMs / 1000).toFixed(1)} s (${upload.mibPerSec} MiB/s); API RSS ${upload.rssBeforeMiB} MiB before, ${upload.rssMaxMiB} MiB at most (+${upload.rssGrowthMiB} MiB, ${upload.samples} samples).`);
+  }
+  return `${lines.join('\n')}\n`;
 }

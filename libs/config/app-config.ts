@@ -97,6 +97,8 @@ export interface TelemetryConfig {
   maxClockSkewSeconds: number;
   /** TELEMETRY_MAX_AGE_SECONDS: how old a window may start. */
   maxAgeSeconds: number;
+  /** TELEMETRY_RETENTION_HOURS: buckets older than this are deleted (hourly); optional for hand-built configs (7 days). */
+  retentionHours?: number;
 }
 
 /** Rollout watch: automatic rollback of regressing promotions (apps/api). */
@@ -118,6 +120,7 @@ export const DEFAULT_TELEMETRY_CONFIG: TelemetryConfig = {
   maxBodyBytes: 1024 * 1024,
   maxClockSkewSeconds: 60,
   maxAgeSeconds: 86_400,
+  retentionHours: 168,
 };
 
 export const DEFAULT_ROLLOUT_CONFIG: RolloutConfig = { watcherEnabled: true, watchIntervalMs: 5000, webhookAttempts: 5, webhookRetryMs: 1000 };
@@ -255,6 +258,7 @@ const envSchema = z.object({
   TELEMETRY_MAX_BODY_BYTES: byteSize.pipe(z.number().max(1024 * 1024, 'at most 1 MiB')).default(DEFAULT_TELEMETRY_CONFIG.maxBodyBytes),
   TELEMETRY_MAX_CLOCK_SKEW_SECONDS: integer(0, 3600).default(DEFAULT_TELEMETRY_CONFIG.maxClockSkewSeconds),
   TELEMETRY_MAX_AGE_SECONDS: integer(60, 30 * 86_400).default(DEFAULT_TELEMETRY_CONFIG.maxAgeSeconds),
+  TELEMETRY_RETENTION_HOURS: integer(1, 24 * 3650).default(DEFAULT_TELEMETRY_CONFIG.retentionHours!),
   ROLLOUT_WATCHER_ENABLED: boolean.default(DEFAULT_ROLLOUT_CONFIG.watcherEnabled),
   ROLLOUT_WATCH_INTERVAL_MS: integer(50, 3_600_000).default(DEFAULT_ROLLOUT_CONFIG.watchIntervalMs),
   ROLLOUT_WEBHOOK_ATTEMPTS: integer(1, 20).default(DEFAULT_ROLLOUT_CONFIG.webhookAttempts),
@@ -294,6 +298,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       maxBodyBytes: e.TELEMETRY_MAX_BODY_BYTES,
       maxClockSkewSeconds: e.TELEMETRY_MAX_CLOCK_SKEW_SECONDS,
       maxAgeSeconds: e.TELEMETRY_MAX_AGE_SECONDS,
+      retentionHours: e.TELEMETRY_RETENTION_HOURS,
     },
     rollout: {
       watcherEnabled: e.ROLLOUT_WATCHER_ENABLED,

@@ -35,6 +35,8 @@ export interface TargetJobData {
   /** A calibration table (JSON, planforge-opt --calib-cache) used instead of calibrating: `calibration/<sha256>.json`. */
   calibrationTableKey?: string;
   calibrationTableSha256?: string;
+  /** X-Request-Id of the submission: worker log lines of the job carry it. */
+  requestId?: string;
 }
 
 /** Return value of a child job, read by the parent. */

@@ -33,6 +33,9 @@ describe('build events, cancellation, logs, priorities, rate limits', () => {
     const res = await submit(api, { spec: { model: 'events-tiny', targets: ['sm_80'], precision: 'fp32', profiles: TINY_PROFILE }, model: tinyModel() });
     expect(res.statusCode).toBe(202);
     const { buildId } = json(res);
+    // The submission's request id travels with the job: the worker's log lines of the job carry it.
+    const job = await probe.queue(targetQueueName('sm_80', api.config.queuePrefix)).getJob(targetJobId(buildId, 'sm_80'));
+    expect(job?.data.requestId).toBe(res.headers['x-request-id']);
     const sse = await openSse(api.baseUrl, `/v1/builds/${buildId}/events`, api.apiKey);
     expect(sse.status).toBe(200);
     expect(sse.headers['content-type']).toMatch(/^text\/event-stream/);

@@ -2,7 +2,7 @@
 import { verifyGenericSignature } from '../../apps/api/src/services/webhook-signatures.js';
 import { json, request, type ApiUnderTest } from '../api/api-test-kit.js';
 import { cleanupTestConfig } from '../helpers/env.js';
-import { openRegistry, promote, rollback, type Registry } from '../registry-lifecycle/lifecycle-kit.js';
+import { openRegistry, promote, rollback, seedVersion, type Registry } from '../registry-lifecycle/lifecycle-kit.js';
 import { mintKey, modelWithVersions, putPolicy, reportFleet, rolloutOf, startRolloutApi, waitFor, waitForState, webhookReceiver } from './rollout-kit.js';
 
 const SECRET = 'rollout-hook-secret-0123456789';
@@ -134,6 +134,38 @@ describe('rollout watch', () => {
     expect(ended).toMatchObject({ state: 'rolled_back', reason: 'not enough traffic to trust it', evaluation: { by: 'manual' } });
     // A manual rollback does not block the version.
     expect((await promote(api, 'quiet', 'production', { version: 2 })).statusCode).toBe(200);
+  });
+
+  it('judges each target too: a regression on one target rolls the whole promotion back, naming it', async () => {
+    for (let i = 0; i < 2; i++) await seedVersion(reg, 'multi', { sm_86: {}, sm_90: {} });
+    expect((await promote(api, 'multi', 'production', { version: 1 })).statusCode).toBe(200);
+    expect((await putPolicy(api, 'multi', 'production', { ...policy(), minRequests: 1000, webhook: null })).statusCode).toBe(200);
+    for (const target of ['sm_86', 'sm_90']) {
+      await reportFleet(api, reporter, { model: 'multi', channel: 'production', target, version: 1, devices: 30, requestsPerDevice: 100, p50Ms: 3, p99Ms: 6 });
+    }
+    const res = await promote(api, 'multi', 'production', { version: 2 });
+    expect(json(res).rollout.targets).toEqual(['sm_86', 'sm_90']);
+    // sm_86 much busier and healthy, sm_90 slower: the sum alone would hide it.
+    await reportFleet(api, reporter, { model: 'multi', channel: 'production', target: 'sm_86', version: 2, devices: 90, requestsPerDevice: 100, p50Ms: 3, p99Ms: 6 });
+    await reportFleet(api, reporter, { model: 'multi', channel: 'production', target: 'sm_90', version: 2, devices: 12, requestsPerDevice: 100, p50Ms: 3, p99Ms: 9 });
+    const rolled = await waitForState(api, 'multi', 'production', 2, 'rolled_back');
+    expect(rolled.reason).toMatch(/^auto: p99 \+\d+% \([89]\.\d ms vs [56]\.\d ms over 1,200 requests\) on sm_90$/);
+    const channel = json(await request(api, { url: '/v1/models/multi/channels/production' }));
+    expect(channel.pointers.map((p: any) => [p.target, p.version])).toEqual([
+      ['sm_86', 1],
+      ['sm_90', 1],
+    ]);
+  });
+
+  it('rolls a throughput drop back when the policy watches throughput', async () => {
+    await modelWithVersions(api, reg, 'sluggish', 'production', 2);
+    expect((await putPolicy(api, 'sluggish', 'production', { ...policy(), maxThroughputDrop: 0.3, webhook: null })).statusCode).toBe(200);
+    await reportFleet(api, reporter, { model: 'sluggish', channel: 'production', version: 1, devices: 50, requestsPerDevice: 100, p50Ms: 4, p99Ms: 8.8, windowMs: 5000 });
+    expect((await promote(api, 'sluggish', 'production', { version: 2 })).statusCode).toBe(200);
+    // Same requests per report, but each device needed twice the time to serve them.
+    await reportFleet(api, reporter, { model: 'sluggish', channel: 'production', version: 2, devices: 50, requestsPerDevice: 100, p50Ms: 4, p99Ms: 8.8, windowMs: 10_000 });
+    const rolled = await waitForState(api, 'sluggish', 'production', 2, 'rolled_back');
+    expect(rolled.reason).toBe('auto: throughput -50% (10.0 vs 20.0 requests/device-s over 5,000 requests)');
   });
 
   it('validates policies and keeps the webhook secret to itself', async () => {

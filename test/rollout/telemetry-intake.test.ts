@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { roleSatisfies, API_KEY_ROLES } from '../../libs/registry/index.js';
 import { bucketIndex, fromDeviceHistogram, fromPercentiles, mergeInto, quantile, toDense, HIST_BUCKETS } from '../../apps/api/src/telemetry/telemetry-histogram.js';
 import { canaryBucket } from '../../apps/api/src/rollout/rollout-canary.js';
+import { TelemetryService } from '../../apps/api/src/telemetry/telemetry.service.js';
 import { json, listen, request, sql, type ApiUnderTest } from '../api/api-test-kit.js';
 import { cleanupTestConfig } from '../helpers/env.js';
 import { as, openRegistry, type Registry } from '../registry-lifecycle/lifecycle-kit.js';
@@ -178,6 +179,16 @@ describe('POST /v1/telemetry', () => {
     expect((await post(keys.reporter, fleet)).statusCode).toBe(202);
     const [again] = await sql<{ n: string; requests: string }>(api.config, `SELECT count(*) AS n, sum(requests) AS requests FROM telemetry_buckets`);
     expect([Number(again.n), Number(again.requests)]).toEqual([2, 20_200]);
+  });
+
+  it('prunes buckets older than the retention', async () => {
+    await sql(api.config, `DELETE FROM telemetry_buckets`);
+    expect((await post(keys.reporter, report())).statusCode).toBe(202);
+    await sql(api.config, `UPDATE telemetry_buckets SET bucket_start = now() - interval '8 days'`);
+    expect((await post(keys.reporter, report())).statusCode).toBe(202);
+    expect(await api.app.get(TelemetryService).prune()).toBe(1);
+    const [left] = await sql<{ n: string }>(api.config, `SELECT count(*) AS n FROM telemetry_buckets`);
+    expect(Number(left.n)).toBe(1);
   });
 
   it('buffers reports in memory when TELEMETRY_FLUSH_MS is set, and flushes what is pending on close', async () => {

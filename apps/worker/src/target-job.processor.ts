@@ -59,7 +59,7 @@ export class TargetJobProcessor {
     const data = job.data;
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
-    const log = this.deps.log.child({ buildId: data?.buildId, jobId: job.id, target: data?.target, attempt });
+    const log = this.deps.log.child({ buildId: data?.buildId, jobId: job.id, target: data?.target, attempt, ...(data?.requestId && { requestId: data.requestId }) });
     const invalid = this.invalidData(data);
     if (invalid) {
       log.error({ reason: invalid }, 'target job rejected');

@@ -122,6 +122,12 @@ export class TelemetryRepository {
     }));
   }
 
+  /** Deletes buckets that started before `before`; returns how many. */
+  async prune(before: Date): Promise<number> {
+    const [, count]: [unknown, number] = await this.ds.query(`DELETE FROM telemetry_buckets WHERE bucket_start < $1`, [before]);
+    return count ?? 0;
+  }
+
   /** Rows and on-disk size (table + indexes + TOAST) of the telemetry table, for benchmarks and capacity planning. */
   async footprint(): Promise<{ rows: number; bytes: number }> {
     const [r]: { rows: string; bytes: string }[] = await this.ds.query(

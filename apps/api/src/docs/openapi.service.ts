@@ -22,7 +22,13 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   503: 'A dependency (Redis, S3, Postgres) is unavailable, or the server is shutting down',
 };
 
-const ROLE_TEXT = { public: 'No API key needed.', viewer: 'Role: viewer or above.', submitter: 'Role: submitter or admin.', admin: 'Role: admin.' };
+const ROLE_TEXT = {
+  public: 'No API key needed.',
+  viewer: 'Role: viewer or above.',
+  submitter: 'Role: submitter or admin.',
+  admin: 'Role: admin.',
+  reporter: 'Role: reporter (the telemetry role of fleet devices; see apps/api/src/rollout).',
+};
 
 /**
  * The OpenAPI 3.1 document, generated from the code: every route the
@@ -108,7 +114,7 @@ export class OpenApiService {
       },
       ...(serverUrl && { servers: [{ url: serverUrl }] }),
       security: [{ bearer: [] }],
-      tags: ['builds', 'models', 'channels', 'admin', 'webhooks', 'operations'].map((name) => ({ name })),
+      tags: ['builds', 'models', 'channels', 'rollouts', 'admin', 'webhooks', 'operations'].map((name) => ({ name })),
       paths,
       components: {
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key: Authorization: Bearer <key> (or X-API-Key: <key>)' } },

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PRECISIONS, TARGETS, buildSpecSchema } from '../../../../libs/contracts/index.js';
+import { ROLLOUT_ROUTE_DOCS } from '../rollout/rollout-route-docs.js';
 
 /**
  * The documentation half of the OpenAPI document: per route (OpenAPI path +
@@ -14,7 +15,7 @@ export interface RouteDoc {
   description?: string;
   tags: string[];
   /** Least API key role; 'public' needs none. */
-  access: 'public' | 'viewer' | 'submitter' | 'admin';
+  access: 'public' | 'viewer' | 'submitter' | 'admin' | 'reporter';
   parameters?: { name: string; in: 'path' | 'query' | 'header'; required?: boolean; description?: string; schema: Schema }[];
   requestBody?: { contentType: string; schema: Schema; description?: string };
   /** Success responses; errors are added from `errors`. */
@@ -228,6 +229,8 @@ export const COMPONENT_SCHEMAS: Record<string, Schema> = {
 const json = (schema: Schema, description: string) => ({ description, contentType: 'application/json', schema });
 
 export const ROUTE_DOCS: Record<string, RouteDoc> = {
+  // Rollout watch and fleet telemetry: documented beside their code (apps/api/src/rollout).
+  ...ROLLOUT_ROUTE_DOCS,
   'POST /v1/builds': {
     summary: 'Submit a model and build spec',
     description:

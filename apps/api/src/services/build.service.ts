@@ -24,6 +24,7 @@ import { actorScope, type RequestActor } from '../auth/request-actor.js';
 import { ModelUploadService } from './model-upload.service.js';
 import { calibrationArchiveKey, calibrationTableKey } from '../../../worker/src/calibration/index.js';
 import { checkCalibrationUpload, type CalibrationFiles } from './calibration-upload.js';
+import { requestContext } from '../logging/request-context.js';
 
 /** Parser verdicts that say the file is not a model we can build (the client's fault, never retried). */
 const MODEL_IS_BAD = new Set(['E_PARSE', 'E_UNSUPPORTED_OP', 'E_PROFILE', 'E_INVALID_MODEL', 'E_EXTERNAL_DATA', 'E_SHAPE', 'E_RESOURCE']);
@@ -225,7 +226,9 @@ export class BuildService {
     const { build, version } = created;
     await this.versionAdmin.setSource(version.id, input.source);
     if (cached.size) await this.cache.applyHits(build.id, version.id, [...cached.values()]);
+    const requestId = requestContext.getStore()?.requestId;
     const jobData = (target: TargetJobData['target']): TargetJobData => ({
+      ...(requestId && { requestId }),
       buildId: build.id,
       modelName: spec.model,
       modelVersionId: version.id,

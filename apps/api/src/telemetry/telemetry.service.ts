@@ -35,6 +35,7 @@ export class TelemetryService implements OnModuleInit, OnModuleDestroy, OnApplic
   private readonly buffer = new TelemetryAggregator();
   private readonly channels = new Map<string, { value: TelemetryChannel; at: number }>();
   private timer?: NodeJS.Timeout;
+  private pruneTimer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -52,6 +53,24 @@ export class TelemetryService implements OnModuleInit, OnModuleDestroy, OnApplic
       this.timer = setInterval(() => void this.flush(), this.config.flushMs);
       this.timer.unref();
     }
+    // Retention: every instance prunes hourly (idempotent), the first time a minute after boot.
+    const prune = () => {
+      this.pruneTimer = setTimeout(() => {
+        void this.prune()
+          .catch((err: unknown) => this.logger.warn(`telemetry pruning failed: ${(err as Error).message}`))
+          .finally(() => !this.closed && prune());
+      }, this.pruneTimer ? 3_600_000 : 60_000);
+      this.pruneTimer.unref();
+    };
+    prune();
+  }
+
+  /** Deletes buckets older than the retention (TELEMETRY_RETENTION_HOURS). */
+  async prune(): Promise<number> {
+    const hours = this.config.retentionHours ?? DEFAULT_TELEMETRY_CONFIG.retentionHours!;
+    const removed = await this.telemetry.prune(new Date(Date.now() - hours * 3_600_000));
+    if (removed) this.logger.log(`pruned ${removed} telemetry buckets older than ${hours} h`);
+    return removed;
   }
 
   async ingest(body: unknown): Promise<TelemetryAccepted> {
@@ -140,6 +159,7 @@ export class TelemetryService implements OnModuleInit, OnModuleDestroy, OnApplic
   async onModuleDestroy(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
     // While Postgres is still open: what was accepted is written.
     await this.flush();
   }

@@ -99,7 +99,8 @@ export class JobLogCapture {
       if (typeof buildId !== 'string' || typeof target !== 'string' || !/^[0-9a-f-]{36}$/i.test(buildId)) return handler(job, token, signal);
       const id = `${buildId}/${target}`;
       const jobLog = new JobLog(this.storage, buildLogKey(buildId, target as Target), this.log);
-      await jobLog.open(`=== attempt ${job.attemptsMade + 1} of job ${job.id} on worker ${this.workerId} (${os.hostname()}) at ${new Date().toISOString()} ===`);
+      const submitted = data?.requestId ? `, submitted by request ${data.requestId}` : '';
+      await jobLog.open(`=== attempt ${job.attemptsMade + 1} of job ${job.id} on worker ${this.workerId} (${os.hostname()}) at ${new Date().toISOString()}${submitted} ===`);
       this.open.set(id, jobLog);
       try {
         const result = await handler(job, token, signal);
@@ -136,7 +137,8 @@ export class JobLogCapture {
       if (typeof second === 'string') message = second;
     }
     if (fields.err instanceof Error) fields.err = fields.err.message;
-    const { buildId: _b, target: _t, jobId: _j, ...rest } = { ...bindings, ...fields };
+    // What the attempt header already says is left out of each line.
+    const { buildId: _b, target: _t, jobId: _j, attempt: _a, requestId: _r, ...rest } = { ...bindings, ...fields };
     const extra = Object.keys(rest).length ? ` ${safeJson(rest)}` : '';
     jobLog.append(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}${extra}`);
   }
