@@ -154,7 +154,13 @@ try {
   const spec = { model: 'bench', targets: [TARGET], precision: 'fp32' };
   const first = await call(base, key, 'POST', '/v1/builds', { body: multipart(spec, model), headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } });
   if (first.status !== 202) throw new Error(`first build answered ${first.status}: ${JSON.stringify(first.body)}`);
-  await until('the first build', async () => (await call(base, key, 'GET', `/v1/builds/${first.body.buildId}`)).body.status === 'succeeded', 180_000);
+  const firstStatus = await until('the first build', async () => {
+    const status = (await call(base, key, 'GET', `/v1/builds/${first.body.buildId}`)).body.status;
+    return ['succeeded', 'partial', 'failed'].includes(status) && status;
+  }, 300_000).catch((err) => {
+    throw new Error(`${err.message}\n--- worker\n${worker.output().slice(-3000)}`);
+  });
+  if (firstStatus !== 'succeeded') throw new Error(`the first build ${firstStatus}\n--- worker\n${worker.output().slice(-3000)}`);
   worker.child.kill('SIGTERM');
   await until('the worker to stop', () => worker.child.exitCode !== null || worker.child.signalCode !== null, 30_000);
   const promoted = await call(base, key, 'POST', '/v1/models/bench/channels/prod/promote', { body: JSON.stringify({ version: 1 }), headers: { 'content-type': 'application/json' } });
@@ -212,7 +218,41 @@ try {
       noneLost: accepted === QUEUE_BUILDS && pgCounts.queued === accepted && targetRows === accepted && redisCounts[TARGET].waiting + (redisCounts[TARGET].prioritized ?? 0) === accepted && redisCounts.finalize['waiting-children'] === accepted && versions.distinct_versions === accepted,
     }),
   );
-  // Drain: a worker would take hours for 10,000 builds on 2 cores; the queues are emptied and counted instead.
+  // Drain for BENCH_DRAIN_SECONDS with one worker (all 10,000 would take hours on 2 cores), stop it
+  // gracefully, and check the books balance: every accepted build is succeeded or still queued, in
+  // Postgres and in Redis alike. Then the rest is obliterated.
+  const queueScenario = results.scenarios.at(-1);
+  const drainSeconds = Number(process.env.BENCH_DRAIN_SECONDS ?? 60);
+  if (drainSeconds > 0) {
+    const drainer = startProcess('worker', join(ROOT, 'dist', 'apps', 'worker', 'src', 'main.js'), { ...env, WORKER_ID: 'bench-drainer' }, join(work, 'drainer.log'));
+    procs.push(drainer);
+    await sleep(drainSeconds * 1000);
+    drainer.child.kill('SIGTERM');
+    await until('the draining worker to stop', () => drainer.child.exitCode !== null || drainer.child.signalCode !== null, 120_000);
+    const byStatus = Object.fromEntries(
+      (await pgClient.query(`SELECT b.status, count(*)::int AS n FROM builds b JOIN model_versions v ON v.id = b.model_version_id JOIN models m ON m.id = v.model_id WHERE m.name = 'bench-queue' GROUP BY 1`)).rows.map((r) => [r.status, r.n]),
+    );
+    const drainedRedis = { [TARGET]: await targetQueue.getJobCounts(), finalize: await finalizeQueue.getJobCounts() };
+    const succeeded = byStatus.succeeded ?? 0;
+    const stillQueued = byStatus.queued ?? 0;
+    // Target built, finalize job not yet run (the worker stopped in between): 'running' in Postgres, a waiting finalize job in Redis.
+    const finalizing = byStatus.running ?? 0;
+    const redisTarget = drainedRedis[TARGET];
+    const redisFinalize = drainedRedis.finalize;
+    queueScenario.drain = {
+      seconds: drainSeconds,
+      workerExit: drainer.child.exitCode,
+      postgres: byStatus,
+      redis: drainedRedis,
+      balanced:
+        succeeded + finalizing + stillQueued === accepted &&
+        redisTarget.completed - 1 === succeeded + finalizing && // minus the first (cache-filling) build's job
+        redisTarget.waiting + (redisTarget.prioritized ?? 0) === stillQueued &&
+        redisFinalize.waiting + (redisFinalize.prioritized ?? 0) + redisFinalize.active === finalizing &&
+        redisFinalize['waiting-children'] === stillQueued,
+    };
+    log(`drain: ${JSON.stringify(queueScenario.drain)}`);
+  }
   await targetQueue.obliterate({ force: true });
   await finalizeQueue.obliterate({ force: true });
   await targetQueue.close();
@@ -227,7 +267,9 @@ try {
   const pid = api.child.pid;
   const samples = [];
   const rssBefore = rssMiB(pid);
-  const timer = setInterval(() => samples.push(rssMiB(pid)), 200);
+  // Each sample: [RSS MiB, bytes sent so far]: the transfer is told apart from what follows it (the ONNX check).
+  let sent = 0;
+  const timer = setInterval(() => samples.push([rssMiB(pid), sent]), 200);
   const uploadStarted = Date.now();
   const uploadStatus = await new Promise((resolve, reject) => {
     const req = http.request(`${base}/v1/builds`, { method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } }, (res) => {
@@ -238,7 +280,6 @@ try {
     req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ model: 'bench-big', targets: [TARGET] })}\r\n`);
     req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"; filename="big.onnx"\r\n\r\n`);
     const chunk = Buffer.alloc(1024 * 1024, 0x08);
-    let sent = 0;
     const pump = () => {
       while (sent < UPLOAD_BYTES) {
         sent += chunk.length;
@@ -250,7 +291,9 @@ try {
   });
   clearInterval(timer);
   const uploadMs = Date.now() - uploadStarted;
-  const rssMax = Math.max(...samples);
+  const rssMax = Math.max(...samples.map(([rss]) => rss));
+  const during = samples.filter(([, bytes]) => bytes < UPLOAD_BYTES).map(([rss]) => rss);
+  const after = samples.filter(([, bytes]) => bytes >= UPLOAD_BYTES).map(([rss]) => rss);
   results.scenarios.push({
     scenario: `API RSS during a ${Math.round(UPLOAD_BYTES / 1024 ** 2)} MiB upload`,
     status: uploadStatus,
@@ -259,7 +302,10 @@ try {
     rssBeforeMiB: Math.round(rssBefore),
     rssMaxMiB: Math.round(rssMax),
     rssGrowthMiB: Math.round(rssMax - rssBefore),
+    rssMaxWhileStreamingMiB: Math.round(Math.max(...during)),
+    rssMaxAfterLastByteMiB: after.length ? Math.round(Math.max(...after)) : null,
     samples: samples.length,
+    timeline: samples.filter((_, i) => i % 5 === 0).map(([rss, bytes]) => [Math.round(rss), Math.round(bytes / 1024 ** 2)]),
   });
   log(`upload: ${uploadStatus} in ${uploadMs} ms, RSS ${Math.round(rssBefore)} -> max ${Math.round(rssMax)} MiB`);
   }
@@ -299,10 +345,11 @@ function renderReport(r) {
   const queue = r.scenarios.find((s) => s.accepted !== undefined);
   if (queue) {
     lines.push('', `Queue burst: ${queue.accepted} accepted (202) in ${(queue.wallMs / 1000).toFixed(1)} s; Postgres ${JSON.stringify(queue.postgres)}; Redis ${JSON.stringify(queue.redis)}; none lost: **${queue.noneLost}**.`);
+    if (queue.drain) lines.push('', `Drain: one worker for ${queue.drain.seconds} s, then SIGTERM (exit ${queue.drain.workerExit}): Postgres builds by status ${JSON.stringify(queue.drain.postgres)}; Redis ${JSON.stringify(queue.drain.redis)}; books balance (succeeded + finalizing + queued = accepted, in both): **${queue.drain.balanced}**.`);
   }
   const upload = r.scenarios.find((s) => s.rssMaxMiB !== undefined);
   if (upload) {
-    lines.push('', `${upload.scenario}: answered ${upload.status} after ${(upload.uploadMs / 1000).toFixed(1)} s (${upload.mibPerSec} MiB/s); API RSS ${upload.rssBeforeMiB} MiB before, ${upload.rssMaxMiB} MiB at most (+${upload.rssGrowthMiB} MiB, ${upload.samples} samples).`);
+    lines.push('', `${upload.scenario}: answered ${upload.status} after ${(upload.uploadMs / 1000).toFixed(1)} s (${upload.mibPerSec} MiB/s); API RSS ${upload.rssBeforeMiB} MiB before; at most ${upload.rssMaxWhileStreamingMiB} MiB while the bytes streamed in; at most ${upload.rssMaxAfterLastByteMiB ?? '-'} MiB after the last byte (the ONNX check); ${upload.samples} samples every 200 ms.`);
   }
   return `${lines.join('\n')}\n`;
 }

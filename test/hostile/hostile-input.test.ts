@@ -6,6 +6,7 @@
  * so an endpoint added later is covered without editing this file.
  */
 import { createHmac, randomUUID } from 'node:crypto';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { RequestMethod } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer } from '@nestjs/core';
@@ -15,10 +16,10 @@ import { cleanupTestConfig } from '../helpers/env.js';
 import { makeModel, tinyConvNet } from '../helpers/onnx-builder.js';
 import {
   json,
-  listObjectKeys,
   multipartBody,
   multipartHeaders,
   request,
+  s3Client,
   sql,
   startApi,
   streamingUpload,
@@ -219,7 +220,7 @@ const fillParams = (path: string) => path.replace(/:([A-Za-z_]+)/g, (_, p: strin
 describe('hostile and malformed input', () => {
   let api: ApiUnderTest;
   let keys: Awaited<ReturnType<typeof mintKeys>>;
-  let before: { versions: unknown[]; plans: unknown[]; channels: unknown[]; objects: string[]; keys: number };
+  let before: Awaited<ReturnType<typeof snapshot>>;
   let routes: RouteEntry[];
 
   const post = (parts: Part[], headers: Record<string, string> = multipartHeaders()) =>
@@ -230,12 +231,23 @@ describe('hostile and malformed input', () => {
       { name: 'model', value: model, filename: 'model.onnx' },
     ]);
 
+  async function objectFingerprints(): Promise<string[]> {
+    const client = s3Client(api.config);
+    try {
+      const out = await client.send(new ListObjectsV2Command({ Bucket: api.config.s3.bucket }));
+      return (out.Contents ?? []).map((o) => `${o.Key} ${o.Size} ${o.ETag}`).sort();
+    } finally {
+      client.destroy();
+    }
+  }
+
   async function snapshot() {
     return {
       versions: await sql(api.config, 'SELECT id, model_id, version, status, model_sha256, model_key, spec_hash, completed_at FROM model_versions ORDER BY id'),
       plans: await sql(api.config, 'SELECT id, model_version_id, target, s3_key, sha256, size FROM plans ORDER BY id'),
       channels: await sql(api.config, 'SELECT * FROM channel_pointers ORDER BY 1').catch(() => []),
-      objects: await listObjectKeys(api.config),
+      // Key, size and ETag (the content's MD5 for these single-part objects): bytes unchanged, not just present.
+      objects: await objectFingerprints(),
       keys: (await sql<{ n: number }>(api.config, 'SELECT count(*)::int AS n FROM api_keys'))[0].n,
     };
   }

@@ -191,6 +191,7 @@ describe('planforge CLI', () => {
 
   it('cancels a queued build', async () => {
     const queued = await cli(['submit', modelFile, '--targets', 'sm_90', '--profile', PROFILE, '--json'], env);
+    expect({ code: queued.code, stderr: queued.stderr }).toEqual({ code: 0, stderr: '' });
     const { buildId } = JSON.parse(queued.stdout);
     const r = await cli(['cancel', buildId, '--reason', 'superseded'], env);
     expect(r.code).toBe(0);

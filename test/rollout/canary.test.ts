@@ -114,18 +114,17 @@ describe('canary rollouts', () => {
     const [anonymous] = await resolveMany(api, viewer, 'canary-ok', [null]);
     expect(anonymous.version).toBe(1);
 
-    // Both cohorts report over the same window: healthy.
+    // Both cohorts report over the same window (the old one first: the new one's figures decide): healthy.
     const canaryIds = devices.filter((_, i) => first[i].version === 2);
     const stableIds = devices.filter((_, i) => first[i].version === 1);
-    await report(api, reporter, 'canary-ok', canaryIds.slice(0, 100), 2, 7.2);
     await report(api, reporter, 'canary-ok', stableIds.slice(0, 400), 1, 7.0);
-    const during = await rolloutOf(api, 'canary-ok', 'production');
-    expect(during).toMatchObject({ state: 'watching', canary: { percent: 20 } });
-    expect(during.evaluation.scopes[0].candidate.requests).toBe(2000);
-    expect(during.evaluation.scopes[0].baseline.requests).toBe(8000);
+    await report(api, reporter, 'canary-ok', canaryIds.slice(0, 100), 2, 7.2);
 
     const done = await waitForState(api, 'canary-ok', 'production', 2, 'complete');
-    expect(done.reason).toMatch(/^watch window passed cleanly over 2,000 requests/);
+    expect(done).toMatchObject({ canary: { percent: 20 } });
+    expect(done.reason).toMatch(/^watch window passed cleanly over 2,000 requests: error rate 0\.0% <= 1\.0% over 2,000 requests; p99 [+-]\d+% /);
+    expect(done.evaluation.scopes[0].candidate.requests).toBe(2000);
+    expect(done.evaluation.scopes[0].baseline.requests).toBe(8000);
     const after = await resolveMany(api, viewer, 'canary-ok', devices.slice(0, 300));
     expect(after.every((r) => r.version === 2 && r.cohort === null)).toBe(true);
   });
@@ -152,6 +151,19 @@ describe('canary rollouts', () => {
     expect(rolled.reason).toMatch(/^auto: p99 \+\d+% \(1\d\.\d ms vs [67]\.\d ms over 1,000 requests\)$/);
     const after = await resolveMany(api, viewer, 'canary-bad', canaryIds.slice(0, 50));
     expect(after.every((r) => r.version === 1 && r.cohort === null)).toBe(true);
+  });
+
+  it('sends a canary to every device when its version is promoted again without a canary', async () => {
+    await seedVersion(reg, 'canary-full', { sm_86: {} });
+    await seedVersion(reg, 'canary-full', { sm_86: {} });
+    expect((await promote(api, 'canary-full', 'production', { version: 1 })).statusCode).toBe(200);
+    expect((await promote(api, 'canary-full', 'production', { version: 2, canary: { percent: 1.5 } })).statusCode).toBe(200);
+    const stable = devices.find((d) => canaryBucket(d, 'production', 2) >= 150)!;
+    expect((await resolveMany(api, viewer, 'canary-full', [stable]))[0]).toMatchObject({ version: 1, cohort: 'stable' });
+    const full = await promote(api, 'canary-full', 'production', { version: 2, reason: 'looks good' });
+    expect(json(full).rollout).toMatchObject({ version: 2, state: 'complete', canaryPercent: 1.5 });
+    expect((await rolloutOf(api, 'canary-full', 'production')).reason).toBe('canary of 1.5% promoted to every device by admin (ADMIN_API_KEY)');
+    expect((await resolveMany(api, viewer, 'canary-full', [stable]))[0]).toMatchObject({ version: 2, cohort: null });
   });
 
   it('refuses a canary with nothing to keep serving', async () => {

@@ -95,7 +95,7 @@ export class BuildEventsService implements BeforeApplicationShutdown {
     });
     raw.write(`retry: 3000\n\n`);
     this.streams.add(stream);
-    request.raw.on('close', () => stream.end('client closed'));
+    // The response closes when the client goes away (or when the stream ends).
     raw.on('close', () => stream.end('client closed'));
 
     let snapshot: BuildStatusDto;

@@ -24,6 +24,9 @@ export interface CohortFigures {
   throughput: number | null;
 }
 
+/** A p99 read from fewer latency samples than this says nothing: the check waits (or has no baseline). */
+export const MIN_LATENCY_SAMPLES = 100;
+
 export type CheckName = 'p99_regression' | 'error_rate' | 'throughput_drop';
 
 export interface Check {
@@ -119,20 +122,26 @@ function judgeScope(scope: 'all' | Target, cand: CohortSums, base: CohortSums, v
   if (p.maxP99Regression !== null) {
     const a = candidate.p99Ms;
     const b = baseline.p99Ms;
-    if (!baseEnough || b === null) {
-      checks.push({ name: 'p99_regression', limit: p.maxP99Regression, value: null, status: 'no_baseline', detail: `baseline has ${count(base.requests)} requests (needs ${count(p.minRequests)} with latency)` });
-    } else if (!judged || a === null) {
+    if (!baseEnough || b === null || base.latencyCount < MIN_LATENCY_SAMPLES) {
+      checks.push({
+        name: 'p99_regression',
+        limit: p.maxP99Regression,
+        value: null,
+        status: 'no_baseline',
+        detail: `baseline has ${count(base.requests)} requests, ${count(base.latencyCount)} with latency (needs ${count(p.minRequests)} and ${MIN_LATENCY_SAMPLES})`,
+      });
+    } else if (!judged || a === null || cand.latencyCount < MIN_LATENCY_SAMPLES) {
       checks.push({ name: 'p99_regression', limit: p.maxP99Regression, value: null, status: 'waiting', detail: `${count(cand.requests)} of ${count(p.minRequests)} requests` });
     } else {
       const change = a / b - 1;
       const breach = change > p.maxP99Regression;
-      const sign = change >= 0 ? '+' : '';
+      const rounded = Math.round(change * 100);
       checks.push({
         name: 'p99_regression',
         limit: p.maxP99Regression,
         value: change,
         status: breach ? 'breach' : 'ok',
-        detail: `p99 ${sign}${Math.round(change * 100)}% (${ms(a)} vs ${ms(b)} ${over})`,
+        detail: `p99 ${rounded >= 0 ? '+' : '-'}${Math.abs(rounded)}% (${ms(a)} vs ${ms(b)} ${over})`,
       });
     }
   }
@@ -151,7 +160,7 @@ function judgeScope(scope: 'all' | Target, cand: CohortSums, base: CohortSums, v
         limit: p.maxThroughputDrop,
         value: drop,
         status: breach ? 'breach' : 'ok',
-        detail: `throughput ${drop >= 0 ? '-' : '+'}${Math.round(Math.abs(drop) * 100)}% (${a.toFixed(1)} vs ${b.toFixed(1)} requests/device-s ${over})`,
+        detail: `throughput ${Math.round(drop * 100) > 0 ? '-' : '+'}${Math.abs(Math.round(drop * 100))}% (${a.toFixed(1)} vs ${b.toFixed(1)} requests/device-s ${over})`,
       });
     }
   }

@@ -71,6 +71,16 @@ export class RolloutHooks {
   /** After the moves: a rollout to watch, when the channel has a policy or a canary was asked for. */
   async afterPromote(ch: LockedChannel, version: number, changes: ChannelEvent[], canaryBp: number | null, actor: RequestActor): Promise<RolloutRecord | null> {
     const em = ch.entityManager;
+    if (!changes.length && canaryBp === null) {
+      // Promoting the version a canary is serving, without a canary: it goes to every device now.
+      const active = await this.rollouts.active(ch.channelId, em, true);
+      if (active && active.version === version && active.canaryBp !== null) {
+        const reason = `canary of ${active.canaryBp / 100}% promoted to every device by ${actor.name}`;
+        await this.rollouts.finish(em, active.id, 'complete', { by: 'promotion', actor: actor.name }, reason);
+        return { ...active, state: 'complete', reason };
+      }
+      return null;
+    }
     const watched = changes.filter((c) => c.fromVersion !== null);
     const policy = await this.rollouts.policy(ch.channelId, em);
     if (!watched.length || (!policy && canaryBp === null)) {
