@@ -140,16 +140,29 @@ function printTable(rows, columns) {
   for (const r of rows) process.stdout.write(`${line(columns.map((c) => r[c]))}\n`);
 }
 
-async function printResult(base, build) {
+/** target → S3 key, as the registry recorded it (the API's plan metadata has no key). */
+async function planKeys(databaseUrl, modelVersionId) {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query('SELECT target, s3_key FROM plans WHERE model_version_id = $1', [modelVersionId]);
+    return new Map(rows.map((r) => [r.target, r.s3_key]));
+  } finally {
+    await client.end();
+  }
+}
+
+async function printResult(base, build, databaseUrl) {
   const version = await api(base, `/v1/models/${encodeURIComponent(build.model)}/versions/${build.version}`);
   const plans = await Promise.all(Object.values(version.links.plans).map((url) => api(url, '')));
+  const keys = await planKeys(databaseUrl, build.modelVersionId);
   process.stdout.write(`\nmodel ${build.model} version ${build.version}: ${version.status} (build ${build.buildId} ${build.status})\n\n`);
   const rows = plans
     .sort((a, b) => (a.target < b.target ? -1 : 1))
     .map((p) => ({
       target: p.target,
-      // Plan objects are content-addressed (libs/storage planKey).
-      location: `s3://${BUCKET}/${p.s3Key ?? `plans/${p.sha256}.plan`}`,
+      location: `s3://${BUCKET}/${keys.get(p.target)}`,
       size: p.size,
       sha256: p.sha256,
     }));
@@ -160,7 +173,7 @@ async function printResult(base, build) {
   process.stdout.write('\n');
 }
 
-/** Services, API and workers; resolves with the API's base URL. */
+/** Services, API and workers; resolves with the API base URL and the registry URL. */
 async function startFarm() {
   const signal = startupAbort.signal;
 
@@ -213,7 +226,7 @@ async function startFarm() {
     spawnApp(`worker-${target}`, WORKER_MAIN, { ...env, WORKER_TARGETS: target, WORKER_MODE: 'cross', WORKER_ID: `farm-${target}` });
   }
   log(`workers  ${TARGETS.join(', ')} (mode cross; logs .farm/logs/worker-<target>.log)`);
-  return base;
+  return { base, databaseUrl: pg.url };
 }
 
 async function main() {
@@ -227,7 +240,7 @@ async function main() {
 
   apiKey = adminApiKey();
   startup = startFarm();
-  const base = await startup;
+  const { base, databaseUrl } = await startup;
   if (process.argv.includes('--no-sample')) {
     log('skipping the sample build (--no-sample)');
   } else {
@@ -238,7 +251,7 @@ async function main() {
       log(`wrote ${SAMPLE_MODEL}`);
     }
     const build = await buildSample(base);
-    await printResult(base, build);
+    await printResult(base, build, databaseUrl);
   }
   log(`farm is running: API ${base}; Ctrl-C stops it. Try:`);
   const keyRef = process.env.ADMIN_API_KEY ? '$ADMIN_API_KEY' : '$(cat .farm/admin-api-key)';

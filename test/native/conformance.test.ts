@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attr, floatToHalf, makeModel, makeTensorProto, seededFloats, type DType, type NodeSpec, type TensorSpec } from '../helpers/onnx-builder.js';
+import { onnxruntimeOutputs } from '../helpers/onnxruntime.js';
 
 /** dist/test/native → repository root. */
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -448,35 +449,6 @@ function halfToFloat(h: number): number {
   if (exp === 0) return sign * mant * 2 ** -24;
   if (exp === 0x1f) return mant ? NaN : sign * Infinity;
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
-/** Runs the cases in onnxruntime in a child process (inside jest's VM realm its typed arrays fail ORT's checks). */
-function onnxruntimeOutputs(jobs: { model: string; feeds: { name: string; type: string; dims: number[]; data: number[] }[] }[]) {
-  const script = `
-    const ort = require('onnxruntime-node');
-    const jobs = JSON.parse(require('fs').readFileSync(0, 'utf8'));
-    const ctor = { float32: Float32Array, float16: Uint16Array, int64: BigInt64Array, int32: Int32Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array };
-    (async () => {
-      const results = [];
-      for (const job of jobs) {
-        try {
-          const s = await ort.InferenceSession.create(job.model);
-          const feeds = {};
-          for (const f of job.feeds) {
-            const data = f.type === 'int64' ? BigInt64Array.from(f.data.map((v) => BigInt(v))) : ctor[f.type].from(f.data);
-            feeds[f.name] = new ort.Tensor(f.type, data, f.dims);
-          }
-          const out = await s.run(feeds);
-          results.push({ outputs: s.outputNames.map((n) => ({ type: out[n].type, dims: out[n].dims, data: Array.from(out[n].data, (v) => Number(v)) })) });
-        } catch (e) {
-          results.push({ error: String(e && e.message || e) });
-        }
-      }
-      process.stdout.write(JSON.stringify(results));
-    })();`;
-  const r = spawnSync(process.execPath, ['-e', script], { input: JSON.stringify(jobs), encoding: 'utf8', cwd: REPO_ROOT, maxBuffer: 256 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`onnxruntime child failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as ({ outputs: { type: string; dims: number[]; data: number[] }[] } | { error: string })[];
 }
 
 const ORT_TO_DTYPE: Record<string, DType> = { float32: 'float32', float16: 'float16', int64: 'int64', int32: 'int32', int8: 'int8', uint8: 'uint8', bool: 'bool' };

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BuildSpecError } from '../../../../libs/contracts/index.js';
@@ -12,6 +12,39 @@ export interface ErrorBody {
   errors?: FieldIssue[];
   code?: string;
   requestId: string;
+}
+
+/** How much of a refused upload is still read (and discarded) before the socket is closed. */
+const LINGER_BYTES = 1 << 20;
+const LINGER_MS = 2_000;
+
+/**
+ * Closing a socket that still has unread request bytes makes the kernel send a RST, which can
+ * destroy the error response before the client reads it (the client then sees ECONNRESET
+ * instead of 401/403/413). Like a web server's "lingering close", discard a bounded amount of
+ * the rest of the body (at most LINGER_BYTES or LINGER_MS), then close once the response is out.
+ */
+function lingerBeforeClose(raw: IncomingMessage, res: ServerResponse): void {
+  let discarded = 0;
+  let closing = false;
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    clearTimeout(timer);
+    raw.removeListener('data', onData);
+    if (res.writableFinished) raw.socket?.destroy();
+    else res.once('finish', () => raw.socket?.destroy());
+  };
+  const onData = (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > LINGER_BYTES) close();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  timer.unref();
+  raw.on('data', onData);
+  raw.once('end', () => clearTimeout(timer));
+  raw.once('error', close);
+  raw.resume();
 }
 
 /** Errors from Fastify and its plugins carry a 4xx statusCode and an FST_* code. */
@@ -41,8 +74,11 @@ export class ApiExceptionFilter implements ExceptionFilter {
     }
     if (reply.sent) return;
     // A request body we did not read to the end (an upload refused half-way) must not be
-    // drained nor left hanging: closing the connection stops the client's upload.
-    if (!request.raw.complete) void reply.header('connection', 'close');
+    // read to its end: closing the connection stops the client's upload.
+    if (!request.raw.complete) {
+      void reply.header('connection', 'close');
+      lingerBeforeClose(request.raw, reply.raw);
+    }
     if (body.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_SECONDS));
     void reply.header('x-request-id', body.requestId).status(body.statusCode).send(body);
   }
