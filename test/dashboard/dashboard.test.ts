@@ -116,6 +116,8 @@ describeIfChromium('dashboard in headless Chromium', () => {
     const planText = await v1.locator('.plan[data-target="sm_80"]').textContent();
     expect(planText).toMatch(/sm_80: [\d.]+ (B|KiB|MiB) · fp32 · untuned · (top-1 [\d.]+%|max abs [\d.e+-]+)/);
 
+    // With a policy on the channel, promoting v2 over v1 starts a watched rollout the channel view shows.
+    expect((await request(api, { method: 'PUT', url: '/v1/models/dash-cnn/channels/stable/policy', payload: { watchSeconds: 600 } })).statusCode).toBe(200);
     for (const version of ['1', '2']) {
       await page.fill('#promote-version', version);
       await page.fill('#promote-channel', 'stable');
@@ -124,6 +126,12 @@ describeIfChromium('dashboard in headless Chromium', () => {
     }
     const channel = page.locator('.channel[data-channel="stable"]');
     await channel.locator('tr[data-target="sm_80"] .pointer-version', { hasText: 'v2' }).waitFor();
+    const rollout = channel.locator('.rollout[data-rollout="stable"]');
+    await rollout.locator('.rollout-state', { hasText: 'watching' }).waitFor();
+    expect(await rollout.locator('.rollout-canary').textContent()).toBe('every device');
+    expect(await rollout.locator('.rollout-window').textContent()).toMatch(/^\d+ s of watch window left$/);
+    await rollout.locator('tr.rollout-check[data-check="error_rate"][data-scope="all"]').waitFor();
+    expect(await rollout.locator('.rollout-decision').textContent()).toMatch(/^Decision: wait: waiting for requests: 0 of 1,000$/);
 
     await channel.locator('button[data-action="rollback"]').click();
     const dialog = page.locator('#rollback-dialog');
@@ -138,6 +146,8 @@ describeIfChromium('dashboard in headless Chromium', () => {
     const after = page.locator('.channel[data-channel="stable"]');
     await after.locator('tr[data-target="sm_80"] .pointer-version', { hasText: 'v1' }).waitFor();
     await after.locator('tr.history', { hasText: 'p99 latency regression on the fleet' }).first().waitFor();
+    await after.locator('.rollout .rollout-state', { hasText: 'rolled_back' }).waitFor();
+    expect(await after.locator('.rollout .rollout-decision').textContent()).toBe('Decision: p99 latency regression on the fleet');
 
     const state = json(await request(api, { url: '/v1/models/dash-cnn/channels/stable' }));
     expect(state.pointers.find((p: { target: string }) => p.target === 'sm_80').version).toBe(1);

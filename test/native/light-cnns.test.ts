@@ -5,8 +5,8 @@
  * ORIGINAL model run by onnxruntime-node; the pass statistics must show the folding and fusion.
  *
  * The light models carry their weights as ConstantOfShape nodes (constant-valued tensors), which
- * the importer materializes before the passes run. Outputs are softmax probabilities, or pre-softmax
- * sums for some nets, so the error is measured against the output scale (see TOLERANCE). With
+ * the importer materializes before the passes run. Outputs are softmax probabilities (DenseNet-121: the
+ * final 1x1 Conv's logits), so the error is measured against the output scale (see TOLERANCE). With
  * constant weights every class gets the same logit for most nets, so their softmax is uniform
  * (1e-3 each; the table's 'ref range' shows it): for those the comparison checks shapes, finiteness
  * and the uniform value, not per-class discrimination.
@@ -18,7 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildPlan, checkModel, inspectPlan, runPlan, type BuildSummary, type PlanInfo } from '../../libs/native/index.js';
 import { seededFloats } from '../helpers/onnx-builder.js';
-import { onnxruntimeOutputs } from '../helpers/onnxruntime.js';
+import { onnxruntimeOutputs, type OnnxruntimeJob } from '../helpers/onnxruntime.js';
 
 /** dist/test/native → repository root. */
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -76,7 +76,7 @@ describeIfData('default optimizer pipeline on the light CNNs vs onnxruntime (FP3
 
   beforeAll(async () => {
     workDir = mkdtempSync(join(tmpdir(), 'pf-light-cnns-'));
-    const jobs: { model: string; feeds: { name: string; type: string; dims: number[]; data: number[] }[] }[] = [];
+    const jobs: OnnxruntimeJob[] = [];
     const partial: Omit<ModelRun, 'want' | 'maxError' | 'scaledError' | 'refRange'>[] = [];
     for (const [index, model] of MODELS.entries()) {
       const modelPath = join(LIGHT_DIR, `${model}.onnx`);

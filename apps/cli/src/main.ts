@@ -4,7 +4,7 @@ import { resolveConfig } from './cli-config.js';
 import { CliError, EXIT } from './cli-error.js';
 import { builds, cancel, logs, status, submit, watch } from './commands/build-commands.js';
 import type { Command } from './commands/command-context.js';
-import { keys, models, pools, promote, pull, rollback, versions, workers } from './commands/registry-commands.js';
+import { keys, models, pools, promote, pull, rollback, rollout, versions, workers } from './commands/registry-commands.js';
 
 const COMMON = ['url', 'api-key', 'json', 'help', 'no-color', 'quiet'];
 
@@ -21,8 +21,9 @@ const COMMANDS: Record<string, { run: Command; flags: string[]; help: string }> 
   builds: { run: builds, flags: ['state', 'model', 'limit'], help: 'builds [--state open|finished|all] [--model NAME] [--limit N]' },
   models: { run: models, flags: [], help: 'models' },
   versions: { run: versions, flags: ['model'], help: 'versions MODEL' },
-  promote: { run: promote, flags: ['channel', 'target', 'reason', 'force'], help: 'promote MODEL VERSION --channel NAME [--target sm_90] [--reason TEXT] [--force]' },
+  promote: { run: promote, flags: ['channel', 'target', 'reason', 'force', 'canary'], help: 'promote MODEL VERSION --channel NAME [--target sm_90] [--reason TEXT] [--force] [--canary PCT]' },
   rollback: { run: rollback, flags: ['channel', 'reason', 'to', 'target', 'model'], help: 'rollback MODEL --channel NAME --reason TEXT [--to VERSION] [--target sm_90]' },
+  rollout: { run: rollout, flags: [], help: 'rollout status MODEL CHANNEL     state, canary %, window left, checks vs limits, decision' },
   pull: { run: pull, flags: ['model', 'channel', 'sm', 'output', 'runtime'], help: 'pull --model NAME --channel NAME --sm 86 -o FILE   (sha256 verified)' },
   keys: { run: keys, flags: ['role'], help: 'keys [list] | keys create NAME --role viewer|submitter|admin | keys revoke KEY_ID' },
   workers: { run: workers, flags: [], help: 'workers' },

@@ -35,9 +35,9 @@ export async function versions(ctx: CommandContext): Promise<number> {
   return EXIT.ok;
 }
 
-/** planforge promote MODEL VERSION --channel stable [--target sm_90] [--reason …] [--force] */
+/** planforge promote MODEL VERSION --channel stable [--target sm_90] [--reason …] [--force] [--canary PCT] */
 export async function promote(ctx: CommandContext): Promise<number> {
-  const usage = 'planforge promote MODEL VERSION --channel NAME [--target sm_90] [--reason TEXT] [--force]';
+  const usage = 'planforge promote MODEL VERSION --channel NAME [--target sm_90] [--reason TEXT] [--force] [--canary PCT]';
   const model = arg(ctx, 0, usage);
   const version = Number(arg(ctx, 1, usage));
   if (!Number.isInteger(version) || version < 1) throw CliError.usage(`VERSION must be a positive integer: ${usage}`);
@@ -48,6 +48,13 @@ export async function promote(ctx: CommandContext): Promise<number> {
   const reason = ctx.flags.string('reason');
   if (reason) body.reason = reason;
   if (ctx.flags.bool('force')) body.force = true;
+  const canary = ctx.flags.string('canary');
+  if (canary !== undefined) {
+    // The server checks the range (0.01-99.99); here only that it is a number at all.
+    const percent = Number(canary.replace(/%$/, ''));
+    if (canary.trim() === '' || !Number.isFinite(percent)) throw CliError.usage(`--canary takes a percentage of devices, e.g. --canary 5 (got "${canary}")`);
+    body.canary = { percent };
+  }
   const result = await ctx.client.postJson(`/v1/models/${enc(model)}/channels/${enc(channel)}/promote`, body);
   if (ctx.json) printJson(ctx, result);
   else printChange(ctx, result);
@@ -74,6 +81,54 @@ function printChange(ctx: CommandContext, result: any): void {
   ctx.out.write(`${result.model}/${result.channel}: ${result.action}${result.forced ? ' (forced)' : ''}\n`);
   for (const c of result.changes ?? []) ctx.out.write(`  ${c.target}: v${c.from ?? '-'} -> v${c.to}\n`);
   if (result.unchanged?.length) ctx.out.write(`  unchanged: ${result.unchanged.join(', ')}\n`);
+}
+
+/** planforge rollout status MODEL CHANNEL: the channel's latest rollout, its checks against the policy and the decision. */
+export async function rollout(ctx: CommandContext): Promise<number> {
+  const usage = 'planforge rollout status MODEL CHANNEL';
+  const [sub] = ctx.positionals;
+  if (sub !== 'status') throw CliError.usage(sub ? `rollout: unknown subcommand "${sub}" (status)` : `usage: ${usage}`);
+  const model = arg(ctx, 1, usage);
+  const channel = arg(ctx, 2, usage);
+  const result = await ctx.client.json(`/v1/models/${enc(model)}/channels/${enc(channel)}/rollout`);
+  if (ctx.json) printJson(ctx, result);
+  else printRollout(ctx, result);
+  return EXIT.ok;
+}
+
+const asPercent = (fraction: number, signed = false): string => `${signed && fraction > 0 ? '+' : ''}${Number((fraction * 100).toFixed(2))}%`;
+
+function printRollout(ctx: CommandContext, result: any): void {
+  const r = result.rollout;
+  if (!r) {
+    ctx.out.write(`${result.model}/${result.channel}: no rollout\n`);
+    return;
+  }
+  const from = Object.entries(r.fromVersions ?? {}).map(([t, v]) => `${t} v${v}`).join(', ');
+  ctx.out.write(`${result.model}/${result.channel}: rollout of v${r.version}${from ? ` (from ${from})` : ''}\n`);
+  ctx.out.write(`  state:            ${r.state}\n`);
+  ctx.out.write(`  canary:           ${r.canary ? `${r.canary.percent}% of devices` : 'none (every device)'}\n`);
+  ctx.out.write(`  window remaining: ${r.state === 'watching' ? `${r.windowRemainingSeconds} s` : '-'}\n`);
+  ctx.out.write(`  started:          ${r.startedAt} by ${r.createdBy}\n`);
+  // While watching: the live evaluation {scopes, decision}; once decided: {action, scopes} and the reason on the rollout.
+  const evaluation = r.evaluation ?? {};
+  for (const s of evaluation.scopes ?? []) {
+    const c = s.candidate ?? {};
+    const b = s.baseline ?? {};
+    ctx.out.write(`  scope ${s.scope}: candidate v${c.version ?? '-'} ${c.requests ?? 0} requests, baseline v${b.version ?? '-'} ${b.requests ?? 0} requests${s.judged ? '' : ' (not judged yet)'}\n`);
+    const rows = (s.checks ?? []).map((k: any) => [
+      `    ${k.name}`,
+      k.value === null || k.value === undefined ? '-' : asPercent(k.value, k.name !== 'error_rate'),
+      `limit ${asPercent(k.limit, k.name !== 'error_rate')}`,
+      k.status,
+      k.detail,
+    ]);
+    if (rows.length) ctx.out.write(table([['    CHECK', 'VALUE', 'LIMIT', 'STATUS', 'DETAIL'], ...rows]));
+  }
+  const action = evaluation.decision?.action ?? evaluation.action;
+  const reason = evaluation.decision?.reason ?? r.reason;
+  ctx.out.write(`  decision:         ${[action, reason].filter(Boolean).join(': ') || '-'}\n`);
+  if (r.decidedAt) ctx.out.write(`  decided:          ${r.decidedAt}\n`);
 }
 
 /** planforge pull --model M --channel C --sm 86 -o FILE: downloads the channel's plan and checks its sha256. */

@@ -258,10 +258,57 @@
                 el('td', { text: (h.from ? 'v' + h.from : '-') + ' → v' + h.to }), el('td', { text: h.actor }), el('td', { text: h.reason || '' })]);
             })),
           ]);
+          box.insertBefore(rolloutPanel(name, c.channel), box.children[2]);
           $('channels').appendChild(box);
         }, report);
       });
     }, report);
+  }
+  // ---- a channel's rollout (state, canary share, watch window, checks vs limits, decision), polled while shown
+  var ROLLOUT_POLL_MS = 5000;
+  function pct(fraction, signed) { return (signed && fraction > 0 ? '+' : '') + Number((fraction * 100).toFixed(2)) + '%'; }
+  function rolloutPanel(model, channel) {
+    var node = el('div', { class: 'rollout', 'data-rollout': channel }, [el('h3', { text: 'Rollout' }), el('p', { class: 'muted', text: 'loading…' })]);
+    var url = '/v1/models/' + encodeURIComponent(model) + '/channels/' + encodeURIComponent(channel) + '/rollout';
+    function poll(first) {
+      // The panel leaves the page when another model is opened or the channels reload: its polling ends with it.
+      if (!first && !node.isConnected) return;
+      if (!first && $('view-models').hidden) { setTimeout(poll, ROLLOUT_POLL_MS); return; }
+      api(url).then(function (res) { renderRollout(node, res.rollout); }, function (err) {
+        node.lastChild.textContent = 'Rollout unavailable: ' + (err && err.message || err);
+      }).then(function () { setTimeout(poll, ROLLOUT_POLL_MS); });
+    }
+    poll(true);
+    return node;
+  }
+  function renderRollout(node, r) {
+    node.textContent = '';
+    node.appendChild(el('h3', { text: 'Rollout' }));
+    if (!r) { node.appendChild(el('p', { class: 'muted rollout-none', text: 'No rollout on this channel (a promotion is watched once the channel has a policy or asks for a canary).' })); return; }
+    var from = Object.keys(r.fromVersions || {}).map(function (t) { return t + ' v' + r.fromVersions[t]; }).join(', ');
+    node.appendChild(el('p', { class: 'rollout-summary' }, [
+      'v' + r.version + (from ? ' (from ' + from + ') ' : ' '),
+      el('span', { class: 'status rollout-state s-' + r.state, text: r.state }),
+      ' · ', el('span', { class: 'rollout-canary', text: r.canary ? 'canary ' + r.canary.percent + '% of devices' : 'every device' }),
+      ' · ', el('span', { class: 'rollout-window', text: r.state === 'watching' ? r.windowRemainingSeconds + ' s of watch window left' : 'decided ' + fmtTime(r.decidedAt) }),
+    ]));
+    // Watching: the live evaluation {scopes, decision}; decided: {action, scopes} with the reason on the rollout.
+    var ev = r.evaluation || {};
+    var rows = [];
+    (ev.scopes || []).forEach(function (s) {
+      (s.checks || []).forEach(function (k) {
+        var relative = k.name !== 'error_rate';
+        rows.push(el('tr', { class: 'rollout-check', 'data-check': k.name, 'data-scope': s.scope }, [
+          el('td', { class: 'mono', text: s.scope }), el('td', { class: 'mono', text: k.name }),
+          el('td', { text: k.value === null || k.value === undefined ? '-' : pct(k.value, relative) }), el('td', { text: pct(k.limit, relative) }),
+          el('td', {}, [status(k.status)]), el('td', { class: 'muted', text: k.detail || '' }),
+        ]));
+      });
+    });
+    if (rows.length) node.appendChild(table(['Scope', 'Check', 'Value', 'Limit', 'Status', 'Detail'], rows));
+    var action = (ev.decision && ev.decision.action) || ev.action;
+    var reason = (ev.decision && ev.decision.reason) || r.reason;
+    node.appendChild(el('p', { class: 'rollout-decision', text: 'Decision: ' + ([action, reason].filter(Boolean).join(': ') || '-') }));
   }
   function askRollback(model, channel, full) {
     var dialog = $('rollback-dialog');
