@@ -1,7 +1,7 @@
 // `npm test [-- jest args]`: bootstrap, start throwaway Redis/Postgres/s3rver on random
 // ports, run jest (native ESM) on the compiled tests, stop everything, exit with jest's code.
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootstrapOrExit } from './bootstrap.js';
 import {
@@ -111,6 +111,8 @@ const jestArgs = [
   '--experimental-vm-modules',
   join(REPO_ROOT, 'node_modules', 'jest', 'bin', 'jest.js'),
   '--config', join(REPO_ROOT, 'jest.config.js'),
+  // The JSON summary lets us end with one plain "N passed, N failed" line that any CI reads.
+  '--json', '--outputFile', join(baseDir, 'jest-summary.json'),
   ...process.argv.slice(2),
 ];
 jest = spawn(process.execPath, jestArgs, {
@@ -118,11 +120,22 @@ jest = spawn(process.execPath, jestArgs, {
   env,
   stdio: 'inherit',
 });
+function printSummaryLine() {
+  try {
+    const summary = JSON.parse(readFileSync(join(baseDir, 'jest-summary.json'), 'utf8'));
+    const skipped = summary.numPendingTests + summary.numTodoTests;
+    process.stdout.write(`\njest: ${summary.numPassedTests} passed, ${summary.numFailedTests} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+  } catch {
+    // jest died before writing its summary: its exit code says enough.
+  }
+}
+
 jest.on('error', (err) => {
   log(`could not run jest: ${err.message}`);
   shutdown(1);
 });
 jest.on('exit', (code, signal) => {
+  printSummaryLine();
   if (stopping) return;
   if (interrupted) return shutdown(130);
   if (signal) log(`jest was killed by ${signal}`);
