@@ -4,32 +4,17 @@
  * both cohorts, read back as text (state, canary %, window, checks vs limits,
  * decision) and as --json.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ApiUnderTest } from '../api/api-test-kit.js';
+import { runCli, type CliResult } from '../helpers/cli-runner.js';
 import { cleanupTestConfig } from '../helpers/env.js';
-import { REPO_ROOT } from '../helpers/services.js';
 import { openRegistry, type Registry } from '../registry-lifecycle/lifecycle-kit.js';
 import { mintKey, modelWithVersions, putPolicy, reportFleet, startRolloutApi } from '../rollout/rollout-kit.js';
 
-const CLI = join(REPO_ROOT, 'bin', 'planforge.js');
-
-function cli(args: string[], env: Record<string, string>, home: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: home, LANG: 'C.UTF-8', CI: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function cli(args: string[], env: Record<string, string>, home: string): Promise<CliResult> {
+  return runCli(args, env, home);
 }
 
 describe('planforge rollout status', () => {

@@ -4,41 +4,21 @@
  * models, versions, promote, pull (sha256 verified), rollback, keys, cancel,
  * config sources, --json and the exit codes CI relies on.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkerHandle } from '../../apps/worker/src/index.js';
 import { startApi, type ApiUnderTest } from '../api/api-test-kit.js';
+import { runCli, type CliResult } from '../helpers/cli-runner.js';
 import { cleanupTestConfig } from '../helpers/env.js';
 import { makeModel } from '../helpers/onnx-builder.js';
-import { REPO_ROOT } from '../helpers/services.js';
 import { startTestWorker, tinyModel } from './ops-kit.js';
 
-const CLI = join(REPO_ROOT, 'bin', 'planforge.js');
 const PROFILE = 'input=1x3x8x8/1x3x8x8/2x3x8x8';
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: scratch, LANG: 'C.UTF-8', CI: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, env, scratch);
 }
 
 let scratch = '';
