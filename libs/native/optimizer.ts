@@ -1,6 +1,7 @@
 import { PRECISIONS, TARGETS } from '../contracts/index.js';
 import { BuildError } from './build-error.js';
 import { loadAddon } from './native-addon.js';
+import { isKnownDtype, tensorView } from './tensor-views.js';
 import type { BuildPlanOptions, BuildSummary, ModelInfo, PlanInfo, RunPlanOptions, TensorValue } from './types.js';
 
 /** Optimizer version recorded in every plan header. */
@@ -153,22 +154,6 @@ export async function inspectPlan(path: string): Promise<PlanInfo> {
   return JSON.parse(await invoke(() => loadAddon().inspectPlan(path))) as PlanInfo;
 }
 
-const VIEW_BY_DTYPE: Record<string, (b: ArrayBuffer) => ArrayBufferView> = {
-  float32: (b) => new Float32Array(b),
-  float64: (b) => new Float64Array(b),
-  float16: (b) => new Uint16Array(b),
-  bfloat16: (b) => new Uint16Array(b),
-  int64: (b) => new BigInt64Array(b),
-  uint64: (b) => new BigUint64Array(b),
-  int32: (b) => new Int32Array(b),
-  uint32: (b) => new Uint32Array(b),
-  int16: (b) => new Int16Array(b),
-  uint16: (b) => new Uint16Array(b),
-  int8: (b) => new Int8Array(b),
-  uint8: (b) => new Uint8Array(b),
-  bool: (b) => new Uint8Array(b),
-};
-
 /**
  * Runs a plan on the CPU reference executor. Inputs outside the plan's profiles fail with E_PROFILE.
  * Output data is a typed array matching dtype (float16 as raw Uint16Array bits, bool as Uint8Array).
@@ -183,7 +168,7 @@ export async function runPlan(
   const native: Record<string, { dtype: string; shape: number[]; data: ArrayBufferView }> = {};
   for (const [name, t] of Object.entries(inputs)) {
     if (!t || typeof t !== 'object') invalid(`input '${name}' must be {dtype, shape, data}`);
-    if (typeof t.dtype !== 'string' || !(t.dtype in VIEW_BY_DTYPE) || t.dtype === 'bfloat16') invalid(`input '${name}' has unsupported dtype ${JSON.stringify(t.dtype)}`);
+    if (typeof t.dtype !== 'string' || !isKnownDtype(t.dtype) || t.dtype === 'bfloat16') invalid(`input '${name}' has unsupported dtype ${JSON.stringify(t.dtype)}`);
     if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) invalid(`input '${name}' shape must be non-negative integers`);
     if (!ArrayBuffer.isView(t.data)) invalid(`input '${name}' data must be a TypedArray, Buffer or DataView`);
     native[name] = { dtype: t.dtype, shape: [...t.shape], data: t.data };
@@ -193,8 +178,7 @@ export async function runPlan(
   const raw = await invoke(() => loadAddon().runPlan(planPath, native, options.expectedSm));
   const out: Record<string, TensorValue> = {};
   for (const [name, t] of Object.entries(raw)) {
-    const view = VIEW_BY_DTYPE[t.dtype];
-    out[name] = { dtype: t.dtype, shape: t.shape, data: view ? view(t.data) : new Uint8Array(t.data) };
+    out[name] = { dtype: t.dtype, shape: t.shape, data: tensorView(t.dtype, t.data) ?? new Uint8Array(t.data) };
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ProfileDims, TensorValue, ValueInfo } from '../../../../libs/native/index.js';
+import { tensorView, type ProfileDims, type TensorValue, type ValueInfo } from '../../../../libs/native/index.js';
 import { calibrationFileName } from '../calibration/calibration-layout.js';
 import { parseNpyHeader } from '../calibration/npy.js';
 import { floatToHalf } from './float16.js';
@@ -88,21 +88,6 @@ export function randomInputs(inputs: readonly ValueInfo[], shapes: Record<string
   return out;
 }
 
-const ARRAY_BY_DTYPE: Record<string, (b: ArrayBuffer) => ArrayBufferView> = {
-  float32: (b) => new Float32Array(b),
-  float64: (b) => new Float64Array(b),
-  float16: (b) => new Uint16Array(b),
-  int64: (b) => new BigInt64Array(b),
-  uint64: (b) => new BigUint64Array(b),
-  int32: (b) => new Int32Array(b),
-  uint32: (b) => new Uint32Array(b),
-  int16: (b) => new Int16Array(b),
-  uint16: (b) => new Uint16Array(b),
-  int8: (b) => new Int8Array(b),
-  uint8: (b) => new Uint8Array(b),
-  bool: (b) => new Uint8Array(b),
-};
-
 /**
  * Up to `count` samples from a calibration data folder (DIR/<batch>/<input>.npy, the layout
  * calibration-archive.ts writes): real data where the plan was calibrated, which is what INT8
@@ -119,10 +104,12 @@ export async function loadSampleInputs(dataDir: string, inputs: readonly ValueIn
     for (const input of inputs) {
       const bytes = await readFile(path.join(dataDir, batch, calibrationFileName(input.name)));
       const header = parseNpyHeader(bytes);
-      const view = ARRAY_BY_DTYPE[header.dtype];
-      if (!view) throw new VerificationError(`calibration sample ${batch}/${input.name}: unsupported dtype ${header.dtype}`);
-      // A copy: typed arrays need their own aligned buffer.
-      const data = view(bytes.buffer.slice(bytes.byteOffset + header.dataOffset, bytes.byteOffset + header.dataOffset + header.dataBytes));
+      // A copy: typed arrays need their own aligned buffer. bfloat16 is refused as runPlan refuses it.
+      const data =
+        header.dtype === 'bfloat16'
+          ? undefined
+          : tensorView(header.dtype, bytes.buffer.slice(bytes.byteOffset + header.dataOffset, bytes.byteOffset + header.dataOffset + header.dataBytes));
+      if (!data) throw new VerificationError(`calibration sample ${batch}/${input.name}: unsupported dtype ${header.dtype}`);
       sample[input.name] = { dtype: header.dtype, shape: header.shape, data };
     }
     const shapes = JSON.stringify(inputs.map((i) => sample[i.name].shape));
