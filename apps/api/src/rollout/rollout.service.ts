@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
-import { CHANNEL_NAME_PATTERN, ModelRepository, RolloutRepository, type RolloutPolicyRecord, type RolloutRecord } from '../../../../libs/registry/index.js';
+import { CHANNEL_NAME_PATTERN, ModelRepository, RolloutRepository, type RolloutPolicyRecord, type RolloutRecord, type RolloutThresholds } from '../../../../libs/registry/index.js';
 import { API_CONFIG, type ApiAppConfig } from '../api-config.token.js';
 import type { RequestActor } from '../auth/request-actor.js';
 import { parseInput } from '../dto/validate.js';
@@ -10,14 +10,7 @@ import type { RolloutEvaluation } from './rollout-evaluation.js';
 import { DEFAULT_ROLLOUT_THRESHOLDS, policyBody } from './rollout-policy.js';
 import { RolloutWatcherService } from './rollout-watcher.service.js';
 
-export interface RolloutPolicyDto {
-  watchSeconds: number;
-  minRequests: number;
-  baselineSeconds: number;
-  maxP99Regression: number | null;
-  maxErrorRate: number | null;
-  maxThroughputDrop: number | null;
-  canaryPercent: number | null;
+export interface RolloutPolicyDto extends RolloutThresholds {
   /** The secret is never returned. */
   webhook: { url: string; secretSet: true } | null;
   updatedBy: string | null;
