@@ -168,29 +168,56 @@ try {
   const promoted = await call(base, key, 'POST', '/v1/models/bench/channels/prod/promote', { body: JSON.stringify({ version: 1 }), headers: { 'content-type': 'application/json' } });
   if (promoted.status !== 200) throw new Error(`promote answered ${promoted.status}: ${JSON.stringify(promoted.body)}`);
   const auth = { authorization: `Bearer ${key}` };
+  // Postgres work per request: transactions committed, statements' rows, WAL flushes (pg_stat_database, pg_stat_wal).
+  const statsClient = new pg.Client({ connectionString: postgres.adminUrl });
+  statsClient.on('error', () => undefined);
+  await statsClient.connect();
+  const pgStats = async () =>
+    (
+      await statsClient.query(
+        `SELECT (SELECT sum(xact_commit)::bigint FROM pg_stat_database) AS commits,
+                (SELECT sum(tup_inserted + tup_updated + tup_deleted)::bigint FROM pg_stat_database) AS writes,
+                (SELECT sum(tup_returned + tup_fetched)::bigint FROM pg_stat_database) AS reads,
+                (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs`,
+      )
+    ).rows[0];
+  const measured = async (name, opts, extra = {}) => {
+    const before = await pgStats();
+    const result = await cannon(opts);
+    await sleep(600); // pg_stat counters are flushed by backends about every 500 ms
+    const after = await pgStats();
+    const n = Math.max(1, result.requests.total);
+    const per = (k) => Number(((Number(after[k]) - Number(before[k])) / n).toFixed(3));
+    return summarize(name, result, { ...extra, postgresPerRequest: { commits: per('commits'), rowsWritten: per('writes'), walSyncs: per('wal_syncs') } });
+  };
 
   // ---- warm-up (JIT, pools, caches), not reported
   await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: auth, duration: 3 });
 
   // ---- the framework's ceiling on this machine: a public route without Postgres
-  if (ONLY.has('health')) results.scenarios.push(summarize('GET /health/live (baseline: no auth, no database)', await cannon({ url: `${base}/health/live` })));
+  if (ONLY.has('health')) results.scenarios.push(await measured('GET /health/live (baseline: no auth, no database)', { url: `${base}/health/live` }));
 
   // ---- cache-hit submission
   if (ONLY.has('submit')) {
   const body = multipart(spec, model);
-  const submission = await cannon({ url: `${base}/v1/builds`, method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body });
   const probe = await call(base, key, 'POST', '/v1/builds', { body, headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } });
-  results.scenarios.push(summarize('POST /v1/builds (build-cache hit)', submission, { sample: { status: probe.status, buildStatus: probe.body.status, cacheHits: probe.body.cacheHits } }));
+  results.scenarios.push(
+    await measured(
+      'POST /v1/builds (build-cache hit)',
+      { url: `${base}/v1/builds`, method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body },
+      { sample: { status: probe.status, buildStatus: probe.body.status, cacheHits: probe.body.cacheHits } },
+    ),
+  );
   }
 
   // ---- build status
-  if (ONLY.has('status')) results.scenarios.push(summarize('GET /v1/builds/:id', await cannon({ url: `${base}/v1/builds/${first.body.buildId}`, headers: auth })));
+  if (ONLY.has('status')) results.scenarios.push(await measured('GET /v1/builds/:id', { url: `${base}/v1/builds/${first.body.buildId}`, headers: auth }));
 
   // ---- resolve, with and without a matching ETag
   const resolved = await fetch(`${base}/v1/resolve?model=bench&channel=prod&sm=90`, { headers: auth });
   const etag = resolved.headers.get('etag');
-  if (ONLY.has('resolve')) results.scenarios.push(summarize('GET /v1/resolve (200, presigned URL)', await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: auth })));
-  if (ONLY.has('resolve')) results.scenarios.push(summarize('GET /v1/resolve with If-None-Match (304)', await cannon({ url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: { ...auth, 'if-none-match': etag } }), { etag }));
+  if (ONLY.has('resolve')) results.scenarios.push(await measured('GET /v1/resolve (200, presigned URL)', { url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: auth }));
+  if (ONLY.has('resolve')) results.scenarios.push(await measured('GET /v1/resolve with If-None-Match (304)', { url: `${base}/v1/resolve?model=bench&channel=prod&sm=90`, headers: { ...auth, 'if-none-match': etag } }, { etag }));
 
   // ---- 10,000 builds queued at once (no worker runs: they all wait)
   if (ONLY.has('queue')) {
@@ -312,6 +339,7 @@ try {
   log(`upload: ${uploadStatus} in ${uploadMs} ms, RSS ${Math.round(rssBefore)} -> max ${Math.round(rssMax)} MiB`);
   }
 
+  await statsClient.end();
   results.machine.loadAfter = os.loadavg();
   results.finishedAt = new Date().toISOString();
   writeFileSync(join(HERE, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -337,12 +365,13 @@ function renderReport(r) {
     `Measured ${r.startedAt} → ${r.finishedAt} on ${r.machine.cpus} × ${r.machine.model}; load average (1/5/15 min) ${load(r.machine.loadBefore)} before, ${load(r.machine.loadAfter)} after.`,
     `autocannon: ${r.settings.connections} connections, ${r.settings.seconds} s per timed scenario, loopback, API as its own process (NODE_ENV=production, LOG_LEVEL=warn).`,
     '',
-    '| scenario | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| scenario | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | errors | Postgres commits / req | WAL flushes / req |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const s of r.scenarios) {
     if (s.reqPerSec === undefined) continue;
-    lines.push(`| ${s.scenario} | ${s.requests} | ${s.reqPerSec} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.non2xx} | ${s.errors} |`);
+    const pgPer = s.postgresPerRequest ?? {};
+    lines.push(`| ${s.scenario} | ${s.requests} | ${s.reqPerSec} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.non2xx} | ${s.errors} | ${pgPer.commits ?? '-'} | ${pgPer.walSyncs ?? '-'} |`);
   }
   const queue = r.scenarios.find((s) => s.accepted !== undefined);
   if (queue) {

@@ -198,23 +198,30 @@ describe('POST /v1/builds rejections', () => {
   });
 
   it('removes the temp file when the client goes away mid-upload', async () => {
-    const upload = streamingUpload(JSON.stringify(GOOD_SPEC), 200 * 1024);
-    const req = http.request(new URL('/v1/builds', api.baseUrl), {
-      method: 'POST',
-      headers: { ...multipartHeaders(), authorization: `Bearer ${api.apiKey}` },
-      agent: false,
-    });
-    req.on('error', () => undefined);
-    // Send the spec and the start of the file, then drop the connection.
-    let sent = 0;
-    for await (const chunk of upload.stream) {
-      req.write(chunk);
-      sent += chunk.length;
-      if (sent > 100 * 1024) break;
+    // Past its first MiB a model goes to disk (smaller ones stay in memory until a build needs the file):
+    // this needs an API whose limit lets 3 MiB through.
+    const roomy = await startApi({ MAX_UPLOAD_BYTES: String(8 * 1024 * 1024) });
+    try {
+      const upload = streamingUpload(JSON.stringify(GOOD_SPEC), 3 * 1024 * 1024);
+      const req = http.request(new URL('/v1/builds', roomy.baseUrl), {
+        method: 'POST',
+        headers: { ...multipartHeaders(), authorization: `Bearer ${roomy.apiKey}` },
+        agent: false,
+      });
+      req.on('error', () => undefined);
+      // Send the spec and the start of the file, then drop the connection.
+      let sent = 0;
+      for await (const chunk of upload.stream) {
+        req.write(chunk);
+        sent += chunk.length;
+        if (sent > 1.5 * 1024 * 1024) break;
+      }
+      await waitUntil(() => uploadDirEntries(roomy.config).length > 0, 'the upload to be spooled');
+      req.destroy();
+      await waitUntil(() => uploadDirEntries(roomy.config).length === 0, 'the temp file to be removed');
+    } finally {
+      await roomy.app.close();
     }
-    await waitUntil(() => uploadDirEntries(api.config).length > 0, 'the upload to be spooled');
-    req.destroy();
-    await waitUntil(() => uploadDirEntries(api.config).length === 0, 'the temp file to be removed');
   });
 
   it('refuses a spec over 64 KiB', async () => {

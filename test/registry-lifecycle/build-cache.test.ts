@@ -185,6 +185,46 @@ describe('idempotency and the build cache', () => {
     expect(miss).toMatchObject({ status: 'queued', cacheHits: [] });
   });
 
+  it('registers concurrent cache hits of one model as gap-free versions, committed in batches', async () => {
+    const model = tinyConvNet({ size: 10 });
+    const spec = { model: 'burst', targets: ['sm_80', 'sm_90'] };
+    const first = json(await submit(api, { spec, model }));
+    await completeLikeAWorker(reg, first.buildId);
+    // A miss of the same model in the middle of the burst takes its number from the same lock.
+    const missModel = tinyConvNet({ size: 11 });
+    const results = await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) => submit(api, { spec: { ...spec, labels: { n: String(i) } }, model })),
+      submit(api, { spec, model: missModel }),
+    ]);
+    expect(results.map((r) => r.statusCode)).toEqual(Array(41).fill(202));
+    const bodies = results.map(json);
+    const hits = bodies.slice(0, 40);
+    for (const b of hits) expect(b).toMatchObject({ model: 'burst', status: 'succeeded', cacheHits: ['sm_80', 'sm_90'] });
+    expect(bodies[40]).toMatchObject({ status: 'queued', cacheHits: [] });
+    expect(bodies.map((b) => b.version).sort((a, b) => a - b)).toEqual(Array.from({ length: 41 }, (_, i) => i + 2));
+    expect(new Set(bodies.map((b) => b.buildId)).size).toBe(41);
+
+    // Each hit is a complete version with its own build, targets and plan rows (sharing the objects).
+    const rows = await sql<{ version: number; status: string; build_status: string; targets: string; plans: string; source: unknown; labels: unknown }>(
+      api.config,
+      `SELECT v.version, v.status, b.status AS build_status, v.source, v.spec->'labels' AS labels,
+              (SELECT string_agg(t.target || ':' || t.status || ':' || t.cache_hit, ',' ORDER BY t.target) FROM build_targets t WHERE t.build_id = b.id) AS targets,
+              (SELECT string_agg(p.target || ':' || p.s3_key, ',' ORDER BY p.target) FROM plans p WHERE p.model_version_id = v.id) AS plans
+       FROM model_versions v JOIN models m ON m.id = v.model_id JOIN builds b ON b.id = v.build_id
+       WHERE m.name = 'burst' AND v.version > 1 ORDER BY v.version`,
+    );
+    const firstPlans = (await sql<{ plans: string }>(api.config, `SELECT string_agg(p.target || ':' || p.s3_key, ',' ORDER BY p.target) AS plans FROM plans p JOIN builds b ON b.model_version_id = p.model_version_id WHERE b.id = $1`, [first.buildId]))[0].plans;
+    const hitVersions = new Set(hits.map((b) => b.version));
+    for (const row of rows) {
+      if (!hitVersions.has(row.version)) continue;
+      expect(row).toMatchObject({ status: 'complete', build_status: 'succeeded', targets: 'sm_80:succeeded:true,sm_90:succeeded:true', plans: firstPlans });
+      expect(row.source).toMatchObject({ type: 'upload', filename: 'model.onnx' });
+    }
+    expect(new Set(rows.filter((r) => hitVersions.has(r.version)).map((r) => JSON.stringify(r.labels))).size).toBe(40);
+    const status = json(await request(api, { url: `/v1/builds/${hits[7].buildId}` }));
+    expect(status).toMatchObject({ status: 'succeeded', version: hits[7].version });
+  });
+
   it('makes a cache-hit submission of a 100 MB model cost little more than its upload', async () => {
     const model = bigModel(100 * 1024 * 1024);
     const spec = { model: 'big', targets: ['sm_90'] };

@@ -38,6 +38,8 @@ import { ModelInspectorRepository } from './repositories/model-inspector.reposit
 import { QueueRepository } from './repositories/queue.repository.js';
 import { StorageRepository } from './repositories/storage.repository.js';
 import { BuildService } from './services/build.service.js';
+import { CachedVersionBatcher } from './services/cached-version-batcher.js';
+import { BuildCacheLookupRepository } from './repositories/build-cache-lookup.repository.js';
 import { HealthService } from './services/health.service.js';
 import { ModelService } from './services/model.service.js';
 import { ModelUploadService } from './services/model-upload.service.js';
@@ -91,6 +93,8 @@ export class ApiModule {
         ModelInspectorRepository,
         ...registryRepositories,
         ModelUploadService,
+        BuildCacheLookupRepository,
+        CachedVersionBatcher,
         BuildService,
         ModelService,
         HealthService,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { BuildSpec, Target } from '../../contracts/index.js';
 import { BuildTargetEntity } from '../entities/build-target.entity.js';
@@ -13,6 +14,35 @@ export interface CreateVersionInput {
   modelSize: number;
   spec: BuildSpec;
   specHash: string;
+  targets: Target[];
+  /** Provenance (model_versions.source), written in the same transaction. */
+  source?: Record<string, unknown>;
+}
+
+/** A push whose every target is satisfied by a cached plan (the same bytes, spec and optimizer built before). */
+export interface CachedVersionInput extends Omit<CreateVersionInput, 'modelName' | 'targets'> {
+  /** One cached plan per target; its columns are copied, its S3 object shared. */
+  plans: PlanCopy[];
+}
+
+/** The plan columns a cache hit copies into the new version. */
+export interface PlanCopy {
+  target: Target;
+  s3Key: string;
+  sha256: string;
+  size: number;
+  precision: string;
+  tuned: boolean;
+  optimizerVersion: string;
+  header: Record<string, unknown>;
+  verification: Record<string, unknown> | null;
+  profile: Record<string, unknown> | null;
+}
+
+export interface CreatedCachedVersion {
+  versionId: string;
+  version: number;
+  buildId: string;
   targets: Target[];
 }
 
@@ -78,6 +108,7 @@ export class VersionRepository {
           buildId: null,
           completedAt: null,
           error: null,
+          ...(input.source && { source: input.source }),
         }),
       );
       const build = await em.save(
@@ -111,6 +142,83 @@ export class VersionRepository {
         ),
       );
       return { model, version, build, targets: targetRows };
+    });
+  }
+
+  /**
+   * Registers several fully cached pushes of one model in one transaction (a
+   * group commit): the same model-row lock and max + 1 numbering as
+   * createVersionWithBuild, then every version (complete), build (succeeded),
+   * build target (cache hit) and plan row in one set-based statement. One commit,
+   * and so one WAL flush, for the whole batch instead of several per push.
+   * Results are in input order, with consecutive version numbers.
+   */
+  async createCachedVersions(modelName: string, inputs: readonly CachedVersionInput[]): Promise<CreatedCachedVersion[]> {
+    if (!inputs.length) return [];
+    const rows = inputs.map((input) => {
+      if (!SHA256_HEX.test(input.modelSha256)) throw new RegistryError('E_INVALID', 'modelSha256 must be 64 lowercase hex digits');
+      if (!Number.isSafeInteger(input.modelSize) || input.modelSize < 0) throw new RegistryError('E_INVALID', 'modelSize must be a non-negative integer');
+      const targets = [...new Set(input.plans.map((p) => p.target))];
+      if (targets.length === 0 || targets.length !== input.plans.length) throw new RegistryError('E_INVALID', 'a cached push needs exactly one plan per target');
+      return { input, targets, versionId: randomUUID(), buildId: randomUUID() };
+    });
+    return this.ds.transaction(async (em) => {
+      await em.query('INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [modelName]);
+      const [{ id: modelId }]: { id: string }[] = await em.query('SELECT id FROM models WHERE name = $1 FOR UPDATE', [modelName]);
+      const [{ current }]: { current: number }[] = await em.query(
+        'SELECT COALESCE(MAX(version), 0)::int AS current FROM model_versions WHERE model_id = $1',
+        [modelId],
+      );
+      const versions = rows.map((r, i) => ({
+        version_id: r.versionId,
+        build_id: r.buildId,
+        version: current + 1 + i,
+        model_sha256: r.input.modelSha256,
+        model_key: r.input.modelKey,
+        model_size: r.input.modelSize,
+        spec: r.input.spec,
+        spec_hash: r.input.specHash,
+        source: r.input.source ?? null,
+        targets: r.targets,
+      }));
+      const plans = rows.flatMap((r) =>
+        r.input.plans.map((p) => ({
+          version_id: r.versionId,
+          target: p.target,
+          s3_key: p.s3Key,
+          sha256: p.sha256,
+          size: p.size,
+          precision: p.precision,
+          tuned: p.tuned,
+          optimizer_version: p.optimizerVersion,
+          header: p.header,
+          verification: p.verification,
+          profile: p.profile,
+        })),
+      );
+      // Versions and builds point at each other: foreign keys are checked at the end of the statement.
+      await em.query(
+        `WITH v_in AS (
+           SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(version_id uuid, build_id uuid, version int, model_sha256 text, model_key text,
+             model_size bigint, spec jsonb, spec_hash text, source jsonb, targets text[])
+         ), p_in AS (
+           SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(version_id uuid, target text, s3_key text, sha256 text, size bigint, precision text,
+             tuned boolean, optimizer_version text, header jsonb, verification jsonb, profile jsonb)
+         ), v AS (
+           INSERT INTO model_versions (id, model_id, version, status, model_sha256, model_key, model_size, spec, spec_hash, build_id, completed_at, source)
+           SELECT version_id, $1, version, 'complete', model_sha256, model_key, model_size, spec, spec_hash, build_id, now(), source FROM v_in
+         ), b AS (
+           INSERT INTO builds (id, model_version_id, status, spec, targets, started_at, finished_at)
+           SELECT build_id, version_id, 'succeeded', spec, targets, now(), now() FROM v_in
+         ), t AS (
+           INSERT INTO build_targets (build_id, target, status, attempts, progress, stage, started_at, finished_at, cache_hit)
+           SELECT v_in.build_id, tg, 'succeeded', 0, 100, 'cache-hit', now(), now(), true FROM v_in CROSS JOIN LATERAL unnest(v_in.targets) AS tg
+         )
+         INSERT INTO plans (model_version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, profile, build_ms)
+         SELECT version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, profile, NULL FROM p_in`,
+        [modelId, JSON.stringify(versions), JSON.stringify(plans)],
+      );
+      return rows.map((r, i) => ({ versionId: r.versionId, version: current + 1 + i, buildId: r.buildId, targets: r.targets }));
     });
   }
 

@@ -15,6 +15,8 @@ export interface FetchedModel {
   sha256: string;
   /** Where it came from (S3 key or final URL), for provenance. */
   origin: string;
+  /** The path, as ModelFile wants it. */
+  localPath(): Promise<string>;
   dispose(): Promise<void>;
 }
 
@@ -56,7 +58,7 @@ export class ModelFetcherRepository {
     const path = join(this.dir, `${randomUUID()}.onnx`);
     try {
       const { size, sha256 } = await this.storage.downloadToFile(key, path);
-      return { path, size, sha256, origin: `s3:${key}`, dispose: () => rm(path, { force: true }) };
+      return { path, size, sha256, origin: `s3:${key}`, localPath: async () => path, dispose: () => rm(path, { force: true }) };
     } catch (err) {
       await rm(path, { force: true });
       throw ApiError.unprocessable(`could not read the model at "${key}": ${(err as Error).message}`, SOURCE_UNAVAILABLE_CODE);
@@ -130,6 +132,6 @@ export class ModelFetcherRepository {
       await rm(path, { force: true });
       throw ApiError.unprocessable(`the model at ${url.origin}${url.pathname} is empty`, SOURCE_UNAVAILABLE_CODE);
     }
-    return { path, size, sha256: hash.digest('hex'), origin: url.toString(), dispose: () => rm(path, { force: true }) };
+    return { path, size, sha256: hash.digest('hex'), origin: url.toString(), localPath: async () => path, dispose: () => rm(path, { force: true }) };
   }
 }

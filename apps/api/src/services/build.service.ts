@@ -3,24 +3,18 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { canonicalJson, jobPriority, planSpecHash, type BuildSpec, type Target, type TargetJobData } from '../../../../libs/contracts/index.js';
 import { BuildError, OPTIMIZER_VERSION, type ModelInfo } from '../../../../libs/native/index.js';
-import {
-  BuildCacheRepository,
-  BuildRepository,
-  IdempotencyRepository,
-  VersionAdminRepository,
-  VersionRepository,
-  isUuid,
-  type PlanEntity,
-} from '../../../../libs/registry/index.js';
+import { BuildCacheRepository, BuildRepository, IdempotencyRepository, VersionRepository, isUuid } from '../../../../libs/registry/index.js';
 import { modelKey } from '../../../../libs/storage/index.js';
 import { toBuildStatusDto, type BuildStatusDto, type SubmitBuildResponse } from '../dto/build.dto.js';
 import { paths } from '../dto/links.js';
 import { ApiError, type FieldIssue } from '../errors/api.error.js';
 import { DatabaseRepository } from '../repositories/database.repository.js';
 import { ModelInspectorRepository } from '../repositories/model-inspector.repository.js';
+import { BuildCacheLookupRepository } from '../repositories/build-cache-lookup.repository.js';
 import { QueueRepository } from '../repositories/queue.repository.js';
 import { StorageRepository } from '../repositories/storage.repository.js';
 import { actorScope, type RequestActor } from '../auth/request-actor.js';
+import { CachedVersionBatcher } from './cached-version-batcher.js';
 import { ModelUploadService } from './model-upload.service.js';
 import { calibrationArchiveKey, calibrationTableKey } from '../../../worker/src/calibration/index.js';
 import { checkCalibrationUpload, type CalibrationFiles } from './calibration-upload.js';
@@ -41,11 +35,12 @@ export const IDEMPOTENCY_IN_PROGRESS_CODE = 'E_IDEMPOTENCY_IN_PROGRESS';
 /** Printable ASCII, as the IETF Idempotency-Key draft suggests (a UUID in practice). */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
-/** A model already on this machine's disk: spooled from an upload, or fetched for a CI webhook. */
+/** A model received by this API: an upload (in memory when small) or a file fetched for a CI webhook. */
 export interface ModelFile {
-  path: string;
   size: number;
   sha256: string;
+  /** Where the bytes are on disk; a small upload is only written there when this is called. */
+  localPath(): Promise<string>;
 }
 
 export interface SubmitModelInput {
@@ -130,8 +125,9 @@ export class BuildService {
     private readonly builds: BuildRepository,
     private readonly queues: QueueRepository,
     private readonly database: DatabaseRepository,
-    private readonly cache: BuildCacheRepository,
-    private readonly versionAdmin: VersionAdminRepository,
+    private readonly cache: BuildCacheLookupRepository,
+    private readonly cacheRecords: BuildCacheRepository,
+    private readonly cachedVersions: CachedVersionBatcher,
     private readonly idempotency: IdempotencyRepository,
   ) {}
 
@@ -195,12 +191,12 @@ export class BuildService {
     // INT8 without calibration data is refused here; the data's hashes are part of the plan's identity.
     let calibration = await checkCalibrationUpload(spec, input.calibration ?? {}, null, this.uploads.maxCalibrationBytes);
     const specHash = planSpecHash(spec, { calibrationSha256: calibration.archive?.sha256, calibrationTableSha256: calibration.table?.sha256 });
-    const cached = await this.cachedPlans(model.sha256, specHash, spec.targets);
+    const cached = await this.cache.find({ modelSha256: model.sha256, specHash, optimizerVersion: OPTIMIZER_VERSION }, spec.targets);
     const missing = spec.targets.filter((t) => !cached.has(t));
     // A cache hit proves the same bytes passed these checks with the same spec already.
     let info: ModelInfo | null = null;
     if (missing.length) {
-      info = await this.inspect(model.path);
+      info = await this.inspect(await model.localPath());
       const profileIssues = checkProfilesAgainstModel(spec, info);
       if (profileIssues.length) {
         throw ApiError.badRequest(`invalid build spec: ${profileIssues.map((i) => `${i.field}: ${i.message}`).join('; ')}`, profileIssues);
@@ -209,10 +205,33 @@ export class BuildService {
     }
 
     const key = modelKey(model.sha256);
-    // Every target hit: earlier versions of these very bytes stored them (content-addressed, never deleted).
-    if (missing.length) await this.storeModel(key, model.path, model.sha256);
-    if (missing.length && calibration.archive) await this.storeModel(calibrationArchiveKey(calibration.archive.sha256), calibration.archive.path, calibration.archive.sha256);
-    if (missing.length && calibration.table) await this.storeModel(calibrationTableKey(calibration.table.sha256), calibration.table.path, calibration.table.sha256);
+    const links = (buildId: string, version: number) => ({ self: base + paths.build(buildId), version: base + paths.version(spec.model, version) });
+    if (!missing.length) {
+      // Every target hit: earlier versions of these very bytes stored them (content-addressed, never deleted).
+      const created = await this.cachedVersions.register(spec.model, {
+        modelSha256: model.sha256,
+        modelKey: key,
+        modelSize: model.size,
+        spec,
+        specHash,
+        source: input.source,
+        plans: spec.targets.map((t) => cached.get(t)!),
+      });
+      this.logger.log(`build ${created.buildId}: ${spec.model} v${created.version} for ${created.targets.join(', ')} from the build cache (model ${model.sha256.slice(0, 12)})`);
+      return {
+        buildId: created.buildId,
+        model: spec.model,
+        version: created.version,
+        targets: created.targets,
+        status: 'succeeded',
+        cacheHits: spec.targets,
+        links: links(created.buildId, created.version),
+      };
+    }
+
+    await this.storeModel(key, await model.localPath(), model.sha256);
+    if (calibration.archive) await this.storeModel(calibrationArchiveKey(calibration.archive.sha256), calibration.archive.path, calibration.archive.sha256);
+    if (calibration.table) await this.storeModel(calibrationTableKey(calibration.table.sha256), calibration.table.path, calibration.table.sha256);
 
     const created = await this.versions.createVersionWithBuild({
       modelName: spec.model,
@@ -222,10 +241,10 @@ export class BuildService {
       spec,
       specHash,
       targets: spec.targets,
+      source: input.source,
     });
     const { build, version } = created;
-    await this.versionAdmin.setSource(version.id, input.source);
-    if (cached.size) await this.cache.applyHits(build.id, version.id, [...cached.values()]);
+    if (cached.size) await this.cacheRecords.applyHits(build.id, version.id, [...cached.values()]);
     const requestId = requestContext.getStore()?.requestId;
     const jobData = (target: TargetJobData['target']): TargetJobData => ({
       ...(requestId && { requestId }),
@@ -241,21 +260,17 @@ export class BuildService {
       ...(calibration.archive && { calibrationKey: calibrationArchiveKey(calibration.archive.sha256), calibrationSha256: calibration.archive.sha256 }),
       ...(calibration.table && { calibrationTableKey: calibrationTableKey(calibration.table.sha256), calibrationTableSha256: calibration.table.sha256 }),
     });
-    if (missing.length) {
-      try {
-        await this.queues.addBuildFlow({
-          finalize: { buildId: build.id, modelVersionId: version.id },
-          targets: missing.map(jobData),
-        });
-      } catch (err) {
-        await this.failUnqueuedBuild(build.id, missing, err);
-        throw ApiError.serviceUnavailable(
-          `build ${build.id} was recorded but could not be queued (${(err as Error).message}); it is marked failed, submit again`,
-          ENQUEUE_FAILED_CODE,
-        );
-      }
-    } else {
-      await this.versions.finalize(build.id);
+    try {
+      await this.queues.addBuildFlow({
+        finalize: { buildId: build.id, modelVersionId: version.id },
+        targets: missing.map(jobData),
+      });
+    } catch (err) {
+      await this.failUnqueuedBuild(build.id, missing, err);
+      throw ApiError.serviceUnavailable(
+        `build ${build.id} was recorded but could not be queued (${(err as Error).message}); it is marked failed, submit again`,
+        ENQUEUE_FAILED_CODE,
+      );
     }
     const hits = spec.targets.filter((t) => cached.has(t));
     this.logger.log(
@@ -266,19 +281,12 @@ export class BuildService {
       model: spec.model,
       version: version.version,
       targets: build.targets,
-      status: missing.length ? 'queued' : 'succeeded',
+      status: 'queued',
       cacheHits: hits,
       // Queued anyway: the worker records the precise failure per target (E_UNSUPPORTED_OP).
       ...(info?.supported === false && { warnings: [`the optimizer does not implement every op of this model: ${info.unsupportedOps}`] }),
-      links: { self: base + paths.build(build.id), version: base + paths.version(spec.model, version.version) },
+      links: links(build.id, version.version),
     };
-  }
-
-  /** Cached plans whose object is still in the bucket (a plan row without its bytes is no hit). */
-  private async cachedPlans(modelSha256: string, specHash: string, targets: Target[]): Promise<Map<Target, PlanEntity>> {
-    const found = await this.cache.find({ modelSha256, specHash, optimizerVersion: OPTIMIZER_VERSION }, targets);
-    const present = await Promise.all([...found.values()].map(async (p) => ((await this.storage.exists(p.s3Key).catch(() => false)) ? p : null)));
-    return new Map(present.filter((p): p is PlanEntity => p !== null).map((p) => [p.target, p]));
   }
 
   async get(buildId: string, base: string): Promise<BuildStatusDto> {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,12 @@ import { ApiError } from '../errors/api.error.js';
 const SPEC_MAX_BYTES = 64 * 1024;
 /** Room for the spec field, part headers and boundaries on top of the model itself. */
 const ENVELOPE_BYTES = 1024 * 1024;
+/**
+ * Models up to this size stay in memory until something needs them on disk: a
+ * build-cache hit never does, and it then costs no temp file (open, write, close,
+ * unlink). Larger ones stream to disk from the first byte past it.
+ */
+const MODEL_IN_MEMORY_BYTES = 1024 * 1024;
 
 export const SPEC_FIELD = 'spec';
 export const MODEL_FIELD = 'model';
@@ -25,21 +31,28 @@ export const CALIBRATION_FIELD = 'calibration';
 export const CALIBRATION_TABLE_FIELD = 'calibrationTable';
 type FileField = typeof MODEL_FIELD | typeof CALIBRATION_FIELD | typeof CALIBRATION_TABLE_FIELD;
 
-export interface SpooledModel {
-  /** Temp file under WORK_DIR/uploads; removed by ReceivedBuildRequest.dispose(). */
-  path: string;
+export interface SpooledFile {
   size: number;
   sha256: string;
   /** As the client named it; informational only. */
   filename: string;
+  /** The temp file under WORK_DIR/uploads, written on the first call for a model still in memory. */
+  localPath(): Promise<string>;
+  /** Removes the temp file, if one was written. */
+  dispose(): Promise<void>;
+}
+
+/** Calibration parts always go to disk (they are read by path). */
+export interface SpooledCalibrationFile extends SpooledFile {
+  path: string;
 }
 
 export interface ReceivedBuildRequest {
   spec: BuildSpec;
-  model: SpooledModel;
+  model: SpooledFile;
   /** Present when the client sent the optional file parts; removed by dispose() too. */
-  calibration?: SpooledModel;
-  calibrationTable?: SpooledModel;
+  calibration?: SpooledCalibrationFile;
+  calibrationTable?: SpooledCalibrationFile;
   dispose(): Promise<void>;
 }
 
@@ -82,8 +95,8 @@ export class ModelUploadService implements OnModuleInit {
     }
 
     let spec: BuildSpec | undefined;
-    let model: SpooledModel | undefined;
-    const extra: Partial<Record<FileField, SpooledModel>> = {};
+    let model: SpooledFile | undefined;
+    const extra: Partial<Record<FileField, SpooledCalibrationFile>> = {};
     const parts = request
       .parts({
         // Per-field limits are enforced while spooling; busboy only stops what no field allows.
@@ -103,7 +116,7 @@ export class ModelUploadService implements OnModuleInit {
         if (part.type === 'file') {
           if (part.fieldname === CALIBRATION_FIELD || part.fieldname === CALIBRATION_TABLE_FIELD) {
             if (extra[part.fieldname]) throw ApiError.invalidField(part.fieldname, 'sent more than once');
-            extra[part.fieldname] = await this.spool(part, part.fieldname);
+            extra[part.fieldname] = await this.spoolToDisk(part, part.fieldname);
             continue;
           }
           if (part.fieldname !== MODEL_FIELD) {
@@ -113,7 +126,7 @@ export class ModelUploadService implements OnModuleInit {
             );
           }
           if (model) throw ApiError.invalidField(MODEL_FIELD, 'more than one model file');
-          model = await this.spool(part, MODEL_FIELD);
+          model = await this.spoolModel(part);
         } else {
           spec = this.readSpec(part, spec);
         }
@@ -124,17 +137,17 @@ export class ModelUploadService implements OnModuleInit {
       for (const [field, file] of Object.entries(extra)) if (file.size === 0) throw ApiError.invalidField(field, 'the file is empty');
     } catch (err) {
       await parts.return?.(undefined).catch(() => undefined);
-      for (const file of [model, ...Object.values(extra)]) if (file) await rm(file.path, { force: true });
+      for (const file of [model, ...Object.values(extra)]) if (file) await file.dispose();
       throw err;
     }
-    const paths = [model.path, ...Object.values(extra).map((f) => f.path)];
+    const files = [model, ...Object.values(extra)];
     return {
       spec,
       model,
       calibration: extra.calibration,
       calibrationTable: extra.calibrationTable,
       dispose: async () => {
-        for (const p of paths) await rm(p, { force: true });
+        for (const f of files) await f.dispose();
       },
     };
   }
@@ -161,7 +174,7 @@ export class ModelUploadService implements OnModuleInit {
     return parseBuildSpec(part.value);
   }
 
-  private async spool(part: MultipartFile, field: FileField): Promise<SpooledModel> {
+  private async spoolToDisk(part: MultipartFile, field: FileField): Promise<SpooledCalibrationFile> {
     const ext = field === MODEL_FIELD ? 'onnx' : field === CALIBRATION_FIELD ? 'npz' : 'json';
     const path = join(this.uploadDir, `${randomUUID()}.${ext}`);
     const hash = createHash('sha256');
@@ -183,16 +196,72 @@ export class ModelUploadService implements OnModuleInit {
       await pipeline(part.file, hasher, createWriteStream(path, { flags: 'wx' }));
       if (part.file.truncated) throw tooLarge();
     } catch (err) {
-      await rm(path, { force: true });
-      if ((err as { code?: string }).code === 'ENOSPC') {
-        throw new ApiError(507, 'the API has no disk space left for uploads; retry later', { code: 'E_NO_SPACE' });
-      }
-      if (err instanceof ApiError || hasSyscall(err)) throw err;
-      const code = (err as { code?: string }).code;
-      if (code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge();
-      throw ApiError.invalidField(field, `upload interrupted: ${(err as Error).message}`);
+      throw await this.spoolFailed(err, field, path);
     }
-    return { path, size, sha256: hash.digest('hex'), filename: part.filename };
+    return { path, size, sha256: hash.digest('hex'), filename: part.filename, localPath: async () => path, dispose: () => rm(path, { force: true }) };
+  }
+
+  /**
+   * The model part: hashed while it is read, kept in memory up to
+   * MODEL_IN_MEMORY_BYTES, streamed to a temp file (with backpressure: one chunk
+   * written before the next is read) beyond that.
+   */
+  private async spoolModel(part: MultipartFile): Promise<SpooledFile> {
+    const path = join(this.uploadDir, `${randomUUID()}.onnx`);
+    const hash = createHash('sha256');
+    const limit = this.maxUploadBytes;
+    let size = 0;
+    let chunks: Buffer[] | null = [];
+    let file: FileHandle | null = null;
+    // busboy would skip (and so read) the rest of an oversized file: stop right at the limit.
+    part.file.once('limit', () => part.file.destroy(this.tooLarge()));
+    try {
+      for await (const chunk of part.file as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) throw this.tooLarge();
+        hash.update(chunk);
+        if (chunks) {
+          chunks.push(chunk);
+          if (size <= MODEL_IN_MEMORY_BYTES) continue;
+          file = await open(path, 'wx');
+          await file.writev(chunks);
+          chunks = null;
+        } else {
+          await file!.write(chunk);
+        }
+      }
+      if (part.file.truncated) throw this.tooLarge();
+      await file?.close();
+      file = null;
+    } catch (err) {
+      await file?.close().catch(() => undefined);
+      throw await this.spoolFailed(err, MODEL_FIELD, path);
+    }
+    const sha256 = hash.digest('hex');
+    if (!chunks) return { size, sha256, filename: part.filename, localPath: async () => path, dispose: () => rm(path, { force: true }) };
+    const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+    let written: Promise<string> | null = null;
+    return {
+      size,
+      sha256,
+      filename: part.filename,
+      localPath: () => (written ??= writeFile(path, bytes, { flag: 'wx' }).then(() => path)),
+      dispose: async () => {
+        if (written) await rm(path, { force: true });
+      },
+    };
+  }
+
+  /** Removes what was spooled and says why in terms of the client's request. */
+  private async spoolFailed(err: unknown, field: FileField, path: string): Promise<unknown> {
+    await rm(path, { force: true });
+    if ((err as { code?: string }).code === 'ENOSPC') {
+      return new ApiError(507, 'the API has no disk space left for uploads; retry later', { code: 'E_NO_SPACE' });
+    }
+    if (err instanceof ApiError || hasSyscall(err)) return err;
+    const code = (err as { code?: string }).code;
+    if (code === 'FST_REQ_FILE_TOO_LARGE') return this.tooLarge(field);
+    return ApiError.invalidField(field, `upload interrupted: ${(err as Error).message}`);
   }
 
   private tooLarge(field: FileField = MODEL_FIELD): ApiError {
