@@ -1,7 +1,7 @@
 /** Group commit of fully cached pushes: VersionRepository.createCachedVersions and CachedVersionBatcher. */
 import type { AppConfig } from '../../libs/config/index.js';
 import type { BuildSpec, Target } from '../../libs/contracts/index.js';
-import { VersionRepository, createDataSource, type CachedVersionInput, type CreatedCachedVersion, type PlanCopy, type RegistryDataSource } from '../../libs/registry/index.js';
+import { VersionAdminRepository, VersionRepository, createDataSource, type CachedVersionInput, type CreatedCachedVersion, type PlanCopy, type RegistryDataSource } from '../../libs/registry/index.js';
 import { CachedVersionBatcher } from '../../apps/api/src/services/cached-version-batcher.js';
 import { cleanupTestConfig, testConfig } from '../helpers/env.js';
 
@@ -59,6 +59,20 @@ describe('cached versions (group commit)', () => {
     expect(rows[0].t).toBe('sm_80:succeeded:true:100,sm_90:succeeded:true:100');
     expect(rows[0].p).toBe(`sm_80:plans/${'e'.repeat(64)}.plan:99:true:1.5,sm_90:plans/${'e'.repeat(64)}.plan:99:true:1.5`);
     expect(rows[1].t).toBe('sm_86:succeeded:true:100');
+  });
+
+  it('takes numbers from the model row: both paths share the counter, a deleted newest version is not reused', async () => {
+    const one = await versions.createVersionWithBuild({ ...push('counter', 0), modelName: 'counter', targets: ['sm_80'] });
+    const [two, three] = await versions.createCachedVersions('counter', [push('counter', 1), push('counter', 2)]);
+    expect([one.version.version, two.version, three.version]).toEqual([1, 2, 3]);
+    expect(one.model.lastVersion).toBe(1);
+    expect(await new VersionAdminRepository(ds).deleteVersion(three.versionId)).toBe(true);
+    const four = await versions.createVersionWithBuild({ ...push('counter', 3), modelName: 'counter', targets: ['sm_80'] });
+    expect(four.version.version).toBe(4);
+    // A push that fails rolls its number back with it: still no gap.
+    await expect(versions.createCachedVersions('counter', [{ ...push('counter', 4), plans: [plan('sm_80', 'not-hex'.padEnd(64, 'x'))] }])).rejects.toThrow(/ck_plans_sha256/);
+    const [five] = await versions.createCachedVersions('counter', [push('counter', 5)]);
+    expect(five.version).toBe(5);
   });
 
   it('refuses malformed input before touching the database', async () => {

@@ -71,10 +71,10 @@ export class VersionRepository {
   constructor(private readonly ds: DataSource) {}
 
   /**
-   * Registers a push: one transaction upserts the model, locks its row, takes
-   * version = max + 1 and inserts the version, its build and one row per target.
-   * The row lock serializes pushes of one model (gap-free, race-free numbers);
-   * pushes of different models lock different rows and do not wait on each other.
+   * Registers a push: one transaction takes the next number from the model row
+   * (takeVersionNumbers) and inserts the version, its build and one row per target.
+   * The row lock, held to commit, serializes pushes of one model (gap-free,
+   * race-free numbers); pushes of different models lock different rows.
    */
   async createVersionWithBuild(input: CreateVersionInput): Promise<CreatedVersion> {
     if (!SHA256_HEX.test(input.modelSha256)) throw new RegistryError('E_INVALID', 'modelSha256 must be 64 lowercase hex digits');
@@ -83,18 +83,8 @@ export class VersionRepository {
     if (targets.length === 0) throw new RegistryError('E_INVALID', 'a build needs at least one target');
 
     return this.ds.transaction(async (em) => {
-      await em.query('INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [input.modelName]);
-      const model = await em
-        .getRepository(ModelEntity)
-        .createQueryBuilder('m')
-        .setLock('pessimistic_write')
-        .where('m.name = :name', { name: input.modelName })
-        .getOneOrFail();
-      // Read after the lock: under READ COMMITTED this statement sees every version committed before we got it.
-      const [{ next }]: { next: number }[] = await em.query(
-        'SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE model_id = $1',
-        [model.id],
-      );
+      const model = await this.takeVersionNumbers(em, input.modelName, 1);
+      const next = model.lastVersion;
       const version = await em.save(
         em.create(ModelVersionEntity, {
           modelId: model.id,
@@ -146,11 +136,11 @@ export class VersionRepository {
   }
 
   /**
-   * Registers several fully cached pushes of one model in one transaction (a
-   * group commit): the same model-row lock and max + 1 numbering as
-   * createVersionWithBuild, then every version (complete), build (succeeded),
-   * build target (cache hit) and plan row in one set-based statement. One commit,
-   * and so one WAL flush, for the whole batch instead of several per push.
+   * Registers several fully cached pushes of one model in one statement (a
+   * group commit): numbers from the same model-row counter as
+   * createVersionWithBuild, every version (complete), build (succeeded), build
+   * target (cache hit) and plan row set-based. One round trip and one commit (so
+   * one WAL flush) for the whole batch instead of several per push.
    * Results are in input order, with consecutive version numbers.
    */
   async createCachedVersions(modelName: string, inputs: readonly CachedVersionInput[]): Promise<CreatedCachedVersion[]> {
@@ -162,64 +152,79 @@ export class VersionRepository {
       if (targets.length === 0 || targets.length !== input.plans.length) throw new RegistryError('E_INVALID', 'a cached push needs exactly one plan per target');
       return { input, targets, versionId: randomUUID(), buildId: randomUUID() };
     });
-    return this.ds.transaction(async (em) => {
-      await em.query('INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [modelName]);
-      const [{ id: modelId }]: { id: string }[] = await em.query('SELECT id FROM models WHERE name = $1 FOR UPDATE', [modelName]);
-      const [{ current }]: { current: number }[] = await em.query(
-        'SELECT COALESCE(MAX(version), 0)::int AS current FROM model_versions WHERE model_id = $1',
-        [modelId],
-      );
-      const versions = rows.map((r, i) => ({
+    const versions = rows.map((r, i) => ({
+      ord: i + 1,
+      version_id: r.versionId,
+      build_id: r.buildId,
+      model_sha256: r.input.modelSha256,
+      model_key: r.input.modelKey,
+      model_size: r.input.modelSize,
+      spec: r.input.spec,
+      spec_hash: r.input.specHash,
+      source: r.input.source ?? null,
+      targets: r.targets,
+    }));
+    const plans = rows.flatMap((r) =>
+      r.input.plans.map((p) => ({
         version_id: r.versionId,
-        build_id: r.buildId,
-        version: current + 1 + i,
-        model_sha256: r.input.modelSha256,
-        model_key: r.input.modelKey,
-        model_size: r.input.modelSize,
-        spec: r.input.spec,
-        spec_hash: r.input.specHash,
-        source: r.input.source ?? null,
-        targets: r.targets,
-      }));
-      const plans = rows.flatMap((r) =>
-        r.input.plans.map((p) => ({
-          version_id: r.versionId,
-          target: p.target,
-          s3_key: p.s3Key,
-          sha256: p.sha256,
-          size: p.size,
-          precision: p.precision,
-          tuned: p.tuned,
-          optimizer_version: p.optimizerVersion,
-          header: p.header,
-          verification: p.verification,
-          profile: p.profile,
-        })),
-      );
-      // Versions and builds point at each other: foreign keys are checked at the end of the statement.
-      await em.query(
-        `WITH v_in AS (
-           SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(version_id uuid, build_id uuid, version int, model_sha256 text, model_key text,
-             model_size bigint, spec jsonb, spec_hash text, source jsonb, targets text[])
-         ), p_in AS (
-           SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(version_id uuid, target text, s3_key text, sha256 text, size bigint, precision text,
-             tuned boolean, optimizer_version text, header jsonb, verification jsonb, profile jsonb)
-         ), v AS (
-           INSERT INTO model_versions (id, model_id, version, status, model_sha256, model_key, model_size, spec, spec_hash, build_id, completed_at, source)
-           SELECT version_id, $1, version, 'complete', model_sha256, model_key, model_size, spec, spec_hash, build_id, now(), source FROM v_in
-         ), b AS (
-           INSERT INTO builds (id, model_version_id, status, spec, targets, started_at, finished_at)
-           SELECT build_id, version_id, 'succeeded', spec, targets, now(), now() FROM v_in
-         ), t AS (
-           INSERT INTO build_targets (build_id, target, status, attempts, progress, stage, started_at, finished_at, cache_hit)
-           SELECT v_in.build_id, tg, 'succeeded', 0, 100, 'cache-hit', now(), now(), true FROM v_in CROSS JOIN LATERAL unnest(v_in.targets) AS tg
-         )
+        target: p.target,
+        s3_key: p.s3Key,
+        sha256: p.sha256,
+        size: p.size,
+        precision: p.precision,
+        tuned: p.tuned,
+        optimizer_version: p.optimizerVersion,
+        header: p.header,
+        verification: p.verification,
+        profile: p.profile,
+      })),
+    );
+    // One statement, so one round trip and one commit. The model upsert waits for the row lock
+    // and then sees the previous push's counter; versions and builds point at each other, which
+    // is fine because foreign keys are checked at the end of the statement.
+    const [{ last }]: { last: number }[] = await this.ds.query(
+      `WITH m AS (
+         INSERT INTO models (name, last_version) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET last_version = models.last_version + $2
+         RETURNING id, last_version
+       ), v_in AS (
+         SELECT x.*, (SELECT last_version FROM m) - $2 + x.ord AS version
+         FROM jsonb_to_recordset($3::jsonb) AS x(ord int, version_id uuid, build_id uuid, model_sha256 text, model_key text,
+           model_size bigint, spec jsonb, spec_hash text, source jsonb, targets text[])
+       ), p_in AS (
+         SELECT * FROM jsonb_to_recordset($4::jsonb) AS x(version_id uuid, target text, s3_key text, sha256 text, size bigint, precision text,
+           tuned boolean, optimizer_version text, header jsonb, verification jsonb, profile jsonb)
+       ), v AS (
+         INSERT INTO model_versions (id, model_id, version, status, model_sha256, model_key, model_size, spec, spec_hash, build_id, completed_at, source)
+         SELECT version_id, (SELECT id FROM m), version, 'complete', model_sha256, model_key, model_size, spec, spec_hash, build_id, now(), source FROM v_in
+       ), b AS (
+         INSERT INTO builds (id, model_version_id, status, spec, targets, started_at, finished_at)
+         SELECT build_id, version_id, 'succeeded', spec, targets, now(), now() FROM v_in
+       ), t AS (
+         INSERT INTO build_targets (build_id, target, status, attempts, progress, stage, started_at, finished_at, cache_hit)
+         SELECT v_in.build_id, tg, 'succeeded', 0, 100, 'cache-hit', now(), now(), true FROM v_in CROSS JOIN LATERAL unnest(v_in.targets) AS tg
+       ), p AS (
          INSERT INTO plans (model_version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, profile, build_ms)
-         SELECT version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, profile, NULL FROM p_in`,
-        [modelId, JSON.stringify(versions), JSON.stringify(plans)],
-      );
-      return rows.map((r, i) => ({ versionId: r.versionId, version: current + 1 + i, buildId: r.buildId, targets: r.targets }));
-    });
+         SELECT version_id, target, s3_key, sha256, size, precision, tuned, optimizer_version, header, verification, profile, NULL FROM p_in
+       )
+       SELECT last_version AS last FROM m`,
+      [modelName, rows.length, JSON.stringify(versions), JSON.stringify(plans)],
+    );
+    const first = last - rows.length + 1;
+    return rows.map((r, i) => ({ versionId: r.versionId, version: first + i, buildId: r.buildId, targets: r.targets }));
+  }
+
+  /**
+   * Hands out the model's next `count` version numbers (creating the model on its
+   * first push) and keeps its row locked until the caller's transaction ends:
+   * `lastVersion` is the last number taken.
+   */
+  private async takeVersionNumbers(em: EntityManager, modelName: string, count: number): Promise<ModelEntity> {
+    const [row]: { id: string; name: string; last_version: number; created_at: Date }[] = await em.query(
+      `INSERT INTO models (name, last_version) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET last_version = models.last_version + $2
+       RETURNING id, name, last_version, created_at`,
+      [modelName, count],
+    );
+    return em.create(ModelEntity, { id: row.id, name: row.name, lastVersion: row.last_version, createdAt: row.created_at });
   }
 
   /** Versions of a model, oldest first; [] for an unknown model. */
