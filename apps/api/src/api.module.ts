@@ -20,6 +20,7 @@ import { ResolveController } from './controllers/resolve.controller.js';
 import { VersionAdminController } from './controllers/version-admin.controller.js';
 import { WebhookController } from './controllers/webhook.controller.js';
 import { ApiKeyCacheRepository } from './repositories/api-key-cache.repository.js';
+import { ResolveCacheRepository } from './repositories/resolve-cache.repository.js';
 import { ModelFetcherRepository } from './repositories/model-fetcher.repository.js';
 import { ApiKeyService } from './services/api-key.service.js';
 import { AuditService } from './services/audit.service.js';
@@ -100,6 +101,7 @@ export class ApiModule {
         HealthService,
         ModelFetcherRepository,
         ApiKeyCacheRepository,
+        ResolveCacheRepository,
         AuditService,
         ApiKeyService,
         ChannelService,

@@ -3,6 +3,7 @@ import { DEFAULT_ROLLOUT_CONFIG, DEFAULT_TELEMETRY_CONFIG, type RolloutConfig } 
 import { ChannelRepository, RolloutRepository, TelemetryRepository, type RolloutRecord, type WatchedRollout } from '../../../../libs/registry/index.js';
 import { API_CONFIG, type ApiAppConfig } from '../api-config.token.js';
 import type { RequestActor } from '../auth/request-actor.js';
+import { ResolveCacheRepository } from '../repositories/resolve-cache.repository.js';
 import { AuditService } from '../services/audit.service.js';
 import { ChannelService } from '../services/channel.service.js';
 import { cohortWindows, evaluateRollout, type RolloutEvaluation } from './rollout-evaluation.js';
@@ -41,6 +42,7 @@ export class RolloutWatcherService implements OnApplicationBootstrap, OnModuleDe
     private readonly audit: AuditService,
     private readonly notifier: RolloutNotifier,
     private readonly metrics: RolloutMetrics,
+    private readonly resolveCache: ResolveCacheRepository,
   ) {
     this.config = config.rollout ?? DEFAULT_ROLLOUT_CONFIG;
     this.bucketSeconds = (config.telemetry ?? DEFAULT_TELEMETRY_CONFIG).bucketSeconds;
@@ -108,7 +110,7 @@ export class RolloutWatcherService implements OnApplicationBootstrap, OnModuleDe
         await this.audit.record(ROLLOUT_WATCH_ACTOR, requestId, 'rollout.complete', subject, { rolloutId: r.id, version: r.version, canaryPercent: r.canaryBp === null ? null : r.canaryBp / 100, reason: d.reason }, ch.entityManager);
       }
       return true;
-    });
+    }).finally(() => this.resolveCache.invalidate()); // committed: this instance resolves the outcome at once
     if (!acted) return 'lost_race';
     this.logger.log(`${r.modelName}/${r.channelName} v${r.version}: ${d.action === 'rollback' ? 'rolled back' : 'rollout complete'} (${d.reason})`);
     if (d.action === 'rollback') this.metrics.autoRollbacks.inc({ model: r.modelName, channel: r.channelName, reason: d.check });

@@ -16,6 +16,7 @@ import type { RequestActor } from '../auth/request-actor.js';
 import { paths } from '../dto/links.js';
 import { parseInput } from '../dto/validate.js';
 import { ApiError } from '../errors/api.error.js';
+import { ResolveCacheRepository } from '../repositories/resolve-cache.repository.js';
 import { AuditService } from './audit.service.js';
 import { evaluateTarget, type TargetGateResult } from './promotion-gate.js';
 import { RolloutHooks, summarize, type AutoRollback, type RolloutSummary } from '../rollout/rollout-hooks.service.js';
@@ -164,6 +165,7 @@ export class ChannelService {
     private readonly channels: ChannelRepository,
     private readonly audit: AuditService,
     private readonly rolloutHooks: RolloutHooks,
+    private readonly resolveCache: ResolveCacheRepository,
   ) {}
 
   async promote(model: string, channel: string, body: unknown, actor: RequestActor, requestId: string, base: string): Promise<ChannelChangeResponse> {
@@ -172,6 +174,8 @@ export class ChannelService {
     const modelId = await this.requireModel(model, channel);
     const subject = `model ${model} channel ${channel}`;
     let refusal: { message: string; gate: TargetGateResult[] } | null = null;
+    // finally(): once the move is committed this instance's next resolve sees it (the
+    // database's NOTIFY may reach the resolve cache's listener after the response).
     const outcome = await this.channels.withLockedChannel(modelId, channel, { create: true }, async (ch) => {
       const version = await ch.version(input.version);
       if (!version) throw ApiError.notFound(`model "${model}" has no version ${input.version}`);
@@ -231,7 +235,7 @@ export class ChannelService {
       );
       const rollout = await this.rolloutHooks.afterPromote(ch, version.version, changes, canaryBp, actor);
       return { changes, unchanged, forced, gate, rollout };
-    }).catch(async (err: unknown) => {
+    }).finally(() => this.resolveCache.invalidate()).catch(async (err: unknown) => {
       if (refusal) {
         // Refusals change nothing, but an attempt to ship a worse model is worth a trail.
         await this.audit.record(actor, requestId, 'channel.promote.refused', subject, {
@@ -259,9 +263,11 @@ export class ChannelService {
   async rollback(model: string, channel: string, body: unknown, actor: RequestActor, requestId: string, base: string): Promise<ChannelChangeResponse> {
     const input = parseInput(rollbackBody, body);
     const modelId = await this.requireModel(model, channel);
-    const outcome = await this.channels.withLockedChannel(modelId, channel, { create: false }, (ch) =>
-      this.rollbackInLock(ch, model, { reason: input.reason, toVersion: input.toVersion, targets: input.target ? [input.target] : undefined }, actor, requestId),
-    );
+    const outcome = await this.channels
+      .withLockedChannel(modelId, channel, { create: false }, (ch) =>
+        this.rollbackInLock(ch, model, { reason: input.reason, toVersion: input.toVersion, targets: input.target ? [input.target] : undefined }, actor, requestId),
+      )
+      .finally(() => this.resolveCache.invalidate());
     if (!outcome) throw ApiError.notFound(`model "${model}" has no channel "${channel}"`);
     return {
       model,
