@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { ChannelRepository, VersionAdminRepository, VersionRepository } from '../../../../libs/registry/index.js';
 import type { RequestActor } from '../auth/request-actor.js';
 import { ApiError } from '../errors/api.error.js';
+import { ResolveCacheRepository } from '../repositories/resolve-cache.repository.js';
 import { AuditService } from './audit.service.js';
 
 /**
@@ -15,6 +16,7 @@ export class VersionAdminService {
     private readonly channels: ChannelRepository,
     private readonly admin: VersionAdminRepository,
     private readonly audit: AuditService,
+    private readonly resolveCache: ResolveCacheRepository,
   ) {}
 
   async delete(model: string, rawVersion: string, actor: RequestActor, requestId: string): Promise<{ model: string; version: number; deleted: true }> {
@@ -37,6 +39,9 @@ export class VersionAdminService {
       // A promotion committed between the check and the delete: the foreign key refuses.
       if ((err as { code?: string }).code === '23503') throw new ApiError(409, `model "${model}" version ${number} is served by a channel`, { code: 'E_IN_USE' });
       throw err;
+    } finally {
+      // A canary's previous version may be the one deleted: this instance must not wait for the NOTIFY.
+      this.resolveCache.invalidate();
     }
     await this.audit.record(actor, requestId, 'version.delete', `model ${model} version ${number}`, {
       versionId: version.id,
