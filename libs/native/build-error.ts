@@ -41,6 +41,10 @@ const PERMANENT: ReadonlySet<BuildErrorCode> = new Set<BuildErrorCode>([
   'E_INVALID_ARGUMENT',
 ]);
 
+export function isBuildErrorCode(code: string): code is BuildErrorCode {
+  return (BUILD_ERROR_CODES as readonly string[]).includes(code);
+}
+
 /** Any failure of the native optimizer, with a stable code. */
 export class BuildError extends Error {
   constructor(

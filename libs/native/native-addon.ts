@@ -35,6 +35,11 @@ export function addonPath(): string {
   return process.env.PLANFORGE_NATIVE_PATH || join(repoRoot(), 'native', 'build', 'Release', 'planforge_native.node');
 }
 
+/** The optimizer CLI (planforge-opt): PLANFORGE_OPT_PATH, else native/build/planforge-opt. */
+export function optimizerCliPath(): string {
+  return process.env.PLANFORGE_OPT_PATH || join(repoRoot(), 'native', 'build', 'planforge-opt');
+}
+
 let cached: NativeAddon | undefined;
 
 export function loadAddon(): NativeAddon {

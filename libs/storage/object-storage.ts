@@ -14,6 +14,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   S3Client,
   UploadPartCopyCommand,
   type S3ClientConfig,
@@ -206,6 +207,21 @@ export class ObjectStorage {
       if (isNotFound(err)) throw new StorageError('E_NOT_FOUND', `no object ${key} in bucket ${this.bucket}`, { cause: err });
       throw err;
     }
+  }
+
+  /** Objects under a prefix (at most `limit`), in key order. */
+  async list(prefix: string, limit = 1000): Promise<{ key: string; size: number; lastModified: Date | null }[]> {
+    this.checkOpen();
+    const out: { key: string; size: number; lastModified: Date | null }[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: Math.min(1000, limit - out.length) }),
+      );
+      for (const o of page.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? null });
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token && out.length < limit);
+    return out;
   }
 
   /** Idempotent: deleting a missing object succeeds. */

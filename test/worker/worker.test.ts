@@ -312,6 +312,30 @@ describe('worker', () => {
     expect((adaErr as ConfigError).message).toMatch(/sm_80, sm_90 .* is sm_89.*not a farm target/);
   });
 
+  it('in gpu mode tunes on the GPU: without a driver the target fails retryably with E_NO_GPU, nothing recorded', async () => {
+    // The worker believes it drives an sm_86 GPU; the GPU steps run the real optimizer CLI, which finds no driver here.
+    const a10 = { index: 0, name: 'NVIDIA A10', sm: 'sm_86', multiprocessors: 72, memoryBytes: 24e9, driverVersion: '13.0' };
+    const gpuWorker = await startWorker(
+      { ...config, workDir: path.join(config.workDir, 'gpu-mode'), worker: { ...config.worker, mode: 'gpu', targets: ['sm_86'], id: 'gpu-mode-a10' } },
+      { logger: pino({ level: 'silent' }), detectGpu: async () => ({ device: a10 }) },
+    );
+    try {
+      const { version, build } = await push('gpu-mode', tinyConvNet({ size: 7 }), { targets: ['sm_86'] });
+      const state = await waitFor('the GPU step to fail', async () => {
+        const t = (await builds().get(build.id))?.targetStates.find((x) => x.target === 'sm_86');
+        return t?.errorCode ? t : null;
+      });
+      expect(state.errorCode).toBe('E_NO_GPU');
+      expect(state.errorMessage).toMatch(/libcuda/);
+      // An environment problem, not the model's: the job is retried (the target is not failed for good).
+      expect(state.status).not.toBe('failed');
+      expect(await plans().listForVersion(version.id)).toEqual([]);
+    } finally {
+      await gpuWorker.close();
+      await queue(targetQueueName('sm_86', config.queuePrefix)).obliterate({ force: true });
+    }
+  });
+
   it('in cross mode never probes the GPU', async () => {
     const cross = await startWorker(
       { ...config, workDir: path.join(config.workDir, 'cross-probe'), worker: { ...config.worker, targets: ['sm_86'], id: 'cross-probe' } },

@@ -10,6 +10,7 @@ import { FinalizeJobProcessor } from './finalize-job.processor.js';
 import { detectGpu, type GpuProbe } from './gpu-probe.js';
 import { removeStaleFiles } from './stale-files.js';
 import { JobRouter } from './job-router.js';
+import { GpuPlanStage } from './gpu-tuning/index.js';
 import { ModelCache } from './model-cache.js';
 import { TargetJobProcessor } from './target-job.processor.js';
 import { createWorkerLogger, type Logger } from './worker-logger.js';
@@ -128,7 +129,10 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
     });
     cleanups.push(() => operations.close());
     const control = new BuildControlRepository(dataSource);
-    const targetProcessor = new TargetJobProcessor({ workerId, targets, workDir: config.workDir, builds, plans, storage, models, log: operations.jobLogs.logger(log), control });
+    const jobLog = operations.jobLogs.logger(log);
+    // gpu mode: plans are tuned, checked and profiled on this worker's GPU (its SM is the target's).
+    const gpuStage = gpu ? new GpuPlanStage(storage, workerId, config.workDir, jobLog) : undefined;
+    const targetProcessor = new TargetJobProcessor({ workerId, targets, workDir: config.workDir, builds, plans, storage, models, log: jobLog, control, gpu: gpuStage });
     const finalizeProcessor = new FinalizeJobProcessor(versions, log);
 
     const routers = [
@@ -169,7 +173,7 @@ export async function startWorker(config: WorkerAppConfig, opts: StartWorkerOpti
     await operations.start();
     const queueNames = routers.map(([router]) => router.queueName);
     log.info({ queues: queueNames, mode: config.worker.mode, concurrency: config.worker.concurrency, targets }, 'worker started');
-    if (gpu) log.info({ gpu }, 'gpu mode: plans are built as in cross mode (untuned) until on-device tuning lands');
+    if (gpu) log.info({ gpu }, 'gpu mode: plans are autotuned (shared timing cache in S3), checked against the CPU reference and profiled on this GPU');
 
     let closing: Promise<void> | undefined;
     return {

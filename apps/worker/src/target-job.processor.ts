@@ -3,10 +3,11 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { isTarget, type Target, type TargetJobData, type TargetJobResult } from '../../../libs/contracts/index.js';
-import { BuildError, OPTIMIZER_VERSION, buildPlan, checkModel } from '../../../libs/native/index.js';
+import { BuildError, OPTIMIZER_VERSION, buildPlan, checkModel, inspectPlan } from '../../../libs/native/index.js';
 import { RegistryError, type BuildControlRepository, type BuildRepository, type PlanRepository } from '../../../libs/registry/index.js';
 import { ObjectStorage, planKey, sha256OfFile } from '../../../libs/storage/index.js';
 import { CalibrationFetcher, type PreparedCalibration } from './calibration/index.js';
+import type { GpuPlanStage, GpuStageResult } from './gpu-tuning/index.js';
 import type { CachedModel, ModelCache } from './model-cache.js';
 import { ProgressReporter } from './progress-reporter.js';
 import { withRegistryRetry } from './registry-retry.js';
@@ -41,6 +42,12 @@ export interface TargetJobDeps {
   log: Logger;
   /** Cancellation checks (DELETE /v1/builds/:id); without it a build cannot be cancelled mid-run. */
   control?: BuildControlRepository;
+  /**
+   * gpu mode (the worker's GPU is the target's SM): autotune the plan on it with the
+   * shared timing cache, check it on the GPU and profile it. Absent in cross mode, where
+   * plans keep their heuristic tactics and are marked untuned.
+   */
+  gpu?: GpuPlanStage;
 }
 
 /**
@@ -123,6 +130,14 @@ export class TargetJobProcessor {
         signal,
       });
       optimizerDone = true;
+      let header = summary.header;
+      let builtSha256 = summary.planSha256;
+      let gpu: GpuStageResult | undefined;
+      if (this.deps.gpu) {
+        gpu = await this.deps.gpu.run(planPath, target, { signal, log, onStep: (step) => progress.report(step, 0) });
+        header = (await inspectPlan(planPath)).header;
+        builtSha256 = gpu.tune.planSha256;
+      }
       const buildMs = Math.round(performance.now() - started);
       // The plan against the ONNX model before anything is stored: a plan that computes something else is no plan.
       progress.report('verify', 0);
@@ -149,9 +164,9 @@ export class TargetJobProcessor {
         throw Object.assign(new Error('the build was cancelled'), { code: 'E_CANCELLED' });
       }
       const plan = await sha256OfFile(planPath);
-      if (summary.planSha256 && summary.planSha256 !== plan.sha256) {
+      if (builtSha256 && builtSha256 !== plan.sha256) {
         // The file on disk is not what the optimizer wrote (disk trouble): worth another attempt.
-        throw Object.assign(new Error(`plan file sha256 ${plan.sha256} differs from the optimizer's ${summary.planSha256}`), { code: 'E_IO' });
+        throw Object.assign(new Error(`plan file sha256 ${plan.sha256} differs from the optimizer's ${builtSha256}`), { code: 'E_IO' });
       }
       const key = planKey(plan.sha256);
       // Content-addressed: identical bytes are already there (a retry, or another version with the same plan).
@@ -159,7 +174,7 @@ export class TargetJobProcessor {
         await this.deps.storage.uploadFile(key, planPath, {
           sha256: plan.sha256,
           contentType: PLAN_CONTENT_TYPE,
-          metadata: { target, 'optimizer-version': summary.header.optimizerVersion ?? OPTIMIZER_VERSION },
+          metadata: { target, 'optimizer-version': header.optimizerVersion ?? OPTIMIZER_VERSION },
         });
       }
       const row = await withRegistryRetry('recordPlan', () => this.deps.plans.recordPlan({
@@ -168,11 +183,12 @@ export class TargetJobProcessor {
         s3Key: key,
         sha256: plan.sha256,
         size: plan.size,
-        precision: summary.header.precision,
-        tuned: summary.header.tuned,
-        optimizerVersion: summary.header.optimizerVersion ?? OPTIMIZER_VERSION,
-        header: { ...summary.header },
-        verification: { ...verification },
+        precision: header.precision,
+        tuned: header.tuned,
+        optimizerVersion: header.optimizerVersion ?? OPTIMIZER_VERSION,
+        header: { ...header },
+        verification: { ...verification, ...(gpu && { gpu: gpu.gpuVerification }) },
+        ...(gpu && { profile: { ...gpu.profile, tuning: gpu.tune } }),
         buildMs,
       }), log);
       if (row.sha256 !== plan.sha256) {

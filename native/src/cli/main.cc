@@ -10,6 +10,8 @@
 
 #include "../core/builder.h"
 #include "../core/executor.h"
+#include "../core/gpu/timing_cache.h"
+#include "../core/json.h"
 #include "../core/npy.h"
 #include "../core/onnx_import.h"
 #include "../core/plan/plan.h"
@@ -32,6 +34,7 @@ const char* kUsage =
     "  planforge-opt bench PLAN [--shape NAME=1x3x224x224]... [--iterations N] [--warmup N] [--autotune] [--json]\n"
     "  planforge-opt verify PLAN --input NAME=FILE... | --data-dir DIR | --synthetic [--rtol R] [--atol A] [--json]\n"
     "  planforge-opt tune PLAN -o TUNED_PLAN [--shape NAME=DIMS]... [--timing-cache FILE] [--json]\n"
+    "  planforge-opt timing-cache merge -o OUT CACHE... [--json]   (keeps this optimizer version's entries)\n"
     "  planforge-opt devices [--json]\n"
     "  planforge-opt eval MODEL.onnx --input NAME=FILE.npy|FILE.pb... --output-dir DIR\n"
     "  planforge-opt inspect PLAN [--json]\n"
@@ -323,6 +326,53 @@ int cmdCheck(int argc, char** argv) {
   return 0;
 }
 
+// planforge-opt timing-cache merge -o OUT CACHE...: merges timing caches (per key the faster
+// entry wins: commutative and idempotent, so workers can each publish their own file and
+// every reader merges them all) and drops entries of other optimizer versions. Runs without a GPU.
+int cmdTimingCache(int argc, char** argv) {
+  if (argc < 3 || std::string(argv[2]) != "merge") throw UsageError("timing-cache needs the subcommand merge");
+  std::string out;
+  bool json = false;
+  std::vector<std::string> inputs;
+  for (int i = 3; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-o" || a == "--output") {
+      if (i + 1 >= argc) throw UsageError(a + " needs a file");
+      out = argv[++i];
+    } else if (a == "--json") {
+      json = true;
+    } else if (a.size() > 1 && a[0] == '-') {
+      throw UsageError("unknown option " + a);
+    } else {
+      inputs.push_back(a);
+    }
+  }
+  if (out.empty()) throw UsageError("timing-cache merge needs -o OUT");
+  gpu::TimingCache merged;
+  size_t read = 0;
+  for (const auto& in : inputs) {
+    struct stat st;
+    if (::stat(in.c_str(), &st) != 0) throw BuildError(ErrorCode::kParse, "timing cache " + in + ": " + std::strerror(errno));
+    try {
+      merged.merge(gpu::TimingCache::load(in));
+    } catch (const BuildError& e) {
+      throw BuildError(e.code(), in + ": " + e.what());
+    }
+    ++read;
+  }
+  const size_t dropped = merged.pruneOtherVersions(kOptimizerVersion);
+  merged.save(out);
+  if (json) {
+    JsonWriter w;
+    w.beginObject().field("output", out).field("inputs", static_cast<uint64_t>(read)).field("entries", static_cast<uint64_t>(merged.size()));
+    w.field("droppedOtherVersions", static_cast<uint64_t>(dropped)).endObject();
+    std::cout << w.str() << "\n";
+  } else {
+    std::cout << "merged " << read << " cache(s): " << merged.size() << " entries (" << dropped << " of other optimizer versions dropped) -> " << out << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -338,6 +388,7 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return cmdEval(argc, argv);
     if (cmd == "inspect") return cmdInspect(argc, argv);
     if (cmd == "check") return cmdCheck(argc, argv);
+    if (cmd == "timing-cache") return cmdTimingCache(argc, argv);
     if (cmd == "version" || cmd == "--version") {
       std::cout << kOptimizerVersion << "\n";
       return 0;

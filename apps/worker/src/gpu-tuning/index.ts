@@ -1,0 +1,2 @@
+export * from './gpu-plan-stage.js';
+export * from './timing-cache-store.js';
