@@ -3,12 +3,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { targetQueueName, type Target } from '../../libs/contracts/index.js';
-import { OPTIMIZER_VERSION } from '../../libs/native/index.js';
+import { OPTIMIZER_VERSION, buildPlan } from '../../libs/native/index.js';
 import { cleanupTestConfig } from '../helpers/env.js';
 import { makeModel, tinyConvNet } from '../helpers/onnx-builder.js';
 import { QueueProbe, json, multipartBody, multipartHeaders, request, sql, startApi, submit, submitParts, type ApiUnderTest, type HttpResult } from '../api/api-test-kit.js';
 import { mintKeys, openRegistry, type Registry } from './lifecycle-kit.js';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { npy } from '../verification/npz-kit.js';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planKey } from '../../libs/storage/index.js';
@@ -140,6 +141,42 @@ describe('idempotency and the build cache', () => {
     expect(theirs.statusCode).toBe(202);
     expect(json(theirs).buildId).not.toBe(json(first).buildId);
     expect((await idem('bad key with spaces', spec, model)).statusCode).toBe(400);
+  });
+
+  it('counts the calibration upload as part of the request under an Idempotency-Key', async () => {
+    // Two valid calibration tables for the same model, as `planforge-opt --calib-cache` writes them.
+    const model = tinyConvNet({ size: 8 });
+    const dir = mkdtempSync(join(tmpdir(), 'idem-calib-'));
+    const tables: Buffer[] = [];
+    try {
+      writeFileSync(join(dir, 'm.onnx'), model);
+      for (const scale of [1, 3]) {
+        const batch = join(dir, `calib-${scale}`, 'b0');
+        mkdirSync(batch, { recursive: true });
+        const data = Float32Array.from({ length: 3 * 8 * 8 }, (_, i) => ((i % 17) / 17) * scale);
+        writeFileSync(join(batch, 'input.npy'), npy([1, 3, 8, 8], data));
+        const table = join(dir, `table-${scale}.json`);
+        await buildPlan({ modelPath: join(dir, 'm.onnx'), outputPath: join(dir, 'x.plan'), target: 'sm_80', precision: 'int8', calibration: { dataDir: join(dir, `calib-${scale}`), cacheFile: table, method: 'minmax' } });
+        tables.push(readFileSync(table));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(tables[0].equals(tables[1])).toBe(false);
+    const spec = { model: 'idem-int8', targets: ['sm_80'], precision: 'int8' };
+    const post = (table: Buffer) =>
+      request(api, {
+        method: 'POST',
+        url: '/v1/builds',
+        headers: { ...multipartHeaders(), 'idempotency-key': 'calib-1' },
+        payload: multipartBody([...submitParts({ spec, model }), { name: 'calibrationTable', value: table, filename: 'table.json', contentType: 'application/json' }]),
+      });
+    const first = await post(tables[0]);
+    expect(first.statusCode).toBe(202);
+    expect((await post(tables[0])).statusCode).toBe(200);
+    const other = await post(tables[1]);
+    expect(other.statusCode).toBe(409);
+    expect(json(other).message).toMatch(/calibration data/);
   });
 
   it('satisfies targets from the cache: no job is queued for them, cacheHit shows in the build', async () => {

@@ -71,9 +71,10 @@ export function parsePriorityHeader(raw: string): BuildSpec['priority'] {
   return value === 'release' || value === 'branch' ? value : Number(value);
 }
 
-/** Same key + same request: the original answer. Model bytes and canonical spec make the request. */
-export function submissionHash(modelSha256: string, spec: BuildSpec): string {
-  return createHash('sha256').update(`${modelSha256}\n${canonicalJson(spec)}`).digest('hex');
+/** Same key + same request: the original answer. Model bytes, canonical spec and calibration uploads make the request. */
+export function submissionHash(modelSha256: string, spec: BuildSpec, calibration: { archive?: string; table?: string } = {}): string {
+  const files = calibration.archive || calibration.table ? `\ncalibration=${calibration.archive ?? '-'}\ntable=${calibration.table ?? '-'}` : '';
+  return createHash('sha256').update(`${modelSha256}\n${canonicalJson(spec)}${files}`).digest('hex');
 }
 
 /**
@@ -147,10 +148,14 @@ export class BuildService {
       const spec: BuildSpec = headerPriority === undefined ? received.spec : { ...received.spec, priority: headerPriority };
       const idempotency = ctx.idempotencyKey === undefined ? null : { scope: actorScope(ctx.actor), key: ctx.idempotencyKey };
       if (idempotency) {
-        const claim = await this.idempotency.claim(idempotency.scope, idempotency.key, submissionHash(model.sha256, spec));
+        const claim = await this.idempotency.claim(
+          idempotency.scope,
+          idempotency.key,
+          submissionHash(model.sha256, spec, { archive: received.calibration?.sha256, table: received.calibrationTable?.sha256 }),
+        );
         if (claim.state === 'replay') return { body: claim.response as unknown as SubmitBuildResponse, replayed: true };
         if (claim.state === 'conflict') {
-          throw new ApiError(409, `Idempotency-Key "${idempotency.key}" was already used for a different request (other model bytes or spec)`, {
+          throw new ApiError(409, `Idempotency-Key "${idempotency.key}" was already used for a different request (other model bytes, spec or calibration data)`, {
             code: IDEMPOTENCY_CONFLICT_CODE,
           });
         }
