@@ -181,6 +181,31 @@ describe('POST /v1/telemetry', () => {
     expect([Number(again.n), Number(again.requests)]).toEqual([2, 20_200]);
   });
 
+  it('writes reports sent with an Idempotency-Key exactly once, even when retried concurrently', async () => {
+    await sql(api.config, `DELETE FROM telemetry_buckets`);
+    const end = Date.now();
+    const batch = Array.from({ length: 5 }, (_, i) => report({ deviceId: `retry-${i}`, window: { start: end - 5000, end }, requests: 100, errors: 1 }));
+    const key = { 'idempotency-key': 'gateway-7-batch-0042' };
+    // A gateway that lost the answer retries at once, several times, some in parallel.
+    const answers = await Promise.all([post(keys.reporter, batch, key), post(keys.reporter, batch, key), post(keys.reporter, batch, key)]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 200, 202]);
+    for (const a of answers) expect(json(a)).toEqual({ accepted: 5, series: 1, buffered: false });
+    expect(answers.filter((a) => a.headers['idempotent-replayed'] === 'true')).toHaveLength(2);
+    const [row] = await sql<{ reports: string; requests: string }>(api.config, `SELECT sum(reports) AS reports, sum(requests) AS requests FROM telemetry_buckets`);
+    expect([Number(row.reports), Number(row.requests)]).toEqual([5, 500]);
+
+    // The same key with other reports is refused; another reporter's key of the same name is its own.
+    const other = await post(keys.reporter, [report({ deviceId: 'someone-else' })], key);
+    expect(other.statusCode).toBe(409);
+    expect(json(other)).toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
+    expect((await post(keys.admin, batch, key)).statusCode).toBe(202);
+    expect((await post(keys.reporter, batch, { 'idempotency-key': 'bad key' })).statusCode).toBe(400);
+    // A batch refused for its content claims no key: fixed and sent again under the same key, it counts.
+    const bad = await post(keys.reporter, [report({ requests: -1 })], { 'idempotency-key': 'fixed-later' });
+    expect(bad.statusCode).toBe(400);
+    expect((await post(keys.reporter, [report({ deviceId: 'fixed' })], { 'idempotency-key': 'fixed-later' })).statusCode).toBe(202);
+  });
+
   it('prunes buckets older than the retention', async () => {
     await sql(api.config, `DELETE FROM telemetry_buckets`);
     expect((await post(keys.reporter, report())).statusCode).toBe(202);

@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import type { Target } from '../../contracts/index.js';
 
 /** Sums of the reports that fell in one bucket of one series (channel, target, version). */
@@ -26,6 +26,9 @@ export interface TelemetryChannel {
   maxVersion: number;
 }
 
+/** What an Idempotency-Key'd telemetry request found: written now, written before (the first answer), or another request's key. */
+export type TelemetryOnce = { state: 'added' } | { state: 'replay'; response: Record<string, unknown> } | { state: 'conflict' };
+
 /** Rows per statement: 10 parameters each, well below Postgres' 65,535. */
 const UPSERT_CHUNK = 500;
 
@@ -51,7 +54,8 @@ export class TelemetryRepository {
    * order, so concurrent flushes from several API instances lock them in the same
    * order and cannot deadlock. Keys must be unique within one call.
    */
-  async add(deltas: TelemetryBucketDelta[]): Promise<number> {
+  async add(deltas: TelemetryBucketDelta[], em?: EntityManager): Promise<number> {
+    const q = em ?? this.ds;
     const sorted = [...deltas].sort((a, b) =>
       a.channelId !== b.channelId ? (a.channelId < b.channelId ? -1 : 1)
       : a.target !== b.target ? (a.target < b.target ? -1 : 1)
@@ -66,7 +70,7 @@ export class TelemetryRepository {
         const n = params.length;
         return `($${n - 9}::uuid, $${n - 8}, $${n - 7}::int, $${n - 6}::timestamptz, $${n - 5}::bigint, $${n - 4}::bigint, $${n - 3}::bigint, $${n - 2}::bigint, $${n - 1}::bigint, $${n}::bigint[])`;
       });
-      await this.ds.query(
+      await q.query(
         `INSERT INTO telemetry_buckets AS t (channel_id, target, version, bucket_start, reports, requests, errors, window_ms, latency_count, latency_hist)
          VALUES ${values.join(', ')}
          ON CONFLICT (channel_id, target, version, bucket_start) DO UPDATE SET
@@ -134,5 +138,33 @@ export class TelemetryRepository {
       `SELECT (SELECT count(*) FROM telemetry_buckets) AS rows, pg_total_relation_size('telemetry_buckets') AS bytes`,
     );
     return { rows: Number(r.rows), bytes: Number(r.bytes) };
+  }
+
+  /**
+   * Exactly once per (scope, Idempotency-Key): the key (kept 24 hours, in the same table
+   * as build submissions' keys) and the deltas commit in one transaction, so a reporter
+   * that retries after a lost answer never counts its reports twice, and a crash never
+   * leaves a key without its data.
+   */
+  async addOnce(scope: string, key: string, requestHash: string, deltas: TelemetryBucketDelta[], response: Record<string, unknown>): Promise<TelemetryOnce> {
+    return this.ds.transaction(async (em) => {
+      await em.query(`DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < now() - interval '24 hours'`, [scope, key]);
+      const inserted: unknown[] = await em.query(
+        `INSERT INTO idempotency_keys (scope, key, request_hash, response) VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING RETURNING key`,
+        [scope, key, requestHash, JSON.stringify(response)],
+      );
+      if (!inserted.length) {
+        // The first request holds the row lock until it commits: this waits for it, then sees its outcome.
+        const rows: { request_hash: string; response: Record<string, unknown> | null }[] = await em.query(
+          `SELECT request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR SHARE`,
+          [scope, key],
+        );
+        if (!rows.length) return this.addOnce(scope, key, requestHash, deltas, response);
+        if (rows[0].request_hash !== requestHash || !rows[0].response) return { state: 'conflict' };
+        return { state: 'replay', response: rows[0].response };
+      }
+      await this.add(deltas, em);
+      return { state: 'added' };
+    });
   }
 }

@@ -35,6 +35,11 @@ export const IDEMPOTENCY_IN_PROGRESS_CODE = 'E_IDEMPOTENCY_IN_PROGRESS';
 /** Printable ASCII, as the IETF Idempotency-Key draft suggests (a UUID in practice). */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
+/** 400 naming the header unless the Idempotency-Key is 1-255 printable ASCII characters. */
+export function checkIdempotencyKey(key: string | undefined): void {
+  if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) throw ApiError.invalidField('Idempotency-Key', 'expected 1-255 printable ASCII characters (e.g. a UUID)');
+}
+
 /** A model received by this API: an upload (in memory when small) or a file fetched for a CI webhook. */
 export interface ModelFile {
   size: number;
@@ -138,9 +143,7 @@ export class BuildService {
    * answer (`replayed`), and the same key with another request a 409.
    */
   async submit(request: FastifyRequest, base: string, ctx: SubmitContext): Promise<{ body: SubmitBuildResponse; replayed: boolean }> {
-    if (ctx.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(ctx.idempotencyKey)) {
-      throw ApiError.invalidField('Idempotency-Key', 'expected 1-255 printable ASCII characters (e.g. a UUID)');
-    }
+    checkIdempotencyKey(ctx.idempotencyKey);
     const headerPriority = ctx.priority === undefined ? undefined : parsePriorityHeader(ctx.priority);
     const received = await this.uploads.receive(request);
     try {

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_TELEMETRY_CONFIG, type TelemetryConfig } from '../../../../libs/config/index.js';
+import { canonicalJson } from '../../../../libs/contracts/index.js';
 import { TelemetryRepository, type TelemetryChannel } from '../../../../libs/registry/index.js';
 import { API_CONFIG, type ApiAppConfig } from '../api-config.token.js';
 import { ApiError, type FieldIssue } from '../errors/api.error.js';
@@ -73,7 +75,12 @@ export class TelemetryService implements OnModuleInit, OnModuleDestroy, OnApplic
     return removed;
   }
 
-  async ingest(body: unknown): Promise<TelemetryAccepted> {
+  /**
+   * With an Idempotency-Key (scope: the API key) the reports are written through, in one
+   * transaction with the key: a repeat gets the first answer (`replayed`) and adds nothing,
+   * the same key with other reports a 409.
+   */
+  async ingest(body: unknown, once?: { scope: string; key: string }): Promise<{ body: TelemetryAccepted; replayed: boolean }> {
     const parsed = parseTelemetry(body, this.config);
     if (!parsed.ok) {
       throw ApiError.badRequest(`invalid telemetry: ${parsed.errors.slice(0, 5).map((e) => `${e.field}: ${e.message}`).join('; ')}`, parsed.errors);
@@ -99,14 +106,23 @@ export class TelemetryService implements OnModuleInit, OnModuleDestroy, OnApplic
     if (unknown.length) throw new ApiError(404, `unknown channel: ${unknown[0].message}`, { code: 'E_UNKNOWN_CHANNEL', errors: unknown });
     if (badVersion.length) throw ApiError.badRequest(`invalid telemetry: ${badVersion[0].field}: ${badVersion[0].message}`, badVersion);
     const series = local.size;
+    if (once) {
+      const answer: TelemetryAccepted = { accepted: parsed.reports.length, series, buffered: false };
+      const hash = createHash('sha256').update(`telemetry\n${canonicalJson(body)}`).digest('hex');
+      const outcome = await this.telemetry.addOnce(once.scope, once.key, hash, local.deltas(), answer as unknown as Record<string, unknown>);
+      if (outcome.state === 'conflict') {
+        throw new ApiError(409, `Idempotency-Key "${once.key}" was already used for different reports`, { code: 'E_IDEMPOTENCY_CONFLICT' });
+      }
+      return outcome.state === 'replay' ? { body: outcome.response as unknown as TelemetryAccepted, replayed: true } : { body: answer, replayed: false };
+    }
     if (this.config.flushMs === 0) {
       await this.telemetry.add(local.deltas());
-      return { accepted: parsed.reports.length, series, buffered: false };
+      return { body: { accepted: parsed.reports.length, series, buffered: false }, replayed: false };
     }
     if (this.closed) throw ApiError.serviceUnavailable('shutting down', 'E_SHUTTING_DOWN');
     this.buffer.absorb(local);
     if (this.buffer.size >= MAX_PENDING_SERIES) await this.flush();
-    return { accepted: parsed.reports.length, series, buffered: true };
+    return { body: { accepted: parsed.reports.length, series, buffered: true }, replayed: false };
   }
 
   /** Writes what is buffered; one flush at a time, a failed one is put back for the next. */
