@@ -31,7 +31,7 @@ import {
   verificationInputShapes,
   verifyPlan,
 } from '../../apps/worker/src/verification/index.js';
-import { tinyConvNet } from '../helpers/onnx-builder.js';
+import { makeModel, tinyConvNet } from '../helpers/onnx-builder.js';
 import { npy, uniform, zip } from './npz-kit.js';
 
 const IMAGE: ValueInfo = { name: 'input', dtype: 'float32', shape: ['batch', 3, 8, 8] };
@@ -253,6 +253,34 @@ describe('verifyPlan against onnxruntime', () => {
     const message = verificationFailureMessage(report);
     expect(message).toMatch(/fp16, 2 samples, seed 9/);
     expect(message).toMatch(/output 'output': max abs error [0-9.e-]+ .* exceeds 0/);
+  });
+
+  it('says when an FP16 plan overflows: NaN/Inf where the FP32 model is finite, with what to do', async () => {
+    // x * 1e5 * 1e-5: finite in FP32, Inf in FP16 as soon as |x| * 1e5 passes 65504.
+    const scalar = (name: string, v: number) => ({ name, dtype: 'float32' as const, dims: [1], data: [v] });
+    const model = makeModel({
+      graphName: 'overflow',
+      inputs: [{ name: 'x', dtype: 'float32', shape: [1, 16] }],
+      outputs: [{ name: 'y', dtype: 'float32', shape: [1, 16] }],
+      initializers: [scalar('big', 1e5), scalar('small', 1e-5)],
+      nodes: [
+        { op: 'Mul', name: 'scale_up', inputs: ['x', 'big'], outputs: ['h'] },
+        { op: 'Mul', name: 'scale_down', inputs: ['h', 'small'], outputs: ['y'] },
+      ],
+    });
+    const overflowModel = join(dir, 'overflow.onnx');
+    writeFileSync(overflowModel, model);
+    const plan = join(dir, 'overflow-fp16.plan');
+    await buildPlan({ modelPath: overflowModel, outputPath: plan, target: 'sm_80', precision: 'fp16' });
+    const inputs = (await checkModel(overflowModel)).inputs;
+    const report = await verifyPlan({ planPath: plan, modelPath: overflowModel, modelInputs: inputs, precision: 'fp16', settings: { samples: 2 } });
+    expect(report.passed).toBe(false);
+    expect(report.outputs.y.planOnlyNonFinite).toBeGreaterThan(0);
+    expect(verificationFailureMessage(report)).toMatch(/NaN\/Inf from the plan where the FP32 model is finite: an activation likely exceeds FP16's range of ±65504; keep the layers that overflow in fp32 with spec.layerPrecisions/);
+    // Kept in fp32, the same model passes.
+    const mixed = join(dir, 'overflow-mixed.plan');
+    await buildPlan({ modelPath: overflowModel, outputPath: mixed, target: 'sm_80', precision: 'fp16', layerPrecisions: { scale_up: 'fp32', scale_down: 'fp32' } });
+    expect((await verifyPlan({ planPath: mixed, modelPath: overflowModel, modelInputs: inputs, precision: 'fp16', settings: { samples: 2 } })).passed).toBe(true);
   });
 
   it('rejects with VerificationError when onnxruntime cannot load the model', async () => {

@@ -18,6 +18,8 @@ export interface OutputMetrics {
   elements: number;
   /** Elements where one side is NaN/Inf and the other is not the same value. */
   nonFiniteMismatches: number;
+  /** Of those, the elements where the plan is NaN/Inf and the reference is finite (overflow in the plan). */
+  planOnlyNonFinite: number;
 }
 
 function toNumbers(t: TensorValue, what: string): ArrayLike<number> {
@@ -43,6 +45,7 @@ export class OutputComparison {
   private agreeingRows = 0;
   private lastDim: number | null = null;
   private nonFinite = 0;
+  private planOnlyNonFinite = 0;
 
   constructor(readonly name: string) {}
 
@@ -61,7 +64,10 @@ export class OutputComparison {
     for (let i = 0; i < a.length; i++) {
       const x = a[i], y = b[i];
       if (!Number.isFinite(x) || !Number.isFinite(y)) {
-        if (!(Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y)))) this.nonFinite++;
+        if (!(Object.is(x, y) || (Number.isNaN(x) && Number.isNaN(y)))) {
+          this.nonFinite++;
+          if (Number.isFinite(y)) this.planOnlyNonFinite++;
+        }
         continue;
       }
       const err = Math.abs(x - y);
@@ -94,6 +100,7 @@ export class OutputComparison {
       scale: this.scale,
       elements: this.elements,
       nonFiniteMismatches: this.nonFinite,
+      planOnlyNonFinite: this.planOnlyNonFinite,
     };
   }
 }

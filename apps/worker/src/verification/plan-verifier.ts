@@ -65,9 +65,19 @@ export interface VerifyPlanOptions {
 
 const num = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(2));
 
-function checkBounds(name: string, m: OutputMetrics, tol: VerificationTolerance): string[] {
+/** FP16's largest finite value: activations beyond it become Inf, then NaN. */
+const FP16_MAX = 65504;
+
+function checkBounds(name: string, m: OutputMetrics, tol: VerificationTolerance, precision: string): string[] {
   const out: string[] = [];
-  if (m.nonFiniteMismatches > 0) out.push(`output '${name}': ${m.nonFiniteMismatches} elements are NaN/Inf on one side only`);
+  if (m.nonFiniteMismatches > 0) {
+    const overflow =
+      precision !== 'fp32' && m.planOnlyNonFinite > 0
+        ? ` (${m.planOnlyNonFinite} NaN/Inf from the plan where the FP32 model is finite: an activation likely exceeds ` +
+          `${precision === 'fp16' ? `FP16's range of ±${FP16_MAX}` : 'its reduced-precision range'}; keep the layers that overflow in fp32 with spec.layerPrecisions, or build fp32)`
+        : '';
+    out.push(`output '${name}': ${m.nonFiniteMismatches} elements are NaN/Inf on one side only${overflow}`);
+  }
   if (tol.maxAbs !== null && !(m.scaledMaxAbs <= tol.maxAbs))
     out.push(`output '${name}': max abs error ${num(m.maxAbs)} (${num(m.scaledMaxAbs)} of its scale ${num(Math.max(1, m.scale))}) exceeds ${num(tol.maxAbs)}`);
   if (tol.maxRel !== null && !(m.maxRel <= tol.maxRel)) out.push(`output '${name}': max rel error ${num(m.maxRel)} exceeds ${num(tol.maxRel)}`);
@@ -137,7 +147,7 @@ export async function verifyPlan(opts: VerifyPlanOptions): Promise<VerificationR
     maxAbs = Math.max(maxAbs, m.maxAbs);
     maxRel = Math.max(maxRel, m.maxRel);
     if (m.top1 !== null) top1 = top1 === null ? m.top1 : Math.min(top1, m.top1);
-    failures.push(...checkBounds(name, m, tolerance));
+    failures.push(...checkBounds(name, m, tolerance, precision));
   }
   return {
     passed: failures.length === 0,
