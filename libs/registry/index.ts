@@ -17,3 +17,4 @@ export * from './repositories/webhook.repository.js';
 export * from './repositories/build-control.repository.js';
 export * from './repositories/telemetry.repository.js';
 export * from './repositories/rollout.repository.js';
+export * from './repositories/notification-outbox.repository.js';

@@ -56,7 +56,7 @@ describe('registry', () => {
     const ALL_MIGRATIONS = REGISTRY_MIGRATIONS.map((m) => new m().name);
     const ALL_TABLES = [
       'api_keys', 'audit_log', 'build_targets', 'builds', 'channel_events', 'channel_pointers', 'channels', 'idempotency_keys',
-      'model_versions', 'models', 'plans', 'rollout_blocked_versions', 'rollout_policies', 'rollouts', 'telemetry_buckets', 'typeorm_migrations',
+      'model_versions', 'models', 'notification_outbox', 'plans', 'rollout_blocked_versions', 'rollout_policies', 'rollouts', 'telemetry_buckets', 'typeorm_migrations',
       'webhook_deliveries', 'webhook_triggers',
     ];
 

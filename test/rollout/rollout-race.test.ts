@@ -1,9 +1,10 @@
 /** Several API instances on one database, all watching: a regression is rolled back exactly once. */
 import { RolloutWatcherService, type WatchOutcome } from '../../apps/api/src/rollout/rollout-watcher.service.js';
-import { json, listen, request, type ApiUnderTest } from '../api/api-test-kit.js';
+import { verifyGenericSignature } from '../../apps/api/src/services/webhook-signatures.js';
+import { json, listen, request, sql, type ApiUnderTest } from '../api/api-test-kit.js';
 import { cleanupTestConfig } from '../helpers/env.js';
 import { openRegistry, promote, type Registry } from '../registry-lifecycle/lifecycle-kit.js';
-import { mintKey, modelWithVersions, putPolicy, reportFleet, startRolloutApi, waitForState, webhookReceiver } from './rollout-kit.js';
+import { mintKey, modelWithVersions, putPolicy, reportFleet, startRolloutApi, waitFor, waitForState, webhookReceiver } from './rollout-kit.js';
 
 const SECRET = 'race-hook-secret-0123456789';
 
@@ -84,5 +85,39 @@ describe('rollout watch across instances', () => {
       counted += m ? Number(m[1]) : 0;
     }
     expect(counted).toBe(1);
+  });
+
+  it('a rollback notice outlives the instance that wrote it: another instance delivers it, once, with one delivery id', async () => {
+    // This receiver refuses the first two attempts.
+    const flaky = await webhookReceiver(2);
+    const extra = await listen(apis[0].config);
+    try {
+      const model = 'race-outbox';
+      await modelWithVersions(apis[0], reg, model, 'production', 2);
+      const policy = { watchSeconds: 30, minRequests: 1000, maxP99Regression: 0.2, maxErrorRate: 0.01, webhook: { url: flaky.url, secret: SECRET } };
+      expect((await putPolicy(apis[0], model, 'production', policy)).statusCode).toBe(200);
+      await reportFleet(apis[0], reporter, { model, channel: 'production', version: 1, devices: 40, requestsPerDevice: 50, p50Ms: 3, p99Ms: 6 });
+      expect((await promote(apis[0], model, 'production', { version: 2 })).statusCode).toBe(200);
+      await reportFleet(apis[0], reporter, { model, channel: 'production', version: 2, devices: 40, requestsPerDevice: 50, p50Ms: 3, p99Ms: 9 });
+      // The extra instance rolls back (the notice is written in that transaction) and makes the first attempt...
+      const outcome = await extra.app.get(RolloutWatcherService).tick();
+      expect(Object.values(outcome)).toContain('rolled_back');
+      await waitFor('the first attempt', async () => flaky.attempts() >= 1);
+      // ...and stops. The notice is in Postgres, not in its memory.
+      await extra.app.close();
+      const [row] = await sql<{ id: string; status: string }>(apis[0].config, `SELECT o.id, o.status FROM notification_outbox o JOIN channels c ON c.id = o.channel_id JOIN models m ON m.id = c.model_id WHERE m.name = $1`, [model]);
+      expect(row.status).toBe('pending');
+      const delivered = await waitFor('delivery by another instance', async () => {
+        const [r] = await sql<{ status: string; attempts: number }>(apis[0].config, `SELECT status, attempts FROM notification_outbox WHERE id = $1`, [row.id]);
+        return r.status === 'delivered' ? r : null;
+      }, 30_000);
+      expect(delivered.attempts).toBe(3);
+      expect(flaky.received).toHaveLength(1);
+      expect(flaky.received[0].headers['x-planforge-delivery']).toBe(row.id);
+      expect(JSON.parse(flaky.received[0].body)).toMatchObject({ event: 'rollout.rolled_back', model, deliveryId: row.id, version: 2 });
+      expect(verifyGenericSignature(SECRET, Buffer.from(flaky.received[0].body), String(flaky.received[0].headers['x-planforge-signature'])).ok).toBe(true);
+    } finally {
+      await flaky.close();
+    }
   });
 });

@@ -109,28 +109,30 @@ export class RolloutWatcherService implements OnApplicationBootstrap, OnModuleDe
         await this.rollouts.finish(ch.entityManager, r.id, 'complete', decision, d.reason);
         await this.audit.record(ROLLOUT_WATCH_ACTOR, requestId, 'rollout.complete', subject, { rolloutId: r.id, version: r.version, canaryPercent: r.canaryBp === null ? null : r.canaryBp / 100, reason: d.reason }, ch.entityManager);
       }
+      // The notice is written with the change (transactional outbox): it exists exactly when the change committed.
+      const policy = await this.rollouts.policy(r.channelId, ch.entityManager);
+      if (policy?.webhookUrl && policy.webhookSecret) {
+        await this.notifier.enqueue(ch.entityManager, r.channelId, {
+          event: d.action === 'rollback' ? 'rollout.rolled_back' : 'rollout.completed',
+          model: r.modelName,
+          channel: r.channelName,
+          rolloutId: r.id,
+          version: r.version,
+          fromVersions: r.fromVersions,
+          targets: r.targets,
+          canaryPercent: r.canaryBp === null ? null : r.canaryBp / 100,
+          reason: d.reason,
+          ...(d.action === 'rollback' ? { check: d.check, scope: d.scope } : {}),
+          figures: evaluation.scopes,
+          at: new Date().toISOString(),
+        });
+      }
       return true;
     }).finally(() => this.resolveCache.invalidate()); // committed: this instance resolves the outcome at once
     if (!acted) return 'lost_race';
     this.logger.log(`${r.modelName}/${r.channelName} v${r.version}: ${d.action === 'rollback' ? 'rolled back' : 'rollout complete'} (${d.reason})`);
     if (d.action === 'rollback') this.metrics.autoRollbacks.inc({ model: r.modelName, channel: r.channelName, reason: d.check });
-    const policy = await this.rollouts.policy(r.channelId);
-    if (policy?.webhookUrl && policy.webhookSecret) {
-      this.notifier.send(policy.webhookUrl, policy.webhookSecret, {
-        event: d.action === 'rollback' ? 'rollout.rolled_back' : 'rollout.completed',
-        model: r.modelName,
-        channel: r.channelName,
-        rolloutId: r.id,
-        version: r.version,
-        fromVersions: r.fromVersions,
-        targets: r.targets,
-        canaryPercent: r.canaryBp === null ? null : r.canaryBp / 100,
-        reason: d.reason,
-        ...(d.action === 'rollback' ? { check: d.check, scope: d.scope } : {}),
-        figures: evaluation.scopes,
-        at: new Date().toISOString(),
-      });
-    }
+    this.notifier.kick();
     return d.action === 'rollback' ? 'rolled_back' : 'completed';
   }
 

@@ -1,5 +1,5 @@
 import type { Provider, Type } from '@nestjs/common';
-import { RolloutRepository, TelemetryRepository } from '../../../../libs/registry/index.js';
+import { NotificationOutboxRepository, RolloutRepository, TelemetryRepository } from '../../../../libs/registry/index.js';
 import { DatabaseRepository } from '../repositories/database.repository.js';
 import { TelemetryController } from '../telemetry/telemetry.controller.js';
 import { TelemetryService } from '../telemetry/telemetry.service.js';
@@ -19,7 +19,7 @@ import { RolloutWatcherService } from './rollout-watcher.service.js';
 export const ROLLOUT_CONTROLLERS: Type<unknown>[] = [TelemetryController, RolloutController];
 
 export const ROLLOUT_PROVIDERS: Provider[] = [
-  ...[TelemetryRepository, RolloutRepository].map((repository) => ({
+  ...[TelemetryRepository, RolloutRepository, NotificationOutboxRepository].map((repository) => ({
     provide: repository,
     useFactory: (database: DatabaseRepository) => new repository(database.dataSource),
     inject: [DatabaseRepository],
