@@ -4,11 +4,15 @@
 #   bin/ planforge-opt planforge-unit-tests pf-gpu     lib/ libonnx_proto.so.1 libprotobuf.so.32
 #   conformance/ (ONNX backend cases)  scripts (this folder)  pytorch_baseline.py
 # Then: run(command="bash .gpucarry/gpu/run_on_device.sh", carry=[".gpucarry"]).
+# BUILD=build/cublas (relative to native/, default build) builds into another folder, so two
+# engineers can build at once (make -C native BUILD=... honours it too).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 C=$ROOT/.gpucarry
-make -C "$ROOT/native" -j2 all >/tmp/pf-native-build.log 2>&1 || { tail -30 /tmp/pf-native-build.log; exit 1; }
-B=$ROOT/native/build
+BUILD=${BUILD:-build}
+LOG=/tmp/pf-native-build.$(echo "$BUILD" | tr / _).log
+make -C "$ROOT/native" BUILD="$BUILD" -j2 all >"$LOG" 2>&1 || { tail -30 "$LOG"; exit 1; }
+B=$ROOT/native/$BUILD
 g++ -O2 -std=c++17 -DONNX_ML=1 "$ROOT/bench/gpu/pf_gpu_main.cc" -o "$B/pf-gpu" \
   -Wl,--whole-archive "$B/core/libplanforge_core.a" -Wl,--no-whole-archive \
   "$B/obj/cli/bench_command.o" -lonnx_proto -lprotobuf -lpthread -ldl

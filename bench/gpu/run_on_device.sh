@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE from the repo root, after bench/gpu/prepare_carry.sh filled .gpucarry/:
 #   bash .gpucarry/gpu/run_on_device.sh [info] [unit] [conformance] [models] [verify] [baseline] [bench] [tune]
-# Writes $OUT/results.jsonl (one JSON object per step), conformance.jsonl, unit.txt, baseline.json, log.txt.
+# Writes $OUT/results.jsonl (one JSON object per step), conformance.jsonl, conformance_cublaslt.jsonl,
+# unit.txt, baseline.json, timing_cache.txt, log.txt.
+# Variants (the "tag" of a bench row): fp32 / fp16 = the plan as built (heuristic tactics: our kernels only);
+# <p>-cublaslt = every GEMM / conv cuBLASLt can take on cuBLASLt (bench --cublaslt); <p>-autotune = timed per
+# layer among our kernels and cuBLASLt (bench --autotune, shared timing cache); <p>-tuned = the plan written by
+# `tune` (tactics from bs32); <p>-tuned-nocublaslt = that plan with PLANFORGE_CUBLASLT=0 (the fallback).
 # Every step has its own timeout and records failures instead of stopping the run.
 set -u
 C=$PWD/.gpucarry
@@ -10,13 +15,18 @@ OUT=${OUT:-/tmp/pf-out}
 mkdir -p "$OUT"
 W=/tmp/pfwork
 mkdir -p "$W/plans" "$W/conf"
-PHASES=${*:-info unit conformance models verify baseline bench tune}
+PHASES=${*:-info unit conformance models verify bench tune baseline}
 R=$OUT/results.jsonl
 OPT=$C/bin/planforge-opt
 GPU=$C/bin/pf-gpu
 SM=${PF_SM:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '. ')}
 MODELS=${PF_MODELS:-resnet50 mobilenet_v3_large bert-base}
 PRECISIONS=${PF_PRECISIONS:-fp32 fp16}
+# Sub-steps (to fit a device budget): conformance and bench variants, tune steps.
+CONF_VARIANTS=${PF_CONF_VARIANTS:-heuristic cublaslt}
+BENCH_VARIANTS=${PF_BENCH_VARIANTS:-heuristic cublaslt tf32}
+TUNE_STEPS=${PF_TUNE_STEPS:-autotune tune}
+in_list() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/log.txt"; }
 has() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # record KIND JSON-FIELDS: appends {"kind":KIND, ...} to results.jsonl
@@ -31,6 +41,11 @@ log "phases: $PHASES; sm_$SM"
 if has info; then
   nvidia-smi >"$OUT/log.txt.nvidia-smi" 2>&1; cat "$OUT/log.txt.nvidia-smi" >>"$OUT/log.txt"; rm -f "$OUT/log.txt.nvidia-smi"
   "$GPU" devices --json >"$W/dev.json" 2>"$W/dev.err"; record devices "\"rc\":$?,\"result\":$(json_or_error "$W/dev.json" "$W/dev.err")"
+  { echo "--- libcublasLt"; ldconfig -p | grep -i cublaslt; ls -l /usr/local/cuda/lib64/libcublasLt.so* 2>&1
+    echo "--- enum values used by native/src/core/gpu/cublaslt.h (CUDA headers)"
+    grep -hnE 'CUBLAS_COMPUTE_32F(_FAST_16F|_FAST_TF32)? *=|CUDA_R_(16|32)F *=|CUBLAS_OP_[NT] *=|CUBLASLT_MATMUL_DESC_(TRANSA|TRANSB|EPILOGUE|BIAS_POINTER) *=|CUBLASLT_EPILOGUE_(DEFAULT|RELU|BIAS|RELU_BIAS|GELU|GELU_BIAS) *=|CUBLASLT_MATRIX_LAYOUT_(BATCH_COUNT|STRIDED_BATCH_OFFSET) *=|CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES *=|CUBLAS_STATUS_SUCCESS *=' \
+      /usr/local/cuda/include/cublasLt.h /usr/local/cuda/include/cublas_api.h /usr/local/cuda/include/library_types.h 2>&1
+  } >>"$OUT/log.txt"
 fi
 
 if has unit; then
@@ -38,23 +53,28 @@ if has unit; then
   timeout 300 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1; record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
 fi
 
-conformance_case() {  # DIR
-  local d=$1 name; name=$(basename "$(dirname "$d")")_$(basename "$d")
+conformance_case() {  # DIR [verify flags]
+  local d=$1 name; shift; name=$(basename "$(dirname "$d")")_$(basename "$d")
   local plan=$W/conf/$name.plan
   if ! timeout 60 "$OPT" build "$d/model.onnx" --target "sm_$SM" --precision fp32 -o "$plan" >"$W/conf/$name.b.out" 2>"$W/conf/$name.b.err"; then
     echo "{\"case\":\"$name\",\"stage\":\"build\",\"error\":$(json_or_error /dev/null "$W/conf/$name.b.err")}"
     return
   fi
-  timeout 60 "$GPU" verify "$plan" --data-dir "$d/test_data_set_0" --rtol 1e-3 --atol 1e-4 --json >"$W/conf/$name.v.out" 2>"$W/conf/$name.v.err"
+  timeout 60 "$GPU" verify "$plan" --data-dir "$d/test_data_set_0" --rtol 1e-3 --atol 1e-4 "$@" --json >"$W/conf/$name.v.out" 2>"$W/conf/$name.v.err"
   local rc=$?
   echo "{\"case\":\"$name\",\"stage\":\"verify\",\"rc\":$rc,\"result\":$(json_or_error "$W/conf/$name.v.out" "$W/conf/$name.v.err")}"
 }
 export -f conformance_case json_or_error
 export W OPT GPU SM
 if has conformance; then
+  if in_list heuristic "$CONF_VARIANTS"; then
   log "conformance"
   ls -d "$C"/conformance/*/*/ | sed 's:/$::' | xargs -P 8 -I{} bash -c 'conformance_case {}' >"$OUT/conformance.jsonl" 2>>"$OUT/log.txt"
   record conformance "\"cases\":$(wc -l <"$OUT/conformance.jsonl"),\"passed\":$(grep -c '"rc":0,' "$OUT/conformance.jsonl")"
+  fi
+  log "conformance --cublaslt"
+  ls -d "$C"/conformance/*/*/ | sed 's:/$::' | xargs -P 8 -I{} bash -c 'conformance_case {} --cublaslt' >"$OUT/conformance_cublaslt.jsonl" 2>>"$OUT/log.txt"
+  record conformance "\"tag\":\"cublaslt\",\"cases\":$(wc -l <"$OUT/conformance_cublaslt.jsonl"),\"passed\":$(grep -c '"rc":0,' "$OUT/conformance_cublaslt.jsonl"),\"cublasLtLayers\":$(grep -o '"cublasLtLayers":[0-9]*' "$OUT/conformance_cublaslt.jsonl" | awk -F: '{s+=$2} END {print s+0}')"
 fi
 
 if has models; then
@@ -79,10 +99,13 @@ if has verify; then
     for p in $PRECISIONS; do
       plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
       tol="--rtol 1e-3 --atol 1e-3"; [ "$p" = fp32 ] || tol="--rtol 5e-2 --atol 5e-2"
-      timeout 240 "$GPU" verify "$plan" --synthetic --shape "$(input_of "$m")=$(shape_of "$m" 1)" $tol --json >"$W/v.out" 2>"$W/v.err"
-      rc=$?
-      record verify "\"model\":\"$m\",\"precision\":\"$p\",\"rc\":$rc,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
-      log "verify $m $p rc=$rc"
+      for v in heuristic cublaslt; do
+        flag=; [ $v = cublaslt ] && flag=--cublaslt
+        timeout 240 "$GPU" verify "$plan" --synthetic --shape "$(input_of "$m")=$(shape_of "$m" 1)" $tol $flag --json >"$W/v.out" 2>"$W/v.err"
+        rc=$?
+        record verify "\"model\":\"$m\",\"precision\":\"$p\",\"tag\":\"$v\",\"rc\":$rc,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
+        log "verify $m $p $v rc=$rc"
+      done
     done
   done
 fi
@@ -97,29 +120,49 @@ bench_one() {  # TAG MODEL PLAN BATCH [extra bench args...]
 }
 batches_of() { case $1 in bert-base) echo "${PF_BERT_BATCHES:-1 32}" ;; *) echo "${PF_BATCHES:-1 32 256}" ;; esac; }
 if has bench; then
-  # 1. the plans as built (cross mode, heuristic tactics)
-  for m in $MODELS; do for p in $PRECISIONS; do
+  # 1. the plans as built (cross mode, heuristic tactics: our kernels only) = "before"
+  in_list heuristic "$BENCH_VARIANTS" && for m in $MODELS; do for p in $PRECISIONS; do
     plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
     for b in $(batches_of "$m"); do
       if [ "$b" = 1 ]; then bench_one "$p" "$m" "$plan" "$b" --profile-layers; else bench_one "$p" "$m" "$plan" "$b"; fi
     done
   done; done
+  # reference rows only (our kernels), to compare cards between runs
+  in_list heuristic-ref "$BENCH_VARIANTS" && for b in 1 256; do bench_one fp16 resnet50 "$W/plans/resnet50.fp16.plan" $b; done
+  # 2. every GEMM / convolution that cuBLASLt can take on cuBLASLt
+  in_list cublaslt "$BENCH_VARIANTS" && for m in $MODELS; do for p in $PRECISIONS; do
+    plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
+    for b in $(batches_of "$m"); do bench_one "$p-cublaslt" "$m" "$plan" "$b" --cublaslt --profile-layers; done
+  done; done
+  # FP16 plans: cuBLASLt's TF32 instead of FP16 tensor cores (A/B of the compute type)
+  if in_list tf32 "$BENCH_VARIANTS"; then
+    PLANFORGE_CUBLASLT_FP16_COMPUTE=tf32 bench_one fp16-cublaslt-tf32 resnet50 "$W/plans/resnet50.fp16.plan" 256 --cublaslt
+    PLANFORGE_CUBLASLT_FP16_COMPUTE=tf32 bench_one fp16-cublaslt-tf32 bert-base "$W/plans/bert-base.fp16.plan" 32 --cublaslt
+  fi
 fi
 if has tune; then
-  # 2. autotuned on this GPU (per shape, timing cache shared across runs); build+tune time of ResNet-50
-  for m in $MODELS; do
-    plan=$W/plans/$m.fp16.plan; [ -f "$plan" ] || continue
-    t0=$(date +%s.%N)
-    timeout 240 "$GPU" tune "$plan" -o "$W/plans/$m.fp16.tuned.plan" --timing-cache "$W/timing.cache" --json >"$W/t.out" 2>"$W/t.err"
-    rc=$?
-    record tune "\"model\":\"$m\",\"rc\":$rc,\"seconds\":$(python3 -c "import time; print(round(time.time() - $t0, 2))"),\"result\":$(json_or_error "$W/t.out" "$W/t.err")"
-    for b in $(batches_of "$m"); do bench_one fp16-autotune "$m" "$plan" "$b" --autotune --timing-cache "$W/timing.cache"; done
-  done
-  cp "$W/timing.cache" "$OUT/timing_cache.txt" 2>/dev/null
-  # 3. split-K off at batch 1 (A/B of the small-grid heuristic)
-  for m in $MODELS; do for p in $PRECISIONS; do
+  # 3. autotuned on this GPU per shape (our kernels and cuBLASLt; timing cache shared across runs)
+  in_list autotune "$TUNE_STEPS" && for m in $MODELS; do for p in $PRECISIONS; do
     plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
-    PLANFORGE_GPU_SPLITK=0 bench_one "$p-nosplitk" "$m" "$plan" 1
+    for b in $(batches_of "$m"); do bench_one "$p-autotune" "$m" "$plan" "$b" --autotune --timing-cache "$W/timing.cache"; done
+  done; done
+  cp "$W/timing.cache" "$OUT/timing_cache.txt" 2>/dev/null
+  # 4. `tune` (opt shape bs32) writes a tuned plan; it runs as tuned, and with cuBLASLt missing (fallback)
+  in_list tune "$TUNE_STEPS" && for m in $MODELS; do for p in $PRECISIONS; do
+    plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
+    t0=$(date +%s.%N)
+    timeout 240 "$GPU" tune "$plan" -o "$W/plans/$m.$p.tuned.plan" --json >"$W/t.out" 2>"$W/t.err"
+    rc=$?
+    record tune "\"model\":\"$m\",\"precision\":\"$p\",\"rc\":$rc,\"seconds\":$(python3 -c "import time; print(round(time.time() - $t0, 2))"),\"result\":$(json_or_error "$W/t.out" "$W/t.err")"
+    tp=$W/plans/$m.$p.tuned.plan; [ -f "$tp" ] || continue
+    bench_one "$p-tuned" "$m" "$tp" 32
+    PLANFORGE_CUBLASLT=0 bench_one "$p-tuned-nocublaslt" "$m" "$tp" 32
+    grep -h "warning" "$W/bn.err" >>"$OUT/log.txt"
+    tol="--rtol 1e-3 --atol 1e-3"; [ "$p" = fp32 ] || tol="--rtol 5e-2 --atol 5e-2"
+    timeout 240 "$GPU" verify "$tp" --synthetic --shape "$(input_of "$m")=$(shape_of "$m" 1)" $tol --json >"$W/v.out" 2>"$W/v.err"
+    rc=$?
+    record verify "\"model\":\"$m\",\"precision\":\"$p\",\"tag\":\"tuned\",\"rc\":$rc,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
+    log "verify tuned $m $p rc=$rc"
   done; done
 fi
 

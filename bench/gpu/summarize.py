@@ -1,6 +1,9 @@
 """Renders the markdown tables of REPORT.md from a device run's files.
 
 usage: python3 summarize.py RESULTS.jsonl [BASELINE.json]
+       python3 summarize.py --pivot RESULTS.jsonl BASELINE.json [TAG ...]
+         one row per (model, batch): GPU ms p50 of each bench tag (default: fp32 fp16 fp32-cublaslt
+         fp16-cublaslt fp32-autotune fp16-autotune) beside PyTorch fp32 eager and fp16 + CUDA graph
 """
 import json, sys
 
@@ -11,7 +14,27 @@ TARGETS = {  # (model, precision, batch) -> (kind, value) from the issue
 }
 
 
+def pivot(results, baseline, tags):
+    tab, base = {}, {}
+    for l in open(results):
+        r = json.loads(l)
+        if r['kind'] == 'bench' and not isinstance(r['result'], str):
+            tab[(r['model'], r['batch'], r.get('tag'))] = r['result']
+    for r in json.load(open(baseline))['rows']:
+        base[(r['model'], r['batch'], r['variant'])] = r['ms']
+    keys = sorted({(m, b) for (m, b, _) in tab}, key=lambda k: (['resnet50', 'mobilenet_v3_large', 'bert-base'].index(k[0]), k[1]))
+    print('| model | batch | ' + ' | '.join(tags) + ' | PyTorch fp32 eager | PyTorch fp16 + CUDA graph |')
+    print('|---|---|' + '---|' * (len(tags) + 2))
+    for m, b in keys:
+        cells = [f"{tab[(m, b, t)]['gpuMs']['p50']:.3f}" if (m, b, t) in tab else '–' for t in tags]
+        bl = lambda v: f"{base[(m, b, v)]:.3f}" if (m, b, v) in base else '–'
+        print(f"| {m} | {b} | " + ' | '.join(cells) + f" | {bl('fp32 eager')} | {bl('fp16 cuda-graph')} |")
+
+
 def main():
+    if sys.argv[1] == '--pivot':
+        tags = sys.argv[4:] or ['fp32', 'fp16', 'fp32-cublaslt', 'fp16-cublaslt', 'fp32-autotune', 'fp16-autotune']
+        return pivot(sys.argv[2], sys.argv[3], tags)
     rows = [json.loads(l) for l in open(sys.argv[1])]
     base = {}
     if len(sys.argv) > 2:

@@ -237,3 +237,68 @@ extern "C" __global__ void pf_f16_to_f32(const __half* x, float* y, long long n)
 extern "C" __global__ void pf_f32_to_f16(const float* x, __half* y, long long n) {
   PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]);
 }
+
+// ---------------------------------------------------------------- cuBLASLt helpers
+// im2col for the cuBLASLt convolution tactic: images [n0, n0 + nImg) of x (NCHW, one group) into
+// col[img][c * KH * KW + kh * KW + kw][oh * OW + ow] (zero padding), the K x (OH*OW) operand of
+// a per-image GEMM with the weights W[Co x K].
+extern "C" __global__ void pf_im2col(const float* x, float* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                     int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  // The host keeps one chunk below 2^31 elements: 32-bit index math (64-bit division is slow).
+  const unsigned P = (unsigned)OH * OW, K = (unsigned)C * KH * KW, total = (unsigned)(nImg * K * P);
+  const float* xs = x + n0 * C * (long long)H * W;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const unsigned p = i % P, r = i / P, k = r % K, img = r / K;
+    const unsigned kw = k % KW, t = k / KW, kh = t % KH, c = t / KH;
+    const int ow = (int)(p % OW), oh = (int)(p / OW);
+    const int ih = oh * sh - ph + (int)kh * dh, iw = ow * sw - pw + (int)kw * dw;
+    float v = 0.f;
+    if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = xs[(((long long)img * C + c) * H + ih) * (long long)W + iw];
+    col[i] = v;
+  }
+}
+
+// The same columns with a 2-D grid: y over the rows (image, c, kh, kw), x over the output pixels,
+// so the index divisions are per row (PLANFORGE_GPU_IM2COL_ROWS=1 selects it, for A/B runs).
+extern "C" __global__ void pf_im2col_rows(const float* x, float* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                          int pw, int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  const unsigned P = (unsigned)OH * OW, K = (unsigned)C * KH * KW, rows = (unsigned)(nImg * K);
+  const float* xs = x + n0 * C * (long long)H * W;
+  for (unsigned row = blockIdx.y; row < rows; row += gridDim.y) {
+    const unsigned k = row % K, img = row / K;
+    const int kw = (int)(k % KW), t = (int)(k / KW), kh = t % KH, c = t / KH;
+    const float* src = xs + ((long long)img * C + c) * H * (long long)W;
+    float* dst = col + (size_t)row * P;
+    const int ih0 = kh * dh - ph, iw0 = kw * dw - pw;
+    for (unsigned p = blockIdx.x * blockDim.x + threadIdx.x; p < P; p += gridDim.x * blockDim.x) {
+      const int oh = (int)(p / OW), ow = (int)(p - oh * OW);
+      const int ih = oh * sh + ih0, iw = ow * sw + iw0;
+      dst[p] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? src[ih * W + iw] : 0.f;
+    }
+  }
+}
+
+// In-place epilogue after a cuBLASLt product whose bias is per channel of an NCHW output:
+// y = act(y + bias[(i / hw) % channels]), then rounded to FP16 precision when `round` (the FP16
+// plan's RoundToFp16 of this output, folded in). bias may be null (GEMMs: channels = 1).
+extern "C" __global__ void pf_bias_act(float* y, const float* bias, long long n, long long channels, long long hw, int act, float alpha,
+                                       float beta, int round) {
+  if (n < 0x7fffffffLL) {
+    const unsigned un = (unsigned)n, uc = (unsigned)channels, uhw = (unsigned)hw;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < un; i += gridDim.x * blockDim.x) {
+      float v = y[i];
+      if (bias) v += bias[(i / uhw) % uc];
+      v = pfActivate(v, act, alpha, beta);
+      if (round) v = __half2float(__float2half_rn(v));
+      y[i] = v;
+    }
+    return;
+  }
+  PF_GRID_STRIDE(i, n) {
+    float v = y[i];
+    if (bias) v += bias[(i / hw) % channels];
+    v = pfActivate(v, act, alpha, beta);
+    if (round) v = __half2float(__float2half_rn(v));
+    y[i] = v;
+  }
+}

@@ -9,6 +9,7 @@
 
 #include "core/executor.h"
 #include "core/gpu/cubin.h"
+#include "core/gpu/cublaslt.h"
 #include "core/gpu/cuda_driver.h"
 #include "core/gpu/device.h"
 #include "core/gpu/gpu_executor.h"
@@ -366,7 +367,7 @@ TEST(gpu_tune_plan_keeps_candidates_and_results) {
   CHECK(p.header.tuned);
   CHECK(st.tunedLayers >= 2);  // conv1, fc, mm have two candidates each
   for (const auto& n : p.graph.nodes) {
-    const auto c = gpu::candidateTactics(p.graph, n);
+    const auto c = gpu::tuningCandidates(p.graph, n, gpu::cublasLtAvailable());  // cuBLASLt too where present
     if (!c.empty()) CHECK(std::find(c.begin(), c.end(), n.tactic) != c.end());
   }
   const std::vector<uint8_t> bytes = serializePlan(p);

@@ -8,12 +8,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iostream>
 #include <set>
 
 #include "../executor.h"
 #include "../half.h"
 #include "../op_registry.h"
 #include "cubin.h"
+#include "cublaslt.h"
 #include "cuda_driver.h"
 #include "kernel_abi.h"
 #include "memory_planner.h"
@@ -32,6 +34,12 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
                                     "pf_pool2d",  "pf_row_mean", "pf_softmax",  "pf_layernorm",  "pf_gemm_f32",
                                     "pf_gemm_f16tc", "pf_conv_f32", "pf_conv_f16tc", "pf_conv_depthwise",
                                     "pf_gemm_splitk_reduce", "pf_conv_splitk_reduce", "pf_isnan", "pf_where"};
+// Kernels of the cuBLASLt convolution tactic: optional, so plans carrying an older cubin still load
+// (their convolutions then stay on our kernels).
+const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act"};
+
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // cuBLASLt workspace, one per executor
+constexpr size_t kColBytesCap = size_t(128) << 20;      // im2col buffer of the cuBLASLt conv tactic, per specialization
 
 const std::set<std::string>& nondeterministicOps() {
   static const std::set<std::string> s{"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
@@ -63,6 +71,7 @@ std::vector<float> toFloatVector(const Tensor& t) {
 
 struct Launch {
   CUfunction fn = nullptr;
+  std::shared_ptr<LtMatmul> lt;  // a cuBLASLt call instead of a kernel
   unsigned grid[3] = {1, 1, 1};
   unsigned block[3] = {256, 1, 1};
   // Argument storage: each argument's bytes, 8-byte aligned slots.
@@ -74,6 +83,10 @@ struct Launch {
     args.push_back(std::move(slot));
   }
   void operator()(CUstream s) const {
+    if (lt) {
+      (*lt)(s);
+      return;
+    }
     std::vector<void*> ptrs;
     for (const auto& a : args) ptrs.push_back(const_cast<uint64_t*>(a.data()));
     checkCuda(cudaDriver().cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, s, ptrs.data(), nullptr),
@@ -122,6 +135,10 @@ struct GpuExecutor::Impl {
     CUdeviceptr arena = 0;
     CUdeviceptr workspace = 0;      // split-K partial sums, shared by all layers (one stream)
     size_t workspaceBytes = 0;
+    CUdeviceptr colBuffer = 0;      // im2col chunks of the cuBLASLt conv tactic
+    size_t colBytes = 0;
+    bool hasLt = false;             // some launch is a cuBLASLt call (warm up before graph capture)
+    std::set<std::string> roundedValues;  // outputs already rounded to FP16 by their layer (roundFused)
     GpuLayerStats stats;
     CUgraphExec graph = nullptr;
     bool graphTried = false;
@@ -129,6 +146,17 @@ struct GpuExecutor::Impl {
   std::map<std::string, std::unique_ptr<Spec>> specs;
   std::map<size_t, int64_t> tacticOverride;  // node index -> tactic being timed / chosen (autotune)
   std::map<size_t, int64_t> chosen;          // node index -> tactic used, last specialization
+  bool strictTactic = false;                 // autotune: a tactic that cannot be used fails instead of falling back
+  const CublasLtApi* ltApi = nullptr;        // null where libcublasLt is missing
+  lt::Handle ltHandle = nullptr;
+  CUdeviceptr ltWorkspace = 0;
+  bool ltWarned = false;
+  size_t colBytesCap = kColBytesCap;         // PLANFORGE_GPU_IM2COL_BYTES overrides (tests of the chunking)
+  // FP16 plans follow every FP16 layer with a RoundToFp16 of its output. For convolution / GEMM
+  // layers whose output only that RoundToFp16 reads, the rounding is done by the layer itself (in
+  // the epilogue pass of the cuBLASLt tactics, else one in-place pass) and the RoundToFp16 becomes
+  // a view. Node indices of those producers:
+  std::set<size_t> roundFused;
 
   Impl(const Plan& p, const GpuExecutorOptions& o) : cu(cudaDriver()), plan(p), options(o) {
     dev = deviceInfo(o.deviceOrdinal);
@@ -143,13 +171,65 @@ struct GpuExecutor::Impl {
       checkCuda(cu.cuModuleGetFunction(&f, module, n), (std::string("cuModuleGetFunction ") + n).c_str());
       fns[n] = f;
     }
+    for (const char* n : kOptionalKernelNames) {
+      CUfunction f = nullptr;
+      if (cu.cuModuleGetFunction(&f, module, n) == 0 && f) fns[n] = f;
+    }
     checkCuda(cu.cuStreamCreate(&stream, kStreamNonBlocking), "cuStreamCreate");
+    ltApi = cublasLt();
+    if (const char* e = std::getenv("PLANFORGE_GPU_IM2COL_BYTES")) colBytesCap = std::max<size_t>(4, std::strtoull(e, nullptr, 10));
+    findFusableRounds();
+  }
+
+  void findFusableRounds() {
+    const Graph& g = plan.graph;
+    std::map<std::string, int> consumers;
+    std::map<std::string, size_t> producer;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (const auto& in : g.nodes[i].inputs)
+        if (!in.empty()) ++consumers[in];
+      for (const auto& o : g.nodes[i].outputs)
+        if (!o.empty()) producer[o] = i;
+    }
+    const std::set<std::string> outputs(g.outputs.begin(), g.outputs.end());
+    for (const Node& r : g.nodes) {
+      if (r.opType != "RoundToFp16" || r.inputs.size() != 1 || r.outputs.size() != 1) continue;
+      const std::string& x = r.inputs[0];
+      auto p = producer.find(x);
+      if (p == producer.end() || consumers[x] != 1 || outputs.count(x)) continue;
+      const Node& n = g.nodes[p->second];
+      const bool gemmOrConv = n.opType == "Conv" || n.opType == "FusedConv" || n.opType == "Gemm" || n.opType == "FusedGemm" ||
+                              n.opType == "MatMul" || n.opType == "FusedMatMul";
+      if (gemmOrConv && !n.outputs.empty() && n.outputs[0] == x && onlyFirstOutput(n)) roundFused.insert(p->second);
+    }
+  }
+
+  // cuBLASLt handle and workspace, created on first use (one per executor).
+  bool ensureLt() {
+    if (!ltApi) return false;
+    if (ltHandle) return true;
+    if (ltApi->cublasLtCreate(&ltHandle) != 0 || !ltHandle) {
+      std::cerr << "planforge: warning: cublasLtCreate failed; cuBLASLt tactics are off for this executor\n";
+      ltHandle = nullptr;
+      ltApi = nullptr;
+      return false;
+    }
+    ltWorkspace = alloc(kLtWorkspaceBytes);
+    return true;
+  }
+  std::string ltDescription() const {
+    if (ltApi) return ltApi->path + " (version " + std::to_string(ltApi->version) + ")";
+    const std::string why = cublasLtUnavailableReason();
+    return "not available: " + (why.empty() ? std::string("cublasLtCreate failed") : why);
   }
 
   ~Impl() {
     try {
       bind();
       for (auto& kv : specs) freeSpec(*kv.second);
+      specs.clear();  // cuBLASLt descriptors before the handle
+      if (ltHandle) ltApi->cublasLtDestroy(ltHandle);
+      if (ltWorkspace) cu.cuMemFree(ltWorkspace);
       for (auto& kv : weightBuffers) cu.cuMemFree(kv.second.first);
       if (stream) cu.cuStreamDestroy(stream);
       if (module) cu.cuModuleUnload(module);
@@ -336,7 +416,8 @@ struct GpuExecutor::Impl {
       // Views: the output shares the input's device memory.
       const bool aliasOp = (n.opType == "Reshape" || n.opType == "Flatten" || n.opType == "Squeeze" || n.opType == "Unsqueeze" ||
                             n.opType == "Identity" || (n.opType == "Dropout" && (n.outputs.size() == 1 || n.outputs[1].empty())) ||
-                            (n.opType == "Cast" && infos[0].dtype == outs[0].dtype));
+                            (n.opType == "Cast" && infos[0].dtype == outs[0].dtype) ||
+                            (n.opType == "RoundToFp16" && n.inputs.size() == 1 && s.roundedValues.count(n.inputs[0])));
       if (aliasOp && !outs.empty() && s.values.count(n.inputs[0])) {
         const Value& in = s.values[n.inputs[0]];
         s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage};
@@ -359,6 +440,7 @@ struct GpuExecutor::Impl {
       step.kind = lower(s, n, /*dry=*/true, dry) ? Step::kGpu : Step::kCpu;
       if (step.kind == Step::kGpu) {
         ++s.stats.gpuLayers;
+        if (roundFused.count(ni)) s.roundedValues.insert(n.outputs[0]);
       } else {
         ++s.stats.cpuLayers;
         s.stats.cpuLayerNames.push_back(n.opType + " '" + n.name + "'");
@@ -397,6 +479,10 @@ struct GpuExecutor::Impl {
       s.workspace = alloc(s.workspaceBytes);
       s.owned.push_back(s.workspace);
     }
+    if (s.colBytes) {
+      s.colBuffer = alloc(s.colBytes);
+      s.owned.push_back(s.colBuffer);
+    }
 
     // Kernel launches with the real pointers (uploads constants as needed).
     for (Step& step : s.steps)
@@ -404,6 +490,19 @@ struct GpuExecutor::Impl {
         throw BuildError(ErrorCode::kInternal, "layer '" + g.nodes[step.node].name + "' could not be lowered a second time");
     if (options.autotune) autotune(s);
     s.stats.weightBytes = weightBytes;
+    s.stats.cublasLt = ltDescription();
+    for (const Step& step : s.steps) {
+      if (step.kind != Step::kGpu) continue;
+      auto c = chosen.find(static_cast<size_t>(step.node));
+      if (c != chosen.end() && isCublasLtTactic(c->second)) ++s.stats.cublasLtLayers;
+      for (const Launch& l : step.launches) s.hasLt = s.hasLt || l.lt != nullptr;
+    }
+    std::map<int, int> byCompute;
+    for (const Step& step : s.steps)
+      for (const Launch& l : step.launches)
+        if (l.lt) ++byCompute[l.lt->computeType()];
+    for (const auto& kv : byCompute)
+      s.stats.cublasLtComputeTypes += (s.stats.cublasLtComputeTypes.empty() ? "" : ",") + std::to_string(kv.first) + ":" + std::to_string(kv.second);
     if (s.stats.cpuLayers) s.stats.cudaGraphNote = "not captured: " + std::to_string(s.stats.cpuLayers) + " layer(s) run on the CPU";
     else if (!options.cudaGraph) s.stats.cudaGraphNote = "disabled";
   }
@@ -433,8 +532,13 @@ struct GpuExecutor::Impl {
       for (Step& st : s.steps) {
         if (st.kind != Step::kGpu) continue;
         const Node& n = plan.graph.nodes[st.node];
-        const std::vector<int64_t> cands = candidateTactics(plan.graph, n);
+        const std::vector<int64_t> cands = tuningCandidates(plan.graph, n, ltApi != nullptr);
         if (cands.size() < 2) continue;
+        strictTactic = true;
+        struct StrictOff {
+          bool& f;
+          ~StrictOff() { f = false; }
+        } strictOff{strictTactic};
         TimingKey key;
         if (options.timingCache) {
           std::vector<std::pair<DataType, Shape>> ins;
@@ -535,6 +639,28 @@ struct GpuExecutor::Impl {
     for (size_t k = 1; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty()) return false;
     return true;
+  }
+
+  // 2-D launch over [rows][len]: x over len, y over rows; about 32 blocks per SM in all, each
+  // looping over rows (grid-stride), so small rows do not mean many tiny blocks.
+  Launch rowsLaunch(const char* fn, long long rows, long long len) {
+    Launch l;
+    l.fn = fns.at(fn);
+    const long long block = std::min<long long>(256, std::max<long long>(32, (len + 31) / 32 * 32));
+    const long long budget = int64_t(dev.multiprocessors) * 32;
+    l.block[0] = static_cast<unsigned>(block);
+    l.grid[0] = static_cast<unsigned>(std::max<long long>(1, std::min<long long>((len + block - 1) / block, budget)));
+    l.grid[1] = static_cast<unsigned>(std::max<long long>(1, std::min<long long>({rows, 65535LL, budget / l.grid[0]})));
+    return l;
+  }
+  // In place: y = fp16(y), the RoundToFp16 folded into the layer (roundFused).
+  Launch roundLaunch(const Operand& y) {
+    const long long cnt = shapeNumel(y.shape);
+    const int op = kUnaryRoundFp16;
+    const float zero = 0.f;
+    Launch l = elementwiseLaunch("pf_unary", cnt);
+    l.arg(y.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(op); l.arg(zero); l.arg(zero);
+    return l;
   }
 
   Launch elementwiseLaunch(const char* fn, int64_t n) {
@@ -744,12 +870,39 @@ struct GpuExecutor::Impl {
     }
     p.input = x.ptr; p.weight = w.ptr; p.output = y.ptr;
     const bool depthwise = p.C / p.groups == 1 && p.groups > 1;
-    int64_t tactic = planTactic(n);
-    if (tactic != kTacticConvF32 && tactic != kTacticConvF16TensorCore && tactic != kTacticConvDepthwise) tactic = heuristicTactic(plan.graph, n);
+    int64_t tactic = resolveTactic(s, n, dry);
+    bool ltDryOk = false;
+    const bool ltEligible = ltApi && cublasLtTacticFor(plan.graph, n) == kTacticConvCublasLt;
+    const bool round = roundFused.count(nodeIndex(n)) != 0;
+    if (ltEligible && (tactic == kTacticConvCublasLt || (dry && options.autotune))) {
+      std::vector<Launch> lts;
+      const bool ok = ltConv(s, n, dry, p, y, round && !bcastResidual.ok, lts);
+      if (tactic == kTacticConvCublasLt) {
+        if (ok && !dry) {
+          if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, lts)) return false;
+          if (bcastResidual.ok && round) lts.push_back(roundLaunch(y));
+          chosen[nodeIndex(n)] = tactic;
+          out.insert(out.end(), lts.begin(), lts.end());
+          return true;
+        }
+        if (strictTactic && !dry) return false;
+        ltDryOk = ok && dry;
+      }
+    }
+    if (tactic == kTacticConvCublasLt) tactic = heuristicTactic(plan.graph, n);  // our kernel (fallback; sized while dry)
     if (tactic == kTacticConvDepthwise && !depthwise) tactic = kTacticConvF32;
-    chosen[nodeIndex(n)] = tactic;
-    p.splits = 1;
     std::vector<Launch> ls;
+    if (!ourConvLaunches(s, p, tactic, ls)) return ltDryOk;
+    chosen[nodeIndex(n)] = tactic;
+    if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
+    if (round) ls.push_back(roundLaunch(y));
+    out.insert(out.end(), ls.begin(), ls.end());
+    return true;
+  }
+
+  // Our implicit-GEMM / depthwise convolution kernels (+ split-K reduce).
+  bool ourConvLaunches(Spec& s, PfConvParams p, int64_t tactic, std::vector<Launch>& ls) {
+    p.splits = 1;
     Launch l;
     if (tactic == kTacticConvDepthwise) {
       const long long cnt = static_cast<long long>(p.N) * p.Co * p.OH * p.OW;
@@ -783,9 +936,201 @@ struct GpuExecutor::Impl {
         ls.push_back(r);
       }
     }
-    if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
-    out.insert(out.end(), ls.begin(), ls.end());
     return true;
+  }
+
+  // FP32 layers: exact FP32 (no TF32). FP16 / INT8 layers: FP16 tensor cores on FP32 data
+  // (PLANFORGE_CUBLASLT_FP16_COMPUTE=tf32 asks for TF32 instead, for A/B runs).
+  static int ltComputeType(const Node& n) {
+    if (n.precision != "fp16" && n.precision != "int8") return lt::kCompute32F;
+    static const bool tf32 = [] {
+      const char* e = std::getenv("PLANFORGE_CUBLASLT_FP16_COMPUTE");
+      return e && std::string(e) == "tf32";
+    }();
+    return tf32 ? lt::kCompute32FFastTF32 : lt::kCompute32FFast16F;
+  }
+
+  // cuBLASLt convolution (one group): per image Y[n] (Co x OH*OW) = W (Co x K) . X'[n] (K x OH*OW),
+  // strided batched over the images with the weights broadcast (batch stride 0). X' is the input
+  // itself for 1x1 stride-1 unpadded convolutions, else pf_im2col's columns, a chunk of images at
+  // a time in a buffer of at most kColBytesCap. Residual: beta * C; bias + activation: pf_bias_act.
+  bool ltConv(Spec& s, const Node& n, bool dry, const PfConvParams& p, const Operand& y, bool round, std::vector<Launch>& ls) {
+    if (p.groups != 1 || !fns.count("pf_im2col") || !fns.count("pf_bias_act")) return false;
+    const long long HW = static_cast<long long>(p.OH) * p.OW, K = static_cast<long long>(p.C) * p.KH * p.KW;
+    const bool direct = p.KH == 1 && p.KW == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && p.OH == p.H && p.OW == p.W;
+    const long long perImage = K * HW;
+    long long chunk = p.N;
+    if (!direct) {
+      if (perImage >= (1LL << 31)) return false;  // pf_im2col's 32-bit indices
+      chunk = std::max<long long>(1, std::min<long long>(p.N, static_cast<long long>(colBytesCap) / (perImage * 4)));
+      const size_t need = static_cast<size_t>(chunk * perImage * 4);
+      if (dry) {
+        s.colBytes = std::max(s.colBytes, need);
+        return true;
+      }
+      if (!s.colBuffer || s.colBytes < need) return false;
+    } else if (dry) {
+      return true;
+    }
+    if (!ensureLt()) return false;
+    LtGemmDesc d;
+    d.M = p.Co; d.N = HW; d.K = K;
+    d.lda = K; d.ldb = HW; d.ldy = HW;
+    d.strideA = 0; d.strideB = K * HW; d.strideY = static_cast<long long>(p.Co) * HW;
+    d.A = p.weight;
+    d.alpha = p.epi.alpha;
+    d.beta = 1.f;
+    d.computeType = ltComputeType(n);
+    std::vector<Launch> out;
+    for (long long n0 = 0; n0 < p.N; n0 += chunk) {
+      const long long nImg = std::min<long long>(chunk, p.N - n0);
+      if (!direct) {
+        static const bool rowsKernel = [] {
+          const char* e = std::getenv("PLANFORGE_GPU_IM2COL_ROWS");
+          return e && std::string(e) == "1";
+        }();
+        Launch l = rowsKernel && fns.count("pf_im2col_rows") ? rowsLaunch("pf_im2col_rows", nImg * K, HW)
+                                                               : elementwiseLaunch("pf_im2col", nImg * perImage);
+        const CUdeviceptr col = s.colBuffer;
+        l.arg(p.input); l.arg(col);
+        for (int v : {p.C, p.H, p.W, p.KH, p.KW, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.OH, p.OW}) l.arg(v);
+        l.arg(n0); l.arg(nImg);
+        out.push_back(l);
+      }
+      d.B = direct ? p.input + static_cast<CUdeviceptr>(n0 * K * HW * 4) : s.colBuffer;
+      const CUdeviceptr yOff = static_cast<CUdeviceptr>(n0 * d.strideY * 4);
+      d.Y = p.output + yOff;
+      d.C = p.epi.residual ? p.epi.residual + yOff : 0;
+      d.batch = nImg;
+      std::string why;
+      Launch l;
+      l.lt = LtMatmul::create(ltHandle, d, ltWorkspace, kLtWorkspaceBytes, &why);
+      if (!l.lt) return false;
+      out.push_back(l);
+    }
+    if (p.epi.bias || p.epi.act != kUnaryCopy || round) {
+      const long long cnt = shapeNumel(y.shape), co = p.Co;
+      const int r = round ? 1 : 0;
+      Launch l = elementwiseLaunch("pf_bias_act", cnt);
+      l.arg(y.ptr); l.arg(p.epi.bias); l.arg(cnt); l.arg(co); l.arg(HW);
+      l.arg(p.epi.act); l.arg(p.epi.actAlpha); l.arg(p.epi.actBeta); l.arg(r);
+      out.push_back(l);
+    }
+    ls.insert(ls.end(), out.begin(), out.end());
+    return true;
+  }
+
+  // cuBLASLt for a GEMM described by our kernel's parameters (row-major strides, batch strides,
+  // epilogue). Bias per output column, ReLU and tanh-GELU go into cuBLASLt's epilogue, a
+  // same-shape residual (or Gemm's full C) into beta * C; other activations run after, in place.
+  bool ltGemm(Spec& s, const Node& n, bool dry, const PfGemmParams& p, long long batch, const Operand& y, bool round,
+              std::vector<Launch>& ls) {
+    LtGemmDesc d;
+    d.M = p.M; d.N = p.N; d.K = p.K;
+    if (p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
+    if (p.sAk == 1 && p.sAm >= p.K) { d.transA = false; d.lda = p.sAm; }
+    else if (p.sAm == 1 && p.sAk >= p.M) { d.transA = true; d.lda = p.sAk; }
+    else return false;
+    if (p.sBn == 1 && p.sBk >= p.N) { d.transB = false; d.ldb = p.sBk; }
+    else if (p.sBk == 1 && p.sBn >= p.K) { d.transB = true; d.ldb = p.sBn; }
+    else return false;
+    d.ldy = p.N;
+    d.batch = batch;
+    d.strideA = p.batchA; d.strideB = p.batchB; d.strideY = p.M * p.N;
+    if (batch > 1 && p.batchB == 0 && !d.transA && d.lda == p.K && p.batchA == p.M * p.K) {  // shared weights: one tall GEMM
+      d.M = p.M * batch;
+      d.batch = 1;
+    }
+    const PfEpilogue& e = p.epi;
+    d.alpha = e.alpha;
+    bool biasEpi = false;
+    if (e.bias) {
+      if ((e.biasStrideN == 1 || p.N == 1) && e.biasStrideM == 0 && e.beta == 1.f) {
+        d.bias = e.bias;
+        biasEpi = true;
+      } else if (e.biasStrideN == 1 && e.biasStrideM == p.N && !e.residual && batch == 1) {
+        d.C = e.bias;  // Gemm's full C matrix
+        d.beta = e.beta;
+      } else {
+        return false;
+      }
+    }
+    if (e.residual) {
+      d.C = e.residual;
+      d.beta = 1.f;
+    }
+    int post = kUnaryCopy;
+    if (e.act == kUnaryRelu) d.epilogue = biasEpi ? lt::kEpiReluBias : lt::kEpiRelu;
+    else if (e.act == kUnaryGeluTanh) d.epilogue = biasEpi ? lt::kEpiGeluBias : lt::kEpiGelu;
+    else {
+      d.epilogue = biasEpi ? lt::kEpiBias : lt::kEpiDefault;
+      post = e.act;
+    }
+    if (dry) return true;
+    if (!ensureLt()) return false;
+    d.A = p.A; d.B = p.B; d.Y = p.Y;
+    d.computeType = ltComputeType(n);
+    Launch l;
+    l.lt = LtMatmul::create(ltHandle, d, ltWorkspace, kLtWorkspaceBytes);
+    if (!l.lt) return false;
+    ls.push_back(l);
+    if (post != kUnaryCopy || round) {  // activation cuBLASLt lacks and / or the folded RoundToFp16: one pass
+      const long long cnt = shapeNumel(y.shape), one = 1;
+      const CUdeviceptr noBias = 0;
+      const int r = round ? 1 : 0;
+      Launch u = elementwiseLaunch("pf_bias_act", cnt);
+      u.arg(y.ptr); u.arg(noBias); u.arg(cnt); u.arg(one); u.arg(cnt); u.arg(post); u.arg(e.actAlpha); u.arg(e.actBeta); u.arg(r);
+      ls.push_back(u);
+    }
+    return true;
+  }
+
+  // GEMM layers: cuBLASLt when that is the tactic (falling back to our kernels if it cannot take
+  // the layer, unless autotune is timing exactly that tactic), else our tiled GEMM.
+  bool gemmOrLt(Spec& s, const Node& n, bool dry, const PfGemmParams& p, long long batch, const Operand& y, const Operand& bcast,
+                std::vector<Launch>& out) {
+    int64_t tactic = resolveTactic(s, n, dry);
+    const bool round = roundFused.count(nodeIndex(n)) != 0;
+    bool ltDryOk = false;
+    if (tactic == kTacticGemmCublasLt) {
+      std::vector<Launch> lts;
+      const bool ok = fns.count("pf_bias_act") && ltGemm(s, n, dry, p, batch, y, round && !bcast.ok, lts);
+      if (ok && !dry) {
+        if (bcast.ok && !broadcastResidualLaunch(y, bcast, lts)) return false;
+        if (bcast.ok && round) lts.push_back(roundLaunch(y));
+        chosen[nodeIndex(n)] = tactic;
+        out.insert(out.end(), lts.begin(), lts.end());
+        return true;
+      }
+      if (strictTactic && !dry) return false;
+      ltDryOk = ok && dry;
+      tactic = heuristicTactic(plan.graph, n);
+    }
+    if (!gemmLaunch(s, n, p, batch, tactic, y, bcast, out)) return ltDryOk;
+    if (round) out.push_back(roundLaunch(y));
+    return true;
+  }
+
+  // The tactic of a layer on this machine (autotune override, else preferCublasLt, else the plan's;
+  // see runtimeTactic). Counts and warns about cuBLASLt tactics that cannot be honoured here.
+  int64_t resolveTactic(Spec& s, const Node& n, bool dry) {
+    auto ov = tacticOverride.find(nodeIndex(n));
+    int64_t planned = ov != tacticOverride.end() ? ov->second : n.tactic;
+    if (ov == tacticOverride.end() && options.preferCublasLt && ltApi) {
+      const int64_t t = cublasLtTacticFor(plan.graph, n);
+      if (t != kTacticReference) planned = t;
+    }
+    bool fellBack = false;
+    const int64_t t = runtimeTactic(plan.graph, n, planned, ltApi != nullptr, &fellBack);
+    if (fellBack && dry) {
+      ++s.stats.cublasLtFallbacks;
+      if (!ltWarned) {
+        ltWarned = true;
+        std::cerr << "planforge: warning: layer '" << n.name << "' was tuned for cuBLASLt, which is " << ltDescription()
+                  << "; layers tuned for cuBLASLt run on planforge kernels instead\n";
+      }
+    }
+    return t;
   }
 
   bool gemmLaunch(Spec& s, const Node& n, PfGemmParams p, long long batch, int64_t tactic, const Operand& y,
@@ -822,15 +1167,6 @@ struct GpuExecutor::Impl {
   }
 
   size_t nodeIndex(const Node& n) const { return static_cast<size_t>(&n - plan.graph.nodes.data()); }
-  // The tactic a layer runs with: autotune override, else the plan's, else the heuristic.
-  int64_t planTactic(const Node& n) const {
-    auto it = tacticOverride.find(nodeIndex(n));
-    return it != tacticOverride.end() ? it->second : n.tactic;
-  }
-  int64_t gemmTactic(const Node& n) const {
-    const int64_t t = planTactic(n);
-    return (t == kTacticGemmF32 || t == kTacticGemmF16TensorCore) ? t : heuristicTactic(plan.graph, n);
-  }
 
   bool lowerGemm(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
@@ -862,7 +1198,7 @@ struct GpuExecutor::Impl {
       else if (e.act == kUnaryCopy) bcastResidual = r;
       else return false;
     }
-    return gemmLaunch(s, n, p, 1, gemmTactic(n), y, bcastResidual, out);
+    return gemmOrLt(s, n, dry, p, 1, y, bcastResidual, out);
   }
 
   bool lowerMatMul(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
@@ -913,7 +1249,7 @@ struct GpuExecutor::Impl {
         else return false;
       }
     }
-    return gemmLaunch(s, n, p, batch, gemmTactic(n), y, bcastResidual, out);
+    return gemmOrLt(s, n, dry, p, batch, y, bcastResidual, out);
   }
 
   bool lowerPool(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
@@ -1163,6 +1499,10 @@ struct GpuExecutor::Impl {
   void execute(Spec& s) {
     if (!s.graphTried && options.cudaGraph && s.stats.cpuLayers == 0) {
       s.graphTried = true;
+      if (s.hasLt) {  // cuBLASLt's lazy set-up (kernel loading, attributes) stays out of the capture
+        launchSteps(s);
+        checkCuda(cu.cuStreamSynchronize(stream), "warm-up before graph capture");
+      }
       CUgraph graph = nullptr;
       if (cu.cuStreamBeginCapture(stream, kCaptureModeThreadLocal) == 0) {
         bool ok = true;

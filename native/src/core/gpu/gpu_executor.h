@@ -26,6 +26,9 @@ struct GpuExecutorOptions {
   bool autotune = false;
   // With autotune: measurements are looked up here first (hits skip the timing) and recorded.
   TimingCache* timingCache = nullptr;
+  // Run every GEMM / convolution layer that cuBLASLt can take with cuBLASLt, whatever the plan's
+  // tactic (A/B runs and checks of the cuBLASLt path; a no-op where the library is missing).
+  bool preferCublasLt = false;
 };
 
 struct GpuLayerStats {
@@ -42,6 +45,10 @@ struct GpuLayerStats {
   int tunedLayers = 0;        // layers whose tactic was chosen by autotune
   int timingCacheHits = 0;    // of those, answered by the timing cache
   double tuneSeconds = 0;
+  int cublasLtLayers = 0;     // layers running on cuBLASLt
+  int cublasLtFallbacks = 0;  // layers whose tactic is cuBLASLt but run on our kernels (library missing here)
+  std::string cublasLt;       // "libcublasLt.so.13 (version 130100)" or why it is not available
+  std::string cublasLtComputeTypes;  // cuBLASLt calls by compute type: "68:12,74:40" (68 FP32, 74 FP16 fast, 77 TF32)
 };
 
 struct GpuTiming {

@@ -1,5 +1,6 @@
 #include "tactics.h"
 
+#include <algorithm>
 #include <set>
 
 #include "cubin.h"
@@ -47,8 +48,10 @@ const char* tacticName(int64_t t) {
     case kTacticConvF32: return "conv_f32_implicit_gemm";
     case kTacticConvF16TensorCore: return "conv_f16_tensorcore";
     case kTacticConvDepthwise: return "conv_depthwise";
+    case kTacticConvCublasLt: return "conv_cublaslt";
     case kTacticGemmF32: return "gemm_f32";
     case kTacticGemmF16TensorCore: return "gemm_f16_tensorcore";
+    case kTacticGemmCublasLt: return "gemm_cublaslt";
     case kTacticPool: return "pool";
     case kTacticRowReduce: return "row_reduce";
   }
@@ -78,6 +81,39 @@ std::vector<int64_t> candidateTactics(const Graph& g, const Node& n) {
       n.opType == "LayerNormalization")
     return {kTacticRowReduce};
   return {};
+}
+
+bool isCublasLtTactic(int64_t t) { return t == kTacticConvCublasLt || t == kTacticGemmCublasLt; }
+
+int64_t cublasLtTacticFor(const Graph& g, const Node& n) {
+  const bool onnx = n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge";
+  if (!onnx) return kTacticReference;
+  if (isGemm(n)) return kTacticGemmCublasLt;
+  if (isConv(n) && n.attrs.getInt("group", 1) == 1 && !isDepthwise(g, n)) return kTacticConvCublasLt;
+  return kTacticReference;
+}
+
+std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent) {
+  std::vector<int64_t> c = candidateTactics(g, n);
+  if (cublasLtPresent && !c.empty()) {
+    const int64_t lt = cublasLtTacticFor(g, n);
+    if (lt != kTacticReference) c.push_back(lt);
+  }
+  return c;
+}
+
+int64_t runtimeTactic(const Graph& g, const Node& n, int64_t planned, bool cublasLtPresent, bool* fellBack) {
+  if (fellBack) *fellBack = false;
+  const std::vector<int64_t> ours = candidateTactics(g, n);
+  if (std::find(ours.begin(), ours.end(), planned) != ours.end()) return planned;
+  // Our kernels of the layer's family stay usable whatever the layer's precision.
+  if (isConv(n) && (planned == kTacticConvF32 || planned == kTacticConvF16TensorCore || planned == kTacticConvDepthwise)) return planned;
+  if (isGemm(n) && (planned == kTacticGemmF32 || planned == kTacticGemmF16TensorCore)) return planned;
+  if (isCublasLtTactic(planned) && planned == cublasLtTacticFor(g, n)) {
+    if (cublasLtPresent) return planned;
+    if (fellBack) *fellBack = true;
+  }
+  return ours.empty() ? kTacticReference : ours.front();
 }
 
 int64_t heuristicTactic(const Graph& g, const Node& n) {

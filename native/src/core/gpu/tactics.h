@@ -21,8 +21,10 @@ enum Tactic : int64_t {
   kTacticConvF32 = 10,         // implicit-GEMM convolution, FP32 SIMT
   kTacticConvF16TensorCore = 11,  // implicit-GEMM convolution, FP16 wmma, FP32 accumulation
   kTacticConvDepthwise = 12,   // direct depthwise convolution
+  kTacticConvCublasLt = 13,    // cuBLASLt GEMM per image (1x1 stride-1 convs directly, others after pf_im2col)
   kTacticGemmF32 = 20,         // tiled GEMM, FP32 SIMT
   kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
+  kTacticGemmCublasLt = 22,    // cuBLASLt (strided batched for MatMul), epilogue fused where cuBLASLt has it
   kTacticPool = 30,            // pf_pool2d
   kTacticRowReduce = 31,       // pf_row_mean / pf_softmax / pf_layernorm
 };
@@ -35,6 +37,21 @@ bool gpuHasKernelFor(const Node& n);
 
 // Candidate tactics for a layer, best guess first (the autotuner would time all of them).
 std::vector<int64_t> candidateTactics(const Graph& g, const Node& n);
+
+// cuBLASLt tactics exist only where libcublasLt is found at run time (see cublaslt.h). They are
+// never heuristic choices (a cross-compiled plan cannot know whether its target has the library)
+// and never in candidateTactics(); the autotuner adds them with tuningCandidates().
+bool isCublasLtTactic(int64_t tactic);
+// The cuBLASLt tactic a layer could use (attribute level: GEMM / MatMul, or a one-group 2-D
+// convolution that is not depthwise), or kTacticReference when none.
+int64_t cublasLtTacticFor(const Graph& g, const Node& n);
+// What the autotuner times: candidateTactics() plus the cuBLASLt tactic when it is present.
+std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent);
+
+// The tactic a layer runs with on this machine: the planned one when it is one of the layer's
+// kernels and available here, else the heuristic one (*fellBack = true when a cuBLASLt tactic
+// had to be replaced because the library is missing: the executor warns, it never fails).
+int64_t runtimeTactic(const Graph& g, const Node& n, int64_t planned, bool cublasLtPresent, bool* fellBack = nullptr);
 
 // Deterministic heuristic: the first candidate (FP16 tensor cores for fp16/int8 layers, FP32
 // otherwise; depthwise kernel for one-input-channel groups).

@@ -1,0 +1,471 @@
+// cuBLASLt as a tactic source. CPU side (CI, no GPU, no libcublasLt): absence is handled (the
+// tactic is never a candidate or a heuristic choice), the fallback selection, tactic ids through
+// plan and timing-cache serialization. GPU side (the device machine, when libcublasLt is found):
+// GEMM / MatMul / convolution layers on cuBLASLt against the CPU reference, fp32 and fp16 plans,
+// batched and with epilogues; the im2col chunking; the fallback when the library goes missing;
+// autotuning with cuBLASLt among the candidates.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+
+#include "core/executor.h"
+#include "core/gpu/cubin.h"
+#include "core/gpu/cublaslt.h"
+#include "core/gpu/cuda_driver.h"
+#include "core/gpu/device.h"
+#include "core/gpu/gpu_executor.h"
+#include "core/gpu/tactics.h"
+#include "core/gpu/timing_cache.h"
+#include "core/plan/plan.h"
+#include "test_framework.h"
+#include "test_util.h"
+
+using namespace planforge;
+using namespace pftest;
+
+namespace {
+
+Attribute str(const std::string& s) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = s;
+  return a;
+}
+Attribute flt(float f) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloat;
+  a.f = f;
+  return a;
+}
+
+Tensor rnd(Shape s, uint32_t seed) {
+  Tensor t(DataType::kFloat, s);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
+  return t;
+}
+
+Plan newPlan(int sm, const std::string& precision) {
+  Plan p;
+  p.header.optimizerVersion = "test";
+  p.header.targetSm = sm;
+  p.header.precision = precision;
+  p.graph.irVersion = 8;
+  p.graph.opset = 17;
+  p.graph.opsetImports[""] = 17;
+  return p;
+}
+
+Node fused(const std::string& op, const std::string& name, std::vector<std::string> ins, std::vector<std::string> outs,
+           const std::string& precision) {
+  Node n = node(op, name, std::move(ins), std::move(outs));
+  if (op.rfind("Fused", 0) == 0) n.domain = "planforge";
+  n.precision = precision;
+  return n;
+}
+
+// GEMM shapes: plain / transposed Gemm with alpha, beta and a full C, a fused residual + ReLU,
+// MatMul batched over shared weights (one tall GEMM) with bias + erf-GELU (activation after) and
+// bias + tanh-GELU (cuBLASLt epilogue), attention-like batched MatMul with a broadcast mask, and a
+// MatMul whose left operand is broadcast over the batch (batch stride 0).
+Plan gemmPlan(int sm, const std::string& pr) {
+  Plan p = newPlan(sm, pr);
+  Graph& g = p.graph;
+  addInput(g, "a", {6, 40});
+  addInput(g, "at", {40, 6});
+  addInput(g, "x3", {2, 7, 24});
+  addInput(g, "q", {2, 3, 5, 8});
+  addInput(g, "k", {2, 3, 8, 5});
+  addInput(g, "s", {5, 8});
+  g.initializers["w1"] = rnd({40, 33}, 101);
+  g.initializers["b1"] = rnd({33}, 102);
+  g.initializers["w2"] = rnd({17, 40}, 103);
+  g.initializers["c2"] = rnd({6, 17}, 104);
+  g.initializers["w3"] = rnd({24, 50}, 105);
+  g.initializers["b3"] = rnd({50}, 106);
+  g.initializers["mask"] = rnd({2, 1, 1, 5}, 107);
+  Node g1 = fused("Gemm", "g1", {"a", "w1", "b1"}, {"y1"}, pr);
+  g1.attrs.values["alpha"] = flt(0.5f);
+  g.nodes.push_back(g1);
+  Node g2 = fused("Gemm", "g2", {"a", "w2", "c2"}, {"y2"}, pr);
+  g2.attrs.values["transB"] = intAttr(1);
+  g2.attrs.values["beta"] = flt(0.7f);
+  g.nodes.push_back(g2);
+  Node g3 = fused("Gemm", "g3", {"at", "w1", "b1"}, {"y3"}, pr);
+  g3.attrs.values["transA"] = intAttr(1);
+  g.nodes.push_back(g3);
+  Node g4 = fused("FusedGemm", "g4", {"a", "w1", "b1", "y1"}, {"y4"}, pr);
+  g4.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(g4);
+  Node m1 = fused("FusedMatMul", "m1", {"x3", "w3", "b3"}, {"y5"}, pr);
+  m1.attrs.values["activation"] = str("Gelu");
+  g.nodes.push_back(m1);
+  Node m2 = fused("FusedMatMul", "m2", {"x3", "w3", "b3"}, {"y6"}, pr);
+  m2.attrs.values["activation"] = str("GeluTanh");
+  g.nodes.push_back(m2);
+  g.nodes.push_back(fused("FusedMatMul", "qk", {"q", "k", "mask"}, {"y7"}, pr));
+  g.nodes.push_back(fused("MatMul", "bcast", {"s", "k"}, {"y8"}, pr));
+  g.outputs = {"y1", "y2", "y3", "y4", "y5", "y6", "y7", "y8"};
+  inferShapes(g);
+  return p;
+}
+std::map<std::string, Tensor> gemmInputs() {
+  return {{"a", rnd({6, 40}, 1)}, {"at", rnd({40, 6}, 2)}, {"x3", rnd({2, 7, 24}, 3)},
+          {"q", rnd({2, 3, 5, 8}, 4)}, {"k", rnd({2, 3, 8, 5}, 5)}, {"s", rnd({5, 8}, 6)}};
+}
+constexpr int kGemmLayers = 8;
+
+// Convolutions: 1x1 stride 1 (the direct GEMM) with bias + ReLU and with a residual, 3x3 pad 1
+// with bias, 3x3 stride 2 + HardSwish, 7x7 stride 2 pad 3, 3x3 dilation 2, 1x1 stride 2 (im2col);
+// a depthwise convolution stays on our kernel.
+Plan convPlan(int sm, const std::string& pr) {
+  Plan p = newPlan(sm, pr);
+  Graph& g = p.graph;
+  addInput(g, "x", {3, 16, 12, 12});
+  g.initializers["w1"] = rnd({32, 16, 1, 1}, 201);
+  g.initializers["b1"] = rnd({32}, 202);
+  g.initializers["w2"] = rnd({32, 32, 1, 1}, 203);
+  g.initializers["b2"] = rnd({32}, 204);
+  g.initializers["w3"] = rnd({24, 32, 3, 3}, 205);
+  g.initializers["b3"] = rnd({24}, 206);
+  g.initializers["w4"] = rnd({20, 24, 3, 3}, 207);
+  g.initializers["b4"] = rnd({20}, 208);
+  g.initializers["w5"] = rnd({8, 16, 7, 7}, 209);
+  g.initializers["w6"] = rnd({8, 16, 3, 3}, 210);
+  g.initializers["w7"] = rnd({8, 16, 1, 1}, 211);
+  g.initializers["wd"] = rnd({16, 1, 3, 3}, 212);
+  Node c1 = fused("FusedConv", "c1", {"x", "w1", "b1"}, {"y1"}, pr);
+  c1.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(c1);
+  Node c2 = fused("FusedConv", "c2", {"y1", "w2", "b2", "y1"}, {"y2"}, pr);
+  c2.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(c2);
+  Node c3 = fused("Conv", "c3", {"y2", "w3", "b3"}, {"y3"}, pr);
+  c3.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  g.nodes.push_back(c3);
+  Node c4 = fused("FusedConv", "c4", {"y3", "w4", "b4"}, {"y4"}, pr);
+  c4.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  c4.attrs.values["strides"] = intsAttr({2, 2});
+  c4.attrs.values["activation"] = str("HardSwish");
+  g.nodes.push_back(c4);
+  Node c5 = fused("Conv", "c5", {"x", "w5"}, {"y5"}, pr);
+  c5.attrs.values["pads"] = intsAttr({3, 3, 3, 3});
+  c5.attrs.values["strides"] = intsAttr({2, 2});
+  g.nodes.push_back(c5);
+  Node c6 = fused("Conv", "c6", {"x", "w6"}, {"y6"}, pr);
+  c6.attrs.values["pads"] = intsAttr({2, 2, 2, 2});
+  c6.attrs.values["dilations"] = intsAttr({2, 2});
+  g.nodes.push_back(c6);
+  Node c7 = fused("Conv", "c7", {"x", "w7"}, {"y7"}, pr);
+  c7.attrs.values["strides"] = intsAttr({2, 2});
+  g.nodes.push_back(c7);
+  Node dw = fused("Conv", "dw", {"x", "wd"}, {"y8"}, pr);
+  dw.attrs.values["group"] = intAttr(16);
+  dw.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  g.nodes.push_back(dw);
+  g.outputs = {"y1", "y2", "y3", "y4", "y5", "y6", "y7", "y8"};
+  inferShapes(g);
+  return p;
+}
+constexpr int kConvLtLayers = 7;
+
+bool gpuWithCublasLt(gpu::DeviceInfo* dev) {
+  if (!gpu::cudaDriverAvailable()) return false;
+  *dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev->sm)) return false;
+  if (!gpu::cublasLtAvailable()) {
+    std::cerr << "  (GPU present but no cuBLASLt: " << gpu::cublasLtUnavailableReason() << ")\n";
+    return false;
+  }
+  return true;
+}
+
+double maxRelErr(const Tensor& got, const Tensor& want) {
+  double scale = 1e-6, err = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
+    if (std::isnan(d)) return INFINITY;
+    err = std::max(err, d);
+  }
+  return err / scale;
+}
+
+// Runs the plan with the given options; every output within tol (max abs error / max |reference|).
+gpu::GpuLayerStats expectMatchesCpu(Plan p, const std::map<std::string, Tensor>& in, double tol, gpu::GpuExecutorOptions o) {
+  if (!p.header.tuned) gpu::prepareGpuPlan(p);  // tuned plans keep their tactics
+  const auto want = runGraph(p.graph, in);
+  gpu::GpuExecutor ex(p, o);
+  const auto got = ex.run(in);
+  const gpu::GpuLayerStats st = ex.stats(in);
+  CHECK_EQ(st.cpuLayers, 0);
+  for (const auto& kv : want) {
+    const Tensor& g = got.at(kv.first);
+    CHECK(g.shape == kv.second.shape);
+    const double e = maxRelErr(g, kv.second);
+    if (!(e <= tol)) PF_FAIL(p.header.precision << " output " << kv.first << " relative error " << e << " > " << tol);
+  }
+  const auto again = ex.run(in);  // replays the CUDA graph (cuBLASLt calls captured)
+  for (const auto& kv : got) CHECK(again.at(kv.first).bytes == kv.second.bytes);
+  return st;
+}
+
+double tolFor(const std::string& precision) { return precision == "fp32" ? 1e-4 : 2e-2; }
+
+}  // namespace
+
+// ------------------------------------------------------------------ CPU side
+
+TEST(gpu_cublaslt_tactics_are_never_heuristic_and_only_candidates_when_present) {
+  for (const char* pr : {"fp32", "fp16"}) {
+    for (Plan p : {gemmPlan(90, pr), convPlan(90, pr)}) {
+      Plan a = p, b = p;
+      gpu::setCublasLtDisabledForTesting(true);
+      for (auto& n : a.graph.nodes) n.tactic = gpu::heuristicTactic(a.graph, n);
+      gpu::setCublasLtDisabledForTesting(false);
+      for (auto& n : b.graph.nodes) n.tactic = gpu::heuristicTactic(b.graph, n);
+      for (size_t i = 0; i < a.graph.nodes.size(); ++i) {
+        const Node& n = a.graph.nodes[i];
+        CHECK_EQ(n.tactic, b.graph.nodes[i].tactic);  // the heuristic does not look at the machine
+        CHECK(!gpu::isCublasLtTactic(n.tactic));
+        const auto ours = gpu::candidateTactics(a.graph, n);
+        for (int64_t t : ours) CHECK(!gpu::isCublasLtTactic(t));
+        CHECK(gpu::tuningCandidates(a.graph, n, false) == ours);  // absent: not a candidate
+        const auto withLt = gpu::tuningCandidates(a.graph, n, true);
+        if (n.name == "dw") {
+          CHECK(withLt == ours);  // depthwise: no cuBLASLt tactic
+        } else {
+          CHECK_EQ(withLt.size(), ours.size() + 1);
+          CHECK(gpu::isCublasLtTactic(withLt.back()));
+          CHECK_EQ(withLt.front(), ours.front());
+        }
+      }
+    }
+  }
+}
+
+TEST(gpu_cublaslt_tactic_applies_to_gemms_and_one_group_convolutions) {
+  Plan p = convPlan(90, "fp16");
+  for (const auto& n : p.graph.nodes)
+    CHECK_EQ(gpu::cublasLtTacticFor(p.graph, n), n.name == "dw" ? int64_t(gpu::kTacticReference) : int64_t(gpu::kTacticConvCublasLt));
+  Plan q = gemmPlan(90, "fp32");
+  for (const auto& n : q.graph.nodes) CHECK_EQ(gpu::cublasLtTacticFor(q.graph, n), int64_t(gpu::kTacticGemmCublasLt));
+  Node grouped = node("Conv", "grouped", {"x", "w"}, {"y"});
+  grouped.attrs.values["group"] = intAttr(2);
+  CHECK_EQ(gpu::cublasLtTacticFor(Graph{}, grouped), int64_t(gpu::kTacticReference));
+  CHECK_EQ(gpu::cublasLtTacticFor(Graph{}, node("Relu", "r", {"x"}, {"y"})), int64_t(gpu::kTacticReference));
+  Node foreign = node("MatMul", "m", {"a", "b"}, {"y"});
+  foreign.domain = "com.example";
+  CHECK_EQ(gpu::cublasLtTacticFor(Graph{}, foreign), int64_t(gpu::kTacticReference));
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticGemmCublasLt)), std::string("gemm_cublaslt"));
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvCublasLt)), std::string("conv_cublaslt"));
+}
+
+TEST(gpu_cublaslt_runtime_tactic_falls_back_when_the_library_is_missing) {
+  Plan p = convPlan(90, "fp16");
+  const Graph& g = p.graph;
+  const Node& c1 = g.nodes[0];
+  bool fell = true;
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticConvCublasLt, true, &fell), int64_t(gpu::kTacticConvCublasLt));
+  CHECK(!fell);
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticConvCublasLt, false, &fell), gpu::heuristicTactic(g, c1));
+  CHECK(fell);
+  // Our kernels are kept as planned; unknown / mismatched tactics get the heuristic, silently.
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticConvF32, false, &fell), int64_t(gpu::kTacticConvF32));
+  CHECK(!fell);
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticGemmCublasLt, true, &fell), gpu::heuristicTactic(g, c1));
+  CHECK(!fell);
+  CHECK_EQ(gpu::runtimeTactic(g, c1, 0, true, &fell), gpu::heuristicTactic(g, c1));
+  CHECK_EQ(gpu::runtimeTactic(g, c1, 999, true, &fell), gpu::heuristicTactic(g, c1));
+  const Node& dw = g.nodes.back();
+  CHECK_EQ(gpu::runtimeTactic(g, dw, gpu::kTacticConvCublasLt, true, &fell), int64_t(gpu::kTacticConvDepthwise));
+  Plan q = gemmPlan(90, "fp32");
+  const Node& g1 = q.graph.nodes[0];
+  CHECK_EQ(gpu::runtimeTactic(q.graph, g1, gpu::kTacticGemmCublasLt, false, &fell), int64_t(gpu::kTacticGemmF32));
+  CHECK(fell);
+  CHECK_EQ(gpu::runtimeTactic(q.graph, g1, gpu::kTacticGemmF16TensorCore, false, &fell), int64_t(gpu::kTacticGemmF16TensorCore));
+}
+
+TEST(gpu_cublaslt_tactics_survive_plan_and_timing_cache_serialization) {
+  Plan p = convPlan(90, "fp16");
+  gpu::prepareGpuPlan(p);
+  for (auto& n : p.graph.nodes)
+    if (gpu::cublasLtTacticFor(p.graph, n) != gpu::kTacticReference) n.tactic = gpu::cublasLtTacticFor(p.graph, n);
+  p.header.tuned = true;
+  const std::vector<uint8_t> bytes = serializePlan(p);
+  const Plan q = parsePlan(bytes.data(), bytes.size());
+  CHECK(q.header.tuned);
+  for (size_t i = 0; i < p.graph.nodes.size(); ++i) CHECK_EQ(q.graph.nodes[i].tactic, p.graph.nodes[i].tactic);
+  CHECK_EQ(q.graph.nodes[0].tactic, int64_t(gpu::kTacticConvCublasLt));
+  CHECK(serializePlan(q) == bytes);
+
+  gpu::TimingCache cache;
+  const gpu::TimingKey key{"1.2.3", 90, "Gemm|planforge|fp16|float32[64x768];float32[768x768]|"};
+  cache.record(key, gpu::TimingEntry{gpu::kTacticGemmCublasLt, 0.0125});
+  const gpu::TimingCache back = gpu::TimingCache::parse(cache.serialize());
+  CHECK(back.find(key) != nullptr);
+  CHECK_EQ(back.find(key)->tactic, int64_t(gpu::kTacticGemmCublasLt));
+}
+
+TEST(gpu_cublaslt_absence_is_reported_not_thrown) {
+  std::string why;
+  CHECK(gpu::loadCublasLt("libcublasLt-definitely-missing.so.99", &why) == nullptr);
+  CHECK(why.find("libcublasLt-definitely-missing.so.99") != std::string::npos);
+  const auto names = gpu::cublasLtLibraryCandidates();
+  CHECK(!names.empty());
+  CHECK(std::find(names.begin(), names.end(), std::string("libcublasLt.so.13")) != names.end());
+  gpu::setCublasLtDisabledForTesting(true);
+  CHECK(!gpu::cublasLtAvailable());
+  CHECK(gpu::cublasLt() == nullptr);
+  CHECK(!gpu::cublasLtUnavailableReason().empty());
+  gpu::setCublasLtDisabledForTesting(false);
+  if (!gpu::cublasLtAvailable()) CHECK(!gpu::cublasLtUnavailableReason().empty());  // CI: a reason, no exception
+  else CHECK(gpu::cublasLt()->version >= 120000);
+}
+
+// ------------------------------------------------------------------ GPU side (device machine)
+
+TEST(gpu_cublaslt_gemms_match_the_cpu_reference) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithCublasLt(&dev)) return;
+  gpu::GpuExecutorOptions o;
+  o.preferCublasLt = true;
+  for (const char* pr : {"fp32", "fp16"}) {
+    const gpu::GpuLayerStats st = expectMatchesCpu(gemmPlan(dev.sm, pr), gemmInputs(), tolFor(pr), o);
+    CHECK_EQ(st.cublasLtLayers, kGemmLayers);
+    CHECK_EQ(st.cublasLtFallbacks, 0);
+    CHECK(st.cudaGraph);
+  }
+}
+
+TEST(gpu_cublaslt_convolutions_match_the_cpu_reference) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithCublasLt(&dev)) return;
+  gpu::GpuExecutorOptions o;
+  o.preferCublasLt = true;
+  const std::map<std::string, Tensor> in{{"x", rnd({3, 16, 12, 12}, 301)}};
+  for (const char* pr : {"fp32", "fp16"}) {
+    const gpu::GpuLayerStats st = expectMatchesCpu(convPlan(dev.sm, pr), in, tolFor(pr), o);
+    CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
+    CHECK(st.cudaGraph);
+  }
+  // im2col in chunks: room for two images of the largest layer, so 3 images = 2 + 1.
+  setenv("PLANFORGE_GPU_IM2COL_BYTES", std::to_string(2 * 32 * 9 * 144 * 4).c_str(), 1);
+  const gpu::GpuLayerStats st = expectMatchesCpu(convPlan(dev.sm, "fp32"), in, tolFor("fp32"), o);
+  unsetenv("PLANFORGE_GPU_IM2COL_BYTES");
+  CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
+}
+
+TEST(gpu_cublaslt_missing_at_run_time_falls_back_with_a_warning) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithCublasLt(&dev)) return;
+  for (Plan p : {convPlan(dev.sm, "fp16"), gemmPlan(dev.sm, "fp32")}) {
+    gpu::prepareGpuPlan(p);
+    int lt = 0;
+    for (auto& n : p.graph.nodes)
+      if (gpu::cublasLtTacticFor(p.graph, n) != gpu::kTacticReference) {
+        n.tactic = gpu::cublasLtTacticFor(p.graph, n);
+        ++lt;
+      }
+    p.header.tuned = true;
+    const std::map<std::string, Tensor> in = p.graph.inputs.size() == 1 ? std::map<std::string, Tensor>{{"x", rnd({3, 16, 12, 12}, 401)}}
+                                                                         : gemmInputs();
+    gpu::GpuExecutorOptions o;
+    gpu::setCublasLtDisabledForTesting(true);
+    gpu::GpuLayerStats st;
+    try {
+      st = expectMatchesCpu(p, in, tolFor(p.header.precision), o);
+    } catch (...) {
+      gpu::setCublasLtDisabledForTesting(false);
+      throw;
+    }
+    gpu::setCublasLtDisabledForTesting(false);
+    CHECK_EQ(st.cublasLtLayers, 0);
+    CHECK_EQ(st.cublasLtFallbacks, lt);
+    // With the library back, the same plan runs those layers on cuBLASLt.
+    const gpu::GpuLayerStats st2 = expectMatchesCpu(p, in, tolFor(p.header.precision), o);
+    CHECK_EQ(st2.cublasLtLayers, lt);
+    CHECK_EQ(st2.cublasLtFallbacks, 0);
+  }
+}
+
+TEST(gpu_cublaslt_is_timed_by_the_autotuner_and_cached) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithCublasLt(&dev)) return;
+  // Big enough that cuBLASLt should win somewhere; the test only needs the choice to be a candidate.
+  Plan p = newPlan(dev.sm, "fp16");
+  Graph& g = p.graph;
+  addInput(g, "x", {256, 768});
+  g.initializers["w"] = rnd({768, 3072}, 501);
+  g.initializers["b"] = rnd({3072}, 502);
+  Node m = fused("FusedMatMul", "ffn", {"x", "w", "b"}, {"y"}, "fp16");
+  m.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(m);
+  g.outputs = {"y"};
+  inferShapes(g);
+  const std::map<std::string, Tensor> in{{"x", rnd({256, 768}, 503)}};
+  gpu::TimingCache cache;
+  Plan tuned = p;
+  const gpu::GpuLayerStats st = gpu::tunePlan(tuned, in, 0, &cache);
+  CHECK_EQ(st.tunedLayers, 1);
+  const auto cands = gpu::tuningCandidates(tuned.graph, tuned.graph.nodes[0], true);
+  CHECK_EQ(cands.size(), size_t(3));
+  CHECK(std::find(cands.begin(), cands.end(), tuned.graph.nodes[0].tactic) != cands.end());
+  std::cerr << "  (ffn 256x768x3072 fp16 tuned to " << gpu::tacticName(tuned.graph.nodes[0].tactic) << ")\n";
+  CHECK_EQ(cache.size(), size_t(1));
+  Plan again = p;
+  const gpu::GpuLayerStats st2 = gpu::tunePlan(again, in, 0, &cache);
+  CHECK_EQ(st2.timingCacheHits, 1);
+  CHECK_EQ(again.graph.nodes[0].tactic, tuned.graph.nodes[0].tactic);
+  const std::vector<uint8_t> bytes = serializePlan(tuned);
+  expectMatchesCpu(parsePlan(bytes.data(), bytes.size()), in, 2e-2, {});
+}
+
+// FP16 plans put a RoundToFp16 after every FP16 layer. When it is the only reader of a convolution
+// or GEMM output, the layer rounds its own output (in the cuBLASLt epilogue pass, or one in-place
+// pass after our kernels) and the RoundToFp16 becomes a view; with two readers it stays a layer.
+TEST(gpu_fp16_rounding_is_folded_into_convolutions_and_gemms) {
+  gpu::DeviceInfo dev;
+  if (!gpu::cudaDriverAvailable()) return;
+  dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  Plan p = newPlan(dev.sm, "fp16");
+  Graph& g = p.graph;
+  addInput(g, "x", {2, 8, 6, 6});
+  addInput(g, "a", {5, 24});
+  g.initializers["w1"] = rnd({16, 8, 3, 3}, 601);
+  g.initializers["b1"] = rnd({16}, 602);
+  g.initializers["w2"] = rnd({24, 7}, 603);
+  g.initializers["b2"] = rnd({7}, 604);
+  auto round = [](const std::string& name, const std::string& in, const std::string& out) {
+    Node r = node("RoundToFp16", name, {in}, {out});
+    r.domain = "planforge";
+    return r;
+  };
+  Node c1 = fused("FusedConv", "c1", {"x", "w1", "b1"}, {"c1acc"}, "fp16");
+  c1.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  c1.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(c1);
+  g.nodes.push_back(round("r1", "c1acc", "c1o"));
+  Node m1 = fused("FusedMatMul", "m1", {"a", "w2", "b2"}, {"m1acc"}, "fp16");
+  m1.attrs.values["activation"] = str("Gelu");
+  g.nodes.push_back(m1);
+  g.nodes.push_back(round("r2", "m1acc", "m1o"));
+  g.nodes.push_back(fused("MatMul", "m2", {"a", "w2"}, {"m2acc"}, "fp16"));
+  g.nodes.push_back(round("r3", "m2acc", "m2o"));
+  g.nodes.push_back(node("Relu", "relu", {"m2acc"}, {"m2r"}));  // second reader: r3 stays a layer
+  g.outputs = {"c1o", "m1o", "m2o", "m2r"};
+  inferShapes(g);
+  const std::map<std::string, Tensor> in{{"x", rnd({2, 8, 6, 6}, 605)}, {"a", rnd({5, 24}, 606)}};
+  for (bool lt : {false, true}) {
+    if (lt && !gpu::cublasLtAvailable()) continue;
+    gpu::GpuExecutorOptions o;
+    o.preferCublasLt = lt;
+    const gpu::GpuLayerStats st = expectMatchesCpu(p, in, 2e-2, o);
+    CHECK_EQ(st.aliasLayers, 2);
+    CHECK_EQ(st.gpuLayers, 5);
+    CHECK_EQ(st.cublasLtLayers, lt ? 3 : 0);
+  }
+}
