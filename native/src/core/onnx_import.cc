@@ -7,15 +7,19 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
 #include <set>
 
 #include <onnx/onnx_pb.h>
 
 #include "half.h"
+#include "onnx_lazy_reader.h"
 #include "sha256.h"
 
 namespace planforge {
@@ -112,7 +116,8 @@ std::string resolveExternalPath(const std::string& location, const std::string& 
   return realFile;
 }
 
-std::vector<uint8_t> readExternal(const onnx::TensorProto& p, const std::string& modelDir, uint64_t nbytes) {
+// keepBytes=false (inspectModel, large tensors): the bytes are read and verified in chunks but not kept.
+std::vector<uint8_t> readExternal(const onnx::TensorProto& p, const std::string& modelDir, uint64_t nbytes, bool keepBytes = true) {
   std::string location;
   uint64_t offset = 0;
   bool hasLength = false;
@@ -134,9 +139,19 @@ std::vector<uint8_t> readExternal(const onnx::TensorProto& p, const std::string&
   if (offset > size || nbytes > size - offset)
     throw BuildError(ErrorCode::kExternalData, label + ": external data file '" + location + "' is " + std::to_string(size) +
                                                    " bytes, too short for " + std::to_string(nbytes) + " bytes at offset " + std::to_string(offset));
-  std::vector<uint8_t> out(static_cast<size_t>(nbytes));
   std::ifstream f(file, std::ios::binary);
   f.seekg(static_cast<std::streamoff>(offset));
+  if (!keepBytes) {
+    std::vector<char> chunk(static_cast<size_t>(std::min<uint64_t>(nbytes, 1 << 20)));
+    for (uint64_t left = nbytes; left > 0;) {
+      const uint64_t n = std::min<uint64_t>(left, chunk.size());
+      if (!f.read(chunk.data(), static_cast<std::streamsize>(n)))
+        throw BuildError(ErrorCode::kExternalData, label + ": cannot read external data file '" + location + "'");
+      left -= n;
+    }
+    return {};
+  }
+  std::vector<uint8_t> out(static_cast<size_t>(nbytes));
   if (nbytes && !f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(nbytes)))
     throw BuildError(ErrorCode::kExternalData, label + ": cannot read external data file '" + location + "'");
   return out;
@@ -148,9 +163,15 @@ void copyConverted(const Src& src, Tensor& t) {
   for (int i = 0; i < src.size(); ++i) d[i] = static_cast<Dst>(src.Get(i));
 }
 
-}  // namespace
+struct TensorHeader {
+  DataType dtype;
+  Shape shape;
+  uint64_t numel;
+  uint64_t nbytes;
+};
 
-Tensor tensorFromProto(const onnx::TensorProto& p, const std::string& modelDir, const ImportOptions& options) {
+// The checks tensorFromProto makes before it looks at the payload.
+TensorHeader tensorHeader(const onnx::TensorProto& p, const ImportOptions& options) {
   const std::string label = tensorLabel(p);
   if (!supportedTensorType(p.data_type())) {
     std::string tname = p.data_type() == 8 ? "string" : "type " + std::to_string(p.data_type());
@@ -174,6 +195,93 @@ Tensor tensorFromProto(const onnx::TensorProto& p, const std::string& modelDir, 
   if (nbytes > options.maxTensorBytes)
     throw BuildError(ErrorCode::kResource, label + " declares " + std::to_string(nbytes) + " bytes (" + dataTypeName(dtype) + " " +
                                                shapeToString(shape) + "), over the per-tensor limit of " + std::to_string(options.maxTensorBytes));
+  return TensorHeader{dtype, shape, numel, nbytes};
+}
+
+// Element count of the typed field protobuf would read for dtype (count(proto) or count(stripped)).
+template <typename Counts>
+int64_t typedCount(DataType dtype, const Counts& c) {
+  switch (dtype) {
+    case DataType::kFloat: return c.floats();
+    case DataType::kDouble: return c.doubles();
+    case DataType::kInt64: return c.int64s();
+    case DataType::kUint32: case DataType::kUint64: return c.uint64s();
+    default: return c.int32s();
+  }
+}
+
+struct ProtoCounts {
+  const onnx::TensorProto& p;
+  int64_t floats() const { return p.float_data_size(); }
+  int64_t doubles() const { return p.double_data_size(); }
+  int64_t int64s() const { return p.int64_data_size(); }
+  int64_t uint64s() const { return p.uint64_data_size(); }
+  int64_t int32s() const { return p.int32_data_size(); }
+};
+
+struct StrippedCounts {
+  const StrippedTensor& s;
+  int64_t floats() const { return static_cast<int64_t>(s.floatCount); }
+  int64_t doubles() const { return static_cast<int64_t>(s.doubleCount); }
+  int64_t int64s() const { return static_cast<int64_t>(s.int64Count); }
+  int64_t uint64s() const { return static_cast<int64_t>(s.uint64Count); }
+  int64_t int32s() const { return static_cast<int64_t>(s.int32Count); }
+};
+
+[[noreturn]] void rawSizeMismatch(const std::string& label, uint64_t have, const Shape& shape, uint64_t nbytes) {
+  throw BuildError(ErrorCode::kInvalidModel, label + " has " + std::to_string(have) + " bytes of raw data, its shape " +
+                                                 shapeToString(shape) + " needs " + std::to_string(nbytes));
+}
+
+[[noreturn]] void countMismatch(const std::string& label, int64_t count, const Shape& shape, uint64_t numel) {
+  throw BuildError(ErrorCode::kInvalidModel, label + " has " + std::to_string(count) + " values, its shape " + shapeToString(shape) +
+                                                 " needs " + std::to_string(numel));
+}
+
+// What Tensor(dtype, shape) checks before it allocates (tensor.cc: kMaxTensorBytes = 4 GiB).
+void checkTensorConstructible(DataType dtype, const Shape& shape) {
+  const uint64_t n = static_cast<uint64_t>(shapeNumel(shape));
+  if (n > (4ull << 30) / dataTypeSize(dtype)) Tensor probe(dtype, shape);  // throws E_RESOURCE before allocating
+}
+
+// tensorFromProto for inspectModel: the same checks in the same order, for a tensor whose
+// payload fields were left out by stripModel (`stripped`, counts of what they held) or whose
+// data is external. The result has dtype and shape; its bytes are left empty (*deferred = true)
+// when the payload was left out or the external data is over keepBytes (then only verified).
+Tensor tensorMetaFromProto(const onnx::TensorProto& p, const StrippedTensor* stripped, const std::string& modelDir,
+                           const ImportOptions& options, uint64_t keepBytes, bool* deferred) {
+  const std::string label = tensorLabel(p);
+  TensorHeader h = tensorHeader(p, options);
+  Tensor t;
+  t.dtype = h.dtype;
+  t.shape = h.shape;
+  if (p.data_location() == onnx::TensorProto::EXTERNAL) {
+    *deferred = h.nbytes > keepBytes;
+    t.bytes = readExternal(p, modelDir, h.nbytes, !*deferred);
+    return t;
+  }
+  if (!stripped) throw BuildError(ErrorCode::kInternal, label + ": no payload record");
+  if (stripped->hasRawData) {
+    if (stripped->rawDataBytes != h.nbytes) rawSizeMismatch(label, stripped->rawDataBytes, h.shape, h.nbytes);
+    *deferred = true;
+    return t;
+  }
+  int64_t count = typedCount(h.dtype, StrippedCounts{*stripped});
+  if (static_cast<uint64_t>(count) != h.numel) countMismatch(label, count, h.shape, h.numel);
+  checkTensorConstructible(h.dtype, h.shape);
+  *deferred = true;
+  return t;
+}
+
+}  // namespace
+
+Tensor tensorFromProto(const onnx::TensorProto& p, const std::string& modelDir, const ImportOptions& options) {
+  const std::string label = tensorLabel(p);
+  const TensorHeader h = tensorHeader(p, options);
+  const DataType dtype = h.dtype;
+  const Shape& shape = h.shape;
+  const uint64_t numel = h.numel;
+  const uint64_t nbytes = h.nbytes;
 
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     Tensor t;  // not Tensor(dtype, shape): that would zero-fill bytes about to be replaced
@@ -183,9 +291,7 @@ Tensor tensorFromProto(const onnx::TensorProto& p, const std::string& modelDir, 
     return t;
   }
   if (p.has_raw_data()) {
-    if (p.raw_data().size() != nbytes)
-      throw BuildError(ErrorCode::kInvalidModel, label + " has " + std::to_string(p.raw_data().size()) + " bytes of raw data, its shape " +
-                                                     shapeToString(shape) + " needs " + std::to_string(nbytes));
+    if (p.raw_data().size() != nbytes) rawSizeMismatch(label, p.raw_data().size(), shape, nbytes);
     Tensor t;
     t.dtype = dtype;
     t.shape = shape;
@@ -194,17 +300,8 @@ Tensor tensorFromProto(const onnx::TensorProto& p, const std::string& modelDir, 
     return t;
   }
   // Typed fields.
-  int64_t count = 0;
-  switch (dtype) {
-    case DataType::kFloat: count = p.float_data_size(); break;
-    case DataType::kDouble: count = p.double_data_size(); break;
-    case DataType::kInt64: count = p.int64_data_size(); break;
-    case DataType::kUint32: case DataType::kUint64: count = p.uint64_data_size(); break;
-    default: count = p.int32_data_size(); break;
-  }
-  if (static_cast<uint64_t>(count) != numel)
-    throw BuildError(ErrorCode::kInvalidModel, label + " has " + std::to_string(count) + " values, its shape " + shapeToString(shape) +
-                                                   " needs " + std::to_string(numel));
+  int64_t count = typedCount(dtype, ProtoCounts{p});
+  if (static_cast<uint64_t>(count) != numel) countMismatch(label, count, shape, numel);
   Tensor t(dtype, shape);
   switch (dtype) {
     case DataType::kFloat: copyConverted<decltype(p.float_data()), float>(p.float_data(), t); break;
@@ -250,8 +347,10 @@ void protobufLogHandler(google::protobuf::LogLevel level, const char* file, int 
                                           (reason.empty() ? "the data is truncated, corrupted or not a protobuf message" : reason) + ")");
 }
 
+// sourceSize: the size of the input `bytes` stand for (inspectModel parses a stripped copy of a
+// larger file): a parse that consumed everything is reported at the end of the source.
 template <typename Message>
-void parseMessage(Message& msg, const std::string& bytes, uint64_t limit, const std::string& what) {
+void parseMessage(Message& msg, const std::string& bytes, uint64_t limit, const std::string& what, uint64_t sourceSize = UINT64_MAX) {
   static const bool handlerInstalled = [] {
     google::protobuf::SetLogHandler(protobufLogHandler);
     return true;
@@ -264,7 +363,11 @@ void parseMessage(Message& msg, const std::string& bytes, uint64_t limit, const 
   cis.SetTotalBytesLimit(static_cast<int>(std::min<uint64_t>(limit, INT_MAX)));
   bool ok = msg.ParseFromCodedStream(&cis);
   protobufLogSink = nullptr;
-  if (!ok || !cis.ConsumedEntireMessage()) parseFailure(what, static_cast<size_t>(cis.CurrentPosition()), bytes.size(), reason);
+  if (!ok || !cis.ConsumedEntireMessage()) {
+    size_t consumed = static_cast<size_t>(cis.CurrentPosition());
+    if (sourceSize == UINT64_MAX) parseFailure(what, consumed, bytes.size(), reason);
+    parseFailure(what, consumed == bytes.size() ? static_cast<size_t>(sourceSize) : consumed, static_cast<size_t>(sourceSize), reason);
+  }
 }
 
 // ---------- model conversion ----------
@@ -288,13 +391,30 @@ ValueType typeFromProto(const onnx::TypeProto& tp) {
   return t;
 }
 
+// inspectModel: the stripped model and its source, for tensors whose payload was left out.
+struct InspectContext {
+  const StrippedModel& stripped;
+  const ByteSource& source;
+  uint64_t keepBytes;
+};
+
+// Bytes a tensor holds once loaded (a deferred tensor has none yet).
+uint64_t logicalBytes(const Tensor& t) { return static_cast<uint64_t>(shapeNumel(t.shape)) * dataTypeSize(t.dtype); }
+
+using TensorProtoPtr = std::shared_ptr<onnx::TensorProto>;
+
 struct Importer {
   const ImportOptions& options;
   std::string modelDir;
   uint64_t totalBytes = 0;
+  const InspectContext* inspect = nullptr;
+  // inspectModel: tensors converted without their bytes, and the (stripped) TensorProto that loads them.
+  std::map<std::string, TensorProtoPtr> deferredInitializers;
+  std::map<std::shared_ptr<Tensor>, TensorProtoPtr> deferredAttributes;
 
-  void account(const Tensor& t, const std::string& what) {
-    totalBytes += t.bytes.size();
+  void account(const Tensor& t, const std::string& what) { account(t.bytes.size(), what); }
+  void account(uint64_t bytes, const std::string& what) {
+    totalBytes += bytes;
     if (totalBytes > options.maxTotalBytes)
       throw BuildError(ErrorCode::kResource, "constant tensors exceed the total limit of " + std::to_string(options.maxTotalBytes) +
                                                  " bytes (at " + what + ")");
@@ -306,12 +426,46 @@ struct Importer {
 
   Tensor tensor(const onnx::TensorProto& p) {
     checkCancelled();
-    Tensor t = tensorFromProto(p, modelDir, options);
+    Tensor t = load(p);
     account(t, tensorLabel(p));
     return t;
   }
 
-  Attribute attribute(const onnx::AttributeProto& a, const std::string& nodeLabel) {
+  // tensorFromProto of the tensor as the file holds it: a stripped TensorProto is parsed again
+  // from its bytes in the source, payload included.
+  Tensor load(const onnx::TensorProto& p) const {
+    if (inspect) {
+      std::vector<size_t> markers = inspect->stripped.markersOf(p);
+      if (!markers.empty()) {
+        onnx::TensorProto whole;
+        for (size_t m : markers) {
+          const StrippedTensor& st = inspect->stripped.tensors[m];
+          std::string bytes(static_cast<size_t>(st.length), '\0');
+          if (st.length) inspect->source.read(st.offset, &bytes[0], bytes.size());
+          if (!whole.MergeFromString(bytes))
+            throw BuildError(ErrorCode::kInternal, tensorLabel(p) + ": cannot parse the tensor again from the model file");
+        }
+        return tensorFromProto(whole, modelDir, options);
+      }
+    }
+    return tensorFromProto(p, modelDir, options);
+  }
+
+  // Like tensor(), but under inspectModel a tensor whose payload was left out (or whose external
+  // data is large) comes back without bytes and *deferred is set; load() gets its values.
+  Tensor tensorOrDeferred(const onnx::TensorProto& p, bool* deferred) {
+    *deferred = false;
+    if (!inspect) return tensor(p);
+    std::vector<size_t> markers = inspect->stripped.markersOf(p);
+    if (markers.size() > 1 || (markers.empty() && p.data_location() != onnx::TensorProto::EXTERNAL)) return tensor(p);
+    checkCancelled();
+    Tensor t = tensorMetaFromProto(p, markers.empty() ? nullptr : &inspect->stripped.tensors[markers[0]], modelDir, options,
+                                   inspect->keepBytes, deferred);
+    account(*deferred ? logicalBytes(t) : t.bytes.size(), tensorLabel(p));
+    return t;
+  }
+
+  Attribute attribute(const onnx::AttributeProto& a, const std::string& nodeLabel, bool mayDefer = false) {
     Attribute out;
     int type = a.type();
     if (type == onnx::AttributeProto::UNDEFINED) {  // IR < 2 models do not set type: deduce it
@@ -329,10 +483,13 @@ struct Importer {
       case onnx::AttributeProto::FLOAT: out.kind = Attribute::Kind::kFloat; out.f = a.f(); break;
       case onnx::AttributeProto::INT: out.kind = Attribute::Kind::kInt; out.i = a.i(); break;
       case onnx::AttributeProto::STRING: out.kind = Attribute::Kind::kString; out.s = a.s(); break;
-      case onnx::AttributeProto::TENSOR:
+      case onnx::AttributeProto::TENSOR: {
         out.kind = Attribute::Kind::kTensor;
-        out.t = std::make_shared<Tensor>(tensor(a.t()));
+        bool deferred = false;
+        out.t = std::make_shared<Tensor>(mayDefer ? tensorOrDeferred(a.t(), &deferred) : tensor(a.t()));
+        if (deferred) deferredAttributes[out.t] = std::make_shared<onnx::TensorProto>(a.t());
         break;
+      }
       case onnx::AttributeProto::FLOATS:
         out.kind = Attribute::Kind::kFloats;
         out.floats.assign(a.floats().begin(), a.floats().end());
@@ -440,6 +597,37 @@ void normalizeLegacyBroadcast(Graph& g, size_t index) {
 
 namespace {
 
+// Whether the import reads the value of node input k (not only its dtype and shape) when that
+// input is a constant: ConstantOfShape's shape, and the inputs whose values shape inference of
+// today's ops reads (native/src/core/ops: every `constValue` use). An op missing from both lists
+// (added later) counts as reading every input, so inspectModel stays exact and only uses more memory.
+bool readsInputValue(const Node& n, size_t k, bool infer) {
+  if (n.domain.empty() && n.opType == "ConstantOfShape" && k == 0) return true;
+  if (!infer) return false;
+  static const std::map<std::string, std::vector<size_t>> kValueInputs = {
+      {"ConstantOfShape", {0}}, {"Range", {0, 1, 2}}, {"Reshape", {1}}, {"Squeeze", {1}}, {"Unsqueeze", {1}},
+      {"Expand", {1}}, {"Slice", {1, 2, 3, 4}}, {"Split", {1}}, {"Tile", {1}}, {"OneHot", {1}}, {"TopK", {1}},
+      {"Pad", {1, 2, 3}}, {"Resize", {1, 2, 3}}, {"Upsample", {1}}, {"ReduceL1", {1}}, {"ReduceL2", {1}},
+      {"ReduceLogSum", {1}}, {"ReduceLogSumExp", {1}}, {"ReduceMax", {1}}, {"ReduceMean", {1}}, {"ReduceMin", {1}},
+      {"ReduceProd", {1}}, {"ReduceSum", {1}}, {"ReduceSumSquare", {1}}};
+  static const std::set<std::string> kShapeOnly = {
+      "Abs", "Acos", "Add", "And", "ArgMax", "ArgMin", "Asin", "Atan", "AveragePool", "BatchNormalization", "Cast",
+      "CastLike", "Ceil", "Celu", "Clip", "Concat", "Conv", "ConvInteger", "ConvTranspose", "Cos", "Cosh", "CumSum",
+      "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "Einsum", "Elu", "Equal", "Erf", "Exp", "Flatten", "Floor",
+      "FusedConv", "FusedGemm", "FusedMatMul", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
+      "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "GroupNormalization",
+      "HardSigmoid", "HardSwish", "Hardmax", "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LRN",
+      "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "LpNormalization", "LpPool",
+      "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "NonZero", "Not", "Or",
+      "PRelu", "Pow", "QLinearConv", "QLinearMatMul", "QuantizeLinear", "Reciprocal", "Relu", "Round", "RoundToFp16",
+      "Scatter", "ScatterElements", "ScatterND", "Selu", "Shape", "Sigmoid", "Sign", "Sin", "Sinh", "Size", "Softmax",
+      "Softplus", "Softsign", "SpaceToDepth", "Sqrt", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Transpose",
+      "Trilu", "Where", "Xor"};
+  auto it = kValueInputs.find(n.opType);
+  if (it != kValueInputs.end()) return std::find(it->second.begin(), it->second.end(), k) != it->second.end();
+  return !kShapeOnly.count(n.opType);
+}
+
 void parseModel(onnx::ModelProto& model, const std::string& bytes, const ImportOptions& options) {
   if (bytes.size() > options.maxModelBytes)
     throw BuildError(ErrorCode::kResource, "model is " + std::to_string(bytes.size()) + " bytes, over the limit of " + std::to_string(options.maxModelBytes));
@@ -449,7 +637,8 @@ void parseModel(onnx::ModelProto& model, const std::string& bytes, const ImportO
 
 // Converts a parsed model. Initializer data is released from `model` as it is converted, so
 // a large model is held about twice (proto + tensors) at the peak, not three times.
-Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const ImportOptions& options, ImportReport* report) {
+Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const ImportOptions& options, ImportReport* report,
+                   const InspectContext* inspect = nullptr) {
   if (!model.has_graph()) throw BuildError(ErrorCode::kParse, "not an ONNX model: the ModelProto has no graph");
   if (model.ir_version() <= 0) throw BuildError(ErrorCode::kParse, "not an ONNX model: ir_version is missing");
 
@@ -467,14 +656,16 @@ Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const I
     throw BuildError(ErrorCode::kUnsupportedOp, "opset " + std::to_string(g.opset) + " of the default ONNX domain is not supported (supported: " +
                                                     std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")");
 
-  Importer imp{options, modelDir};
+  Importer imp{options, modelDir, 0, inspect, {}, {}};
   const onnx::GraphProto& gp = model.graph();
   g.name = gp.name();
 
   for (auto& init : *model.mutable_graph()->mutable_initializer()) {
     if (init.name().empty()) throw BuildError(ErrorCode::kInvalidModel, "an initializer has no name");
     if (g.initializers.count(init.name())) throw BuildError(ErrorCode::kInvalidModel, "initializer '" + init.name() + "' is defined twice");
-    g.initializers.emplace(init.name(), imp.tensor(init));
+    bool deferred = false;
+    g.initializers.emplace(init.name(), imp.tensorOrDeferred(init, &deferred));
+    if (deferred) imp.deferredInitializers[init.name()] = std::make_shared<onnx::TensorProto>(init);
     delete init.release_raw_data();  // frees the buffer (clear_raw_data would keep its capacity)
   }
   if (gp.sparse_initializer_size() > 0) throw BuildError(ErrorCode::kUnsupportedOp, "sparse initializers are not supported");
@@ -525,7 +716,9 @@ Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const I
     for (const auto& a : np.attribute()) {
       if (a.name().empty()) throw BuildError(ErrorCode::kInvalidModel, label + " has an attribute without a name");
       if (!a.ref_attr_name().empty()) throw BuildError(ErrorCode::kUnsupportedOp, label + ": attribute references (functions) are not supported");
-      n.attrs.values[a.name()] = imp.attribute(a, label);
+      // inspectModel: a Constant's value may stay unread (it becomes an initializer below).
+      const bool mayDefer = n.opType == "Constant" && n.domain.empty() && a.name() == "value";
+      n.attrs.values[a.name()] = imp.attribute(a, label, mayDefer);
     }
     g.nodes.push_back(std::move(n));
   }
@@ -562,12 +755,33 @@ Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const I
       if (n.outputs.size() != 1 || n.outputs[0].empty())
         throw BuildError(ErrorCode::kInvalidModel, "Constant node '" + n.name + "' must have exactly one output");
       Tensor t = constantValue(n);
-      imp.account(t, "Constant '" + n.name + "'");
+      TensorProtoPtr deferred;  // constantValue returns the "value" tensor when there is one
+      auto value = n.attrs.values.find("value");
+      if (value != n.attrs.values.end() && value->second.kind == Attribute::Kind::kTensor && value->second.t) {
+        auto it = imp.deferredAttributes.find(value->second.t);
+        if (it != imp.deferredAttributes.end()) deferred = it->second;
+      }
+      imp.account(deferred ? logicalBytes(t) : t.bytes.size(), "Constant '" + n.name + "'");
       g.initializers[n.outputs[0]] = std::move(t);
+      if (deferred) imp.deferredInitializers[n.outputs[0]] = deferred;
+      else imp.deferredInitializers.erase(n.outputs[0]);
       g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
     }
     ++i;
+  }
+  // inspectModel: load the deferred constants whose values are read below (shape inference of
+  // shape-like inputs, ConstantOfShape); weights stay unread.
+  if (!imp.deferredInitializers.empty()) {
+    for (const Node& n : g.nodes) {
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        auto it = imp.deferredInitializers.find(n.inputs[k]);
+        if (it == imp.deferredInitializers.end() || !readsInputValue(n, k, infer)) continue;
+        imp.checkCancelled();
+        g.initializers[it->first] = imp.load(*it->second);
+        imp.deferredInitializers.erase(it);
+      }
+    }
   }
   // ConstantOfShape with a constant shape: materialize (accounted against the total limit).
   for (size_t i = 0; i < g.nodes.size();) {
@@ -591,6 +805,7 @@ Graph convertModel(onnx::ModelProto& model, const std::string& modelDir, const I
       }
       imp.account(t, "ConstantOfShape '" + n.name + "'");
       g.initializers[n.outputs[0]] = std::move(t);
+      imp.deferredInitializers.erase(n.outputs[0]);
       g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
     }
@@ -629,6 +844,43 @@ Graph importModel(const std::string& path, const ImportOptions& options, ImportR
     parseModel(model, bytes, options);
   }  // the file bytes are freed before the tensors are built
   return convertModel(model, dirName(path), options, report);
+}
+
+namespace {
+
+Graph inspectSource(const ByteSource& source, const std::string& modelDir, const ImportOptions& options, ImportReport* report,
+                    uint64_t keepTensorBytes) {
+  const uint64_t size = source.size();
+  if (size > options.maxModelBytes)
+    throw BuildError(ErrorCode::kResource, "model is " + std::to_string(size) + " bytes, over the limit of " + std::to_string(options.maxModelBytes));
+  if (size == 0) throw BuildError(ErrorCode::kParse, "not an ONNX model: the file is empty");
+  const std::string what = "not a valid ONNX model";
+  StrippedModel stripped;
+  try {
+    stripped = stripModel(source, keepTensorBytes);
+  } catch (const WireFormatError& e) {
+    parseFailure(what, static_cast<size_t>(e.position), static_cast<size_t>(size), "");
+  }
+  onnx::ModelProto model;
+  // The stripped copy may be a little longer than the file (markers on small tensors): the file
+  // was within the limit, so is its copy.
+  parseMessage(model, stripped.bytes, INT_MAX, what, size);
+  if (stripped.stoppedAt != UINT64_MAX) parseFailure(what, static_cast<size_t>(stripped.stoppedAt), static_cast<size_t>(size), "");
+  InspectContext inspect{stripped, source, keepTensorBytes};
+  return convertModel(model, modelDir, options, report, &inspect);
+}
+
+}  // namespace
+
+Graph inspectModel(const std::string& path, const ImportOptions& options, ImportReport* report, uint64_t keepTensorBytes) {
+  std::unique_ptr<ByteSource> source = openFileByteSource(path, options.maxModelBytes, "model");
+  return inspectSource(*source, dirName(path), options, report, keepTensorBytes);
+}
+
+Graph inspectModelBytes(const std::string& bytes, const std::string& modelDir, const ImportOptions& options, ImportReport* report,
+                        uint64_t keepTensorBytes) {
+  std::unique_ptr<ByteSource> source = memoryByteSource(bytes);
+  return inspectSource(*source, modelDir, options, report, keepTensorBytes);
 }
 
 Tensor readTensorProtoFile(const std::string& path) {

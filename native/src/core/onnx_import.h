@@ -46,6 +46,20 @@ Graph importModel(const std::string& path, const ImportOptions& options = {}, Im
 Graph importModelBytes(const std::string& bytes, const std::string& modelDir, const ImportOptions& options = {},
                        ImportReport* report = nullptr);
 
+// For checks (checkModel): the same verdict, ImportReport, metadata and types (inputs, outputs,
+// value types after shape inference) as importModel, in memory bounded by the model's structure
+// rather than its weights. The file is walked as a stream (onnx_lazy_reader.h): a TensorProto
+// longer than keepTensorBytes is parsed without its payload (raw_data / typed data / external
+// data are counted and checked against its shape, not kept) and read again from the file only
+// when its values matter (shape-like inputs such as Reshape's shape, ConstantOfShape). Such
+// initializers come back with dtype and shape but no bytes: never build from this Graph.
+constexpr uint64_t kInspectKeepTensorBytes = 4096;
+Graph inspectModel(const std::string& path, const ImportOptions& options = {}, ImportReport* report = nullptr,
+                   uint64_t keepTensorBytes = kInspectKeepTensorBytes);
+// Same over bytes in memory (tests, fuzzing); modelDir as for importModelBytes.
+Graph inspectModelBytes(const std::string& bytes, const std::string& modelDir, const ImportOptions& options = {},
+                        ImportReport* report = nullptr, uint64_t keepTensorBytes = kInspectKeepTensorBytes);
+
 // Converts one TensorProto (raw_data, typed fields or external data relative to modelDir).
 // Enforces options.maxTensorBytes; external data must stay inside modelDir.
 Tensor tensorFromProto(const onnx::TensorProto& proto, const std::string& modelDir, const ImportOptions& options = {});

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
+
 #include "json.h"
 
 namespace planforge {
@@ -55,11 +57,9 @@ void writePasses(JsonWriter& w, const std::vector<PassStats>& passes) {
 
 }  // namespace
 
-std::string checkModelJson(const std::string& modelPath) {
-  ImportOptions opts;
-  opts.requireSupportedOps = false;
-  ImportReport report;
-  Graph g = importModel(modelPath, opts, &report);
+namespace {
+
+std::string modelCheckJson(const Graph& g, const ImportReport& report, const std::string& modelPath) {
   JsonWriter w;
   w.beginObject()
       .field("irVersion", g.irVersion)
@@ -76,6 +76,52 @@ std::string checkModelJson(const std::string& modelPath) {
   w.field("modelSha256", sha256File(modelPath));
   w.endObject();
   return w.str();
+}
+
+}  // namespace
+
+namespace {
+
+std::string streamingCheck(const std::string& modelPath, uint64_t keepTensorBytes) {
+  ImportOptions opts;
+  opts.requireSupportedOps = false;
+  ImportReport report;
+  Graph g = inspectModel(modelPath, opts, &report, keepTensorBytes);
+  return modelCheckJson(g, report, modelPath);
+}
+
+}  // namespace
+
+std::string checkModelJson(const std::string& modelPath, uint64_t keepTensorBytes) {
+  // PLANFORGE_VERIFY_STREAMING_CHECK=1 (test runs): also check through the whole-file import and
+  // fail with E_INTERNAL when the two verdicts differ in any byte.
+  const char* verify = std::getenv("PLANFORGE_VERIFY_STREAMING_CHECK");
+  if (!verify || std::string(verify) != "1") return streamingCheck(modelPath, keepTensorBytes);
+  auto run = [&](bool whole, std::string* json) -> std::string {
+    try {
+      *json = whole ? checkModelJsonWholeFile(modelPath) : streamingCheck(modelPath, keepTensorBytes);
+      return "";
+    } catch (const BuildError& e) {
+      return std::string(errorCodeName(e.code())) + ": " + e.what();
+    }
+  };
+  std::string streamed, whole;
+  const std::string streamedError = run(false, &streamed);
+  const std::string wholeError = run(true, &whole);
+  if (streamedError != wholeError || streamed != whole)
+    throw BuildError(ErrorCode::kInternal, "streaming check of " + modelPath + " differs from the whole-file import: " +
+                                               (streamedError.empty() ? streamed : streamedError) + " vs " +
+                                               (wholeError.empty() ? whole : wholeError));
+  if (!streamedError.empty()) return streamingCheck(modelPath, keepTensorBytes);  // rethrows the (identical) error
+  return streamed;
+}
+
+std::string checkModelJsonWholeFile(const std::string& modelPath) {
+  ImportOptions opts;
+  opts.requireSupportedOps = false;
+  ImportReport report;
+  Graph g = importModel(modelPath, opts, &report);
+  return modelCheckJson(g, report, modelPath);
 }
 
 std::string planInfoJson(const Plan& plan, uint64_t planSize) {

@@ -8,8 +8,12 @@
 
 namespace planforge {
 
-// Imports without requiring op support; reports unsupported ops instead of failing.
-std::string checkModelJson(const std::string& modelPath);
+// Imports without requiring op support; reports unsupported ops instead of failing. Streams the
+// file (inspectModel): memory stays bounded by the graph's structure, not its weights.
+std::string checkModelJson(const std::string& modelPath, uint64_t keepTensorBytes = kInspectKeepTensorBytes);
+// The same JSON through importModel (the whole file in memory): the reference checkModelJson is
+// tested against.
+std::string checkModelJsonWholeFile(const std::string& modelPath);
 std::string planInfoJson(const Plan& plan, uint64_t planSize);
 std::string buildSummaryJson(const BuildSummary& summary);
 // One line on the plan's kernels section: the attached module(s), or why there are none (an
