@@ -33,7 +33,7 @@ const ONLY = new Set((process.env.BENCH_SCENARIOS ?? 'health,submit,status,resol
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const { tinyConvNet } = await import(join(ROOT, 'dist', 'test', 'helpers', 'onnx-builder.js'));
+const { makeModel, tinyConvNet } = await import(join(ROOT, 'dist', 'test', 'helpers', 'onnx-builder.js'));
 const { targetQueueName, finalizeQueueName } = await import(join(ROOT, 'dist', 'libs', 'contracts', 'index.js'));
 
 const BOUNDARY = '----planforge-bench-7f3a';
@@ -291,52 +291,11 @@ try {
   log(`${buildsBefore} builds before the burst`);
   }
 
-  // ---- API memory while a 1 GiB model streams in
+  // ---- API memory while a 1 GiB model streams in: a real model (one 1 GiB initializer: checked, stored
+  // in S3, queued) and a 1 GiB file of one protobuf field repeated (refused by the check, 422).
   if (ONLY.has('upload')) {
-  const pid = api.child.pid;
-  const samples = [];
-  const rssBefore = rssMiB(pid);
-  // Each sample: [RSS MiB, bytes sent so far]: the transfer is told apart from what follows it (the ONNX check).
-  let sent = 0;
-  const timer = setInterval(() => samples.push([rssMiB(pid), sent]), 200);
-  const uploadStarted = Date.now();
-  const uploadStatus = await new Promise((resolve, reject) => {
-    const req = http.request(`${base}/v1/builds`, { method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-    });
-    req.on('error', reject);
-    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ model: 'bench-big', targets: [TARGET] })}\r\n`);
-    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"; filename="big.onnx"\r\n\r\n`);
-    const chunk = Buffer.alloc(1024 * 1024, 0x08);
-    const pump = () => {
-      while (sent < UPLOAD_BYTES) {
-        sent += chunk.length;
-        if (!req.write(chunk)) return void req.once('drain', pump);
-      }
-      req.end(`\r\n--${BOUNDARY}--\r\n`);
-    };
-    pump();
-  });
-  clearInterval(timer);
-  const uploadMs = Date.now() - uploadStarted;
-  const rssMax = Math.max(...samples.map(([rss]) => rss));
-  const during = samples.filter(([, bytes]) => bytes < UPLOAD_BYTES).map(([rss]) => rss);
-  const after = samples.filter(([, bytes]) => bytes >= UPLOAD_BYTES).map(([rss]) => rss);
-  results.scenarios.push({
-    scenario: `API RSS during a ${Math.round(UPLOAD_BYTES / 1024 ** 2)} MiB upload`,
-    status: uploadStatus,
-    uploadMs,
-    mibPerSec: Math.round(UPLOAD_BYTES / 1024 ** 2 / (uploadMs / 1000)),
-    rssBeforeMiB: Math.round(rssBefore),
-    rssMaxMiB: Math.round(rssMax),
-    rssGrowthMiB: Math.round(rssMax - rssBefore),
-    rssMaxWhileStreamingMiB: Math.round(Math.max(...during)),
-    rssMaxAfterLastByteMiB: after.length ? Math.round(Math.max(...after)) : null,
-    samples: samples.length,
-    timeline: samples.filter((_, i) => i % 5 === 0).map(([rss, bytes]) => [Math.round(rss), Math.round(bytes / 1024 ** 2)]),
-  });
-  log(`upload: ${uploadStatus} in ${uploadMs} ms, RSS ${Math.round(rssBefore)} -> max ${Math.round(rssMax)} MiB`);
+    results.scenarios.push(await uploadScenario(api.child.pid, base, auth, 'model', UPLOAD_BYTES));
+    results.scenarios.push(await uploadScenario(api.child.pid, base, auth, 'repeated-field', UPLOAD_BYTES));
   }
 
   await statsClient.end();
@@ -356,6 +315,96 @@ try {
   // Postgres data lands outside `work` when user postgres cannot enter it.
   const pgData = services.find((s) => s.name === 'postgres')?.dataDir;
   if (pgData) rmSync(pgData, { recursive: true, force: true });
+}
+
+/** Protobuf varint / field helpers for the streamed 1 GiB model. */
+function varint(n) {
+  const out = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+  return Buffer.from(out);
+}
+function fieldTag(field, wire) {
+  return varint(field * 8 + wire);
+}
+
+/**
+ * The bytes before the payload of a valid ONNX model whose graph holds one float32 initializer of
+ * `rawBytes` bytes: x[1,1024] -> MatMul(W) -> y. A second ModelProto.graph field carries W (protobuf
+ * merges the two), so the payload can follow as raw bytes streamed in chunks.
+ */
+function largeModelHead(rawBytes) {
+  const k = 1024;
+  const m = rawBytes / 4 / k;
+  const small = makeModel({
+    inputs: [{ name: 'x', shape: [1, k] }],
+    outputs: [{ name: 'y', shape: [1, m] }],
+    nodes: [{ op: 'MatMul', name: 'mm', inputs: ['x', 'W'], outputs: ['y'] }],
+    graphName: 'bench_large',
+  });
+  const header = Buffer.concat([fieldTag(1, 0), varint(k), fieldTag(1, 0), varint(m), fieldTag(2, 0), varint(1), fieldTag(8, 2), varint(1), Buffer.from('W')]);
+  const rawPrefix = Buffer.concat([fieldTag(9, 2), varint(rawBytes)]);
+  const tensorLength = header.length + rawPrefix.length + rawBytes;
+  const initPrefix = Buffer.concat([fieldTag(5, 2), varint(tensorLength)]);
+  return Buffer.concat([small, fieldTag(7, 2), varint(initPrefix.length + tensorLength), initPrefix, header, rawPrefix]);
+}
+
+/** Streams a multipart submission of `bytes` bytes and samples the API's RSS every 200 ms. */
+async function uploadScenario(pid, base, auth, kind, bytes) {
+  const samples = [];
+  const rssBefore = rssMiB(pid);
+  // Each sample: [RSS MiB, bytes sent so far]: the transfer is told apart from what follows it (check, S3 upload).
+  let sent = 0;
+  const timer = setInterval(() => samples.push([rssMiB(pid), sent]), 200);
+  const uploadStarted = Date.now();
+  const head = kind === 'model' ? largeModelHead(bytes) : Buffer.alloc(0);
+  const total = head.length + bytes;
+  const uploadStatus = await new Promise((resolve, reject) => {
+    const req = http.request(`${base}/v1/builds`, { method: 'POST', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('error', reject);
+    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ model: `bench-big-${kind}`, targets: [TARGET] })}\r\n`);
+    req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="model"; filename="big.onnx"\r\n\r\n`);
+    req.write(head);
+    sent = head.length;
+    // 'model': payload bytes of W; 'repeated-field': 0x08 0x08 … = ModelProto.ir_version = 8, over and over.
+    const chunk = Buffer.alloc(1024 * 1024, kind === 'model' ? 0x3c : 0x08);
+    const pump = () => {
+      while (sent < total) {
+        const n = Math.min(chunk.length, total - sent);
+        sent += n;
+        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void req.once('drain', pump);
+      }
+      req.end(`\r\n--${BOUNDARY}--\r\n`);
+    };
+    pump();
+  });
+  clearInterval(timer);
+  const uploadMs = Date.now() - uploadStarted;
+  const rssMax = Math.max(...samples.map(([rss]) => rss));
+  const during = samples.filter(([, b]) => b < total).map(([rss]) => rss);
+  const after = samples.filter(([, b]) => b >= total).map(([rss]) => rss);
+  const row = {
+    scenario: `API RSS during a ${Math.round(bytes / 1024 ** 2)} MiB upload (${kind === 'model' ? 'a valid model: checked, stored in S3, queued' : 'one protobuf field repeated: refused by the check'})`,
+    status: uploadStatus,
+    uploadMs,
+    mibPerSec: Math.round(total / 1024 ** 2 / (uploadMs / 1000)),
+    rssBeforeMiB: Math.round(rssBefore),
+    rssMaxMiB: Math.round(rssMax),
+    rssGrowthMiB: Math.round(rssMax - rssBefore),
+    rssMaxWhileStreamingMiB: Math.round(Math.max(...during)),
+    rssMaxAfterLastByteMiB: after.length ? Math.round(Math.max(...after)) : null,
+    samples: samples.length,
+    timeline: samples.filter((_, i) => i % 5 === 0).map(([rss, b]) => [Math.round(rss), Math.round(b / 1024 ** 2)]),
+  };
+  log(`upload (${kind}): ${uploadStatus} in ${uploadMs} ms, RSS ${Math.round(rssBefore)} -> max ${Math.round(rssMax)} MiB`);
+  return row;
 }
 
 /** The measured numbers as markdown (bench/load/REPORT.md adds the analysis). */
@@ -378,9 +427,8 @@ function renderReport(r) {
     lines.push('', `Queue burst: ${queue.accepted} accepted (202) in ${(queue.wallMs / 1000).toFixed(1)} s; Postgres ${JSON.stringify(queue.postgres)}; Redis ${JSON.stringify(queue.redis)}; none lost: **${queue.noneLost}**.`);
     if (queue.drain) lines.push('', `Drain: one worker for ${queue.drain.seconds} s, then SIGTERM (exit ${queue.drain.workerExit}): Postgres builds by status ${JSON.stringify(queue.drain.postgres)}; Redis ${JSON.stringify(queue.drain.redis)}; books balance (succeeded + finalizing + queued = accepted, in both): **${queue.drain.balanced}**.`);
   }
-  const upload = r.scenarios.find((s) => s.rssMaxMiB !== undefined);
-  if (upload) {
-    lines.push('', `${upload.scenario}: answered ${upload.status} after ${(upload.uploadMs / 1000).toFixed(1)} s (${upload.mibPerSec} MiB/s); API RSS ${upload.rssBeforeMiB} MiB before; at most ${upload.rssMaxWhileStreamingMiB} MiB while the bytes streamed in; at most ${upload.rssMaxAfterLastByteMiB ?? '-'} MiB after the last byte (the ONNX check); ${upload.samples} samples every 200 ms.`);
+  for (const upload of r.scenarios.filter((s) => s.rssMaxMiB !== undefined)) {
+    lines.push('', `${upload.scenario}: answered ${upload.status} after ${(upload.uploadMs / 1000).toFixed(1)} s (${upload.mibPerSec} MiB/s); API RSS ${upload.rssBeforeMiB} MiB before; at most ${upload.rssMaxWhileStreamingMiB} MiB while the bytes streamed in; at most ${upload.rssMaxAfterLastByteMiB ?? '-'} MiB after the last byte (the ONNX check, then S3 and the queue); ${upload.samples} samples every 200 ms.`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -189,4 +189,19 @@ describe('checkModel on a model with a 256 MiB initializer', () => {
     });
     expect(r.hwmAfter - r.hwmBefore).toBeLessThan(MAX_GROWTH);
   });
+
+  it('refuses a file made to cost memory outside tensors (a field repeated 160 million times) with E_RESOURCE, in bounded memory', () => {
+    // 0x08 0x08 ...: ModelProto.ir_version = 8, over and over; a valid protobuf message with no tensor in it.
+    const path = join(dir, 'repeated-field.onnx');
+    const fd = openSync(path, 'w');
+    try {
+      const chunk = Buffer.alloc(8 * MIB, 0x08);
+      for (let i = 0; i < 40; i++) writeSync(fd, chunk);
+    } finally {
+      closeSync(fd);
+    }
+    const r = checkInChild(path, warmup);
+    expect(r).toMatchObject({ ok: false, code: 'E_RESOURCE', message: expect.stringMatching(/without its large tensor payloads is over 128 MiB/) });
+    expect(r.hwmAfter - r.hwmBefore).toBeLessThan(4 * MAX_GROWTH);
+  });
 });

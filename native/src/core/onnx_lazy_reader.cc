@@ -196,6 +196,14 @@ class Cursor {
   // Appends source bytes [from, to) to out.
   void append(uint64_t from, uint64_t to, std::string& out) {
     if (to > size_) fail();
+    copied_ += to - from;
+    if (copied_ > kMaxStrippedModelBytes) {
+      // Only structure is copied (nodes, names, attributes, small tensors): a real model's is a few
+      // MiB. More is a file made to cost memory (e.g. a field repeated a billion times).
+      throw BuildError(ErrorCode::kResource, "the model without its large tensor payloads is over " +
+                                                 std::to_string(kMaxStrippedModelBytes >> 20) +
+                                                 " MiB (graph structure, names, attributes and small tensors): refused");
+    }
     if (from >= bufStart_ && to <= bufStart_ + bufLen_) {
       out.append(buf_.data() + (from - bufStart_), static_cast<size_t>(to - from));
       return;
@@ -215,6 +223,7 @@ class Cursor {
   const ByteSource& src_;
   uint64_t size_;
   std::vector<char> buf_;
+  uint64_t copied_ = 0;
   uint64_t bufStart_ = 0;
   size_t bufLen_ = 0;
   uint64_t pos_ = 0;

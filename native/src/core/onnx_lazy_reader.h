@@ -61,6 +61,10 @@ struct WireFormatError {
   uint64_t position;
 };
 
+// What the stripped copy may hold at most (everything but large tensor payloads); past it
+// stripModel throws BuildError(kResource).
+constexpr uint64_t kMaxStrippedModelBytes = 128ull << 20;
+
 // Field number of the marker (an unknown field of TensorProto) appended to each walked tensor.
 constexpr uint32_t kStrippedTensorMarkerField = 536870901;
 
