@@ -1,5 +1,14 @@
 import { DataSource, type DataSourceOptions } from 'typeorm';
 
+interface PgClientLike {
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+interface PgPoolLike {
+  on(event: 'connect', listener: (client: PgClientLike) => void): unknown;
+  _clients?: PgClientLike[];
+}
+const guardedClients = new WeakSet<PgClientLike>();
+
 /** Any constant shared by every process of the farm; names the migration lock. */
 const MIGRATION_LOCK_KEY = 0x706c616e666f7267n; // "planforg"
 
@@ -18,6 +27,7 @@ export class RegistryDataSource extends DataSource {
 
   override async initialize(): Promise<this> {
     await super.initialize();
+    this.guardClientErrors();
     if (this.runMigrationsOnInit) {
       try {
         await this.runMigrationsLocked();
@@ -27,6 +37,26 @@ export class RegistryDataSource extends DataSource {
       }
     }
     return this;
+  }
+
+  /**
+   * A pg client that Postgres disconnects (shutdown, restart, terminated backend) can emit
+   * 'error' more than once; TypeORM and pg-pool each listen only until their first one, so a
+   * second emission on a client a QueryRunner held would crash the process. Every client of
+   * the pool gets a listener of its own: the error still reaches the query that was running
+   * (as a rejection) and the pool (which drops the client); the process stays up.
+   */
+  private guardClientErrors(): void {
+    const pool = (this.driver as unknown as { master?: PgPoolLike }).master;
+    if (!pool || typeof pool.on !== 'function') return;
+    const guard = (client: PgClientLike) => {
+      if (!guardedClients.has(client)) {
+        guardedClients.add(client);
+        client.on('error', () => undefined);
+      }
+    };
+    pool.on('connect', guard);
+    for (const client of pool._clients ?? []) guard(client);
   }
 
   /** Runs pending migrations, one process at a time; returns the names applied. */
