@@ -118,7 +118,7 @@ describe('resolve cache', () => {
     // the time or more): this instance's own moves must not wait for it. Hold the listener's
     // notifications back (its socket paused) while moving the channel.
     expect((await resolveOn(api, 'same-instance')).version).toBe(1);
-    const socket = (a.cache as unknown as { listener: { connection: { stream: { pause(): void; resume(): void } } } }).listener.connection.stream;
+    const socket = (a.cache as unknown as { listener: { client: { connection: { stream: { pause(): void; resume(): void } } } } }).listener.client.connection.stream;
     socket.pause();
     try {
       const held = a.invalidations();

@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import pg from 'pg';
 import type { Target } from '../../../../libs/contracts/index.js';
 import { RolloutRepository, type CanaryResolution } from '../../../../libs/registry/index.js';
 import { API_CONFIG, type ApiAppConfig } from '../api-config.token.js';
+import { PgNotificationListener } from './pg-notification-listener.js';
 
 /** Sent by the database itself (triggers of migration 1764700000000-ResolveInvalidation) on every write that can change a resolve. */
 export const RESOLVE_CHANGED_CHANNEL = 'planforge_resolve_changed';
@@ -10,7 +10,6 @@ export const RESOLVE_CHANGED_CHANNEL = 'planforge_resolve_changed';
 /** Upper bound on how long a cached resolution is trusted even while notifications flow. */
 const CACHE_TTL_MS = 10_000;
 const CACHE_MAX = 10_000;
-const RECONNECT_MS = 1_000;
 export const RESOLVE_LISTENER_APPLICATION_NAME = 'planforge-api-resolve';
 
 function freeze(value: CanaryResolution): CanaryResolution {
@@ -52,19 +51,30 @@ export class ResolveCacheRepository implements OnModuleInit, OnApplicationShutdo
   private readonly cache = new Map<string, { value: CanaryResolution; at: number }>();
   private readonly inflight = new Map<string, { generation: number; promise: Promise<CanaryResolution | null> }>();
   private generation = 0;
-  private listener: pg.Client | null = null;
-  private listening = false;
-  private closed = false;
-  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly listener: PgNotificationListener;
 
   constructor(
     private readonly rollouts: RolloutRepository,
-    @Inject(API_CONFIG) private readonly config: ApiAppConfig,
-  ) {}
+    @Inject(API_CONFIG) config: ApiAppConfig,
+  ) {
+    this.listener = new PgNotificationListener({
+      databaseUrl: config.databaseUrl,
+      channel: RESOLVE_CHANGED_CHANNEL,
+      applicationName: RESOLVE_LISTENER_APPLICATION_NAME,
+      // Lookups started before a notification (generation bumped) are not stored.
+      onChange: () => this.invalidate(),
+      logger: this.logger,
+      whileDown: 'resolves are uncached until it is back',
+    });
+  }
 
   async onModuleInit(): Promise<void> {
-    // Not awaited past a failure: without the listener resolve still works, uncached.
-    await this.connect().catch(() => this.scheduleReconnect());
+    // Without the listener resolve still works, uncached.
+    await this.listener.start();
+  }
+
+  private get listening(): boolean {
+    return this.listener.listening;
   }
 
   /** What the channel serves for this target (RolloutRepository.resolve); shared, frozen objects. */
@@ -113,55 +123,8 @@ export class ResolveCacheRepository implements OnModuleInit, OnApplicationShutdo
     return this.listening;
   }
 
-  private async connect(): Promise<void> {
-    if (this.closed) return;
-    const client = new pg.Client({ connectionString: this.config.databaseUrl, application_name: RESOLVE_LISTENER_APPLICATION_NAME });
-    client.on('notification', () => this.invalidate());
-    client.on('error', (err) => this.lost(client, err));
-    client.on('end', () => this.lost(client));
-    this.listener = client;
-    await client.connect();
-    await client.query(`LISTEN ${RESOLVE_CHANGED_CHANNEL}`);
-    if (this.closed || this.listener !== client) {
-      await client.end().catch(() => undefined);
-      return;
-    }
-    // Anything changed while we were not listening is dropped with the rest; lookups
-    // started before this point (generation bumped) are not stored.
-    this.invalidate();
-    this.listening = true;
-  }
-
-  private lost(client: pg.Client, err?: Error): void {
-    if (this.listener !== client) return;
-    this.listening = false;
-    this.invalidate();
-    this.listener = null;
-    client.end().catch(() => undefined);
-    if (this.closed) return;
-    this.logger.warn(`resolve invalidation listener lost${err ? `: ${err.message}` : ''}; resolves are uncached until it is back`);
-    this.scheduleReconnect();
-  }
-
-  private scheduleReconnect(): void {
-    if (this.closed || this.reconnectTimer) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      this.connect().catch((err: Error) => {
-        if (this.listener) this.lost(this.listener, err);
-        else this.scheduleReconnect();
-      });
-    }, RECONNECT_MS);
-    this.reconnectTimer.unref();
-  }
-
   async onApplicationShutdown(): Promise<void> {
-    this.closed = true;
-    this.listening = false;
+    await this.listener.close();
     this.invalidate();
-    clearTimeout(this.reconnectTimer);
-    const client = this.listener;
-    this.listener = null;
-    await client?.end().catch(() => undefined);
   }
 }
