@@ -4,7 +4,9 @@
 # Writes $OUT/results.jsonl (one JSON object per step), conformance.jsonl, conformance_cublaslt.jsonl,
 # unit.txt, baseline.json, timing_cache.txt, log.txt.
 # Variants (the "tag" of a bench row): fp32 / fp16 = the plan as built (heuristic tactics: our kernels only);
-# <p>-cublaslt = every GEMM / conv cuBLASLt can take on cuBLASLt (bench --cublaslt); <p>-autotune = timed per
+# <p>-cublaslt = every GEMM / conv cuBLASLt can take on cuBLASLt (bench --cublaslt); <p>-cublaslt-f16 = the same with
+# FP16 operands in FP16 layers (bench --cublaslt-f16: FP16 weights / im2col / casts, FP32 accumulation);
+# <p>-autotune = timed per
 # layer among our kernels and cuBLASLt (bench --autotune, shared timing cache); <p>-tuned = the plan written by
 # `tune` (tactics from bs32); <p>-tuned-nocublaslt = that plan with PLANFORGE_CUBLASLT=0 (the fallback).
 # Every step has its own timeout and records failures instead of stopping the run.
@@ -24,7 +26,8 @@ MODELS=${PF_MODELS:-resnet50 mobilenet_v3_large bert-base}
 PRECISIONS=${PF_PRECISIONS:-fp32 fp16}
 # Sub-steps (to fit a device budget): conformance and bench variants, tune steps.
 CONF_VARIANTS=${PF_CONF_VARIANTS:-heuristic cublaslt}
-BENCH_VARIANTS=${PF_BENCH_VARIANTS:-heuristic cublaslt tf32}
+BENCH_VARIANTS=${PF_BENCH_VARIANTS:-heuristic cublaslt cublaslt-f16 tf32 ab}
+VERIFY_VARIANTS=${PF_VERIFY_VARIANTS:-heuristic cublaslt cublaslt-f16}
 TUNE_STEPS=${PF_TUNE_STEPS:-autotune tune}
 in_list() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/log.txt"; }
@@ -99,8 +102,8 @@ if has verify; then
     for p in $PRECISIONS; do
       plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
       tol="--rtol 1e-3 --atol 1e-3"; [ "$p" = fp32 ] || tol="--rtol 5e-2 --atol 5e-2"
-      for v in heuristic cublaslt; do
-        flag=; [ $v = cublaslt ] && flag=--cublaslt
+      for v in $VERIFY_VARIANTS; do
+        flag=; [ $v = cublaslt ] && flag=--cublaslt; [ $v = cublaslt-f16 ] && flag=--cublaslt-f16
         timeout 240 "$GPU" verify "$plan" --synthetic --shape "$(input_of "$m")=$(shape_of "$m" 1)" $tol $flag --json >"$W/v.out" 2>"$W/v.err"
         rc=$?
         record verify "\"model\":\"$m\",\"precision\":\"$p\",\"tag\":\"$v\",\"rc\":$rc,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
@@ -134,6 +137,28 @@ if has bench; then
     plan=$W/plans/$m.$p.plan; [ -f "$plan" ] || continue
     for b in $(batches_of "$m"); do bench_one "$p-cublaslt" "$m" "$plan" "$b" --cublaslt --profile-layers; done
   done; done
+  # 2b. the same with FP16 operands in the FP16 layers (FP32 plans: identical to 2, so FP16 plans only)
+  in_list cublaslt-f16 "$BENCH_VARIANTS" && for m in $MODELS; do for p in $PRECISIONS; do
+    plan=$W/plans/$m.$p.plan; [ -f "$plan" ] && [ "$p" != fp32 ] || continue
+    for b in $(batches_of "$m"); do bench_one "$p-cublaslt-f16" "$m" "$plan" "$b" --cublaslt-f16 --profile-layers; done
+  done; done
+  # A/B of the cuBLASLt set-up at the large batches (FP16 operands): "ab" = 8 heuristic algorithms timed
+  # once per call instead of the first one, and the one-element-per-thread FP16 im2col instead of pf_im2col_h8;
+  # "ab-ws" = a 256 MiB workspace instead of 32 MiB (alone and with 8 algorithms)
+  if in_list ab "$BENCH_VARIANTS"; then
+    PLANFORGE_GPU_IM2COL_H8=0 bench_one fp16-cublaslt-f16-h8off resnet50 "$W/plans/resnet50.fp16.plan" 256 --cublaslt-f16
+    for mb in "resnet50 256" "bert-base 32"; do
+      set -- $mb
+      PLANFORGE_CUBLASLT_ALGOS=8 bench_one fp16-cublaslt-f16-algos8 "$1" "$W/plans/$1.fp16.plan" "$2" --cublaslt-f16
+    done
+  fi
+  if in_list ab-ws "$BENCH_VARIANTS"; then
+    for mb in "resnet50 256" "bert-base 32"; do
+      set -- $mb
+      PLANFORGE_CUBLASLT_WORKSPACE_MB=256 bench_one fp16-cublaslt-f16-ws256 "$1" "$W/plans/$1.fp16.plan" "$2" --cublaslt-f16
+      PLANFORGE_CUBLASLT_ALGOS=8 PLANFORGE_CUBLASLT_WORKSPACE_MB=256 bench_one fp16-cublaslt-f16-ws256-algos8 "$1" "$W/plans/$1.fp16.plan" "$2" --cublaslt-f16
+    done
+  fi
   # FP16 plans: cuBLASLt's TF32 instead of FP16 tensor cores (A/B of the compute type)
   if in_list tf32 "$BENCH_VARIANTS"; then
     PLANFORGE_CUBLASLT_FP16_COMPUTE=tf32 bench_one fp16-cublaslt-tf32 resnet50 "$W/plans/resnet50.fp16.plan" 256 --cublaslt

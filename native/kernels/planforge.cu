@@ -164,8 +164,15 @@ extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows,
   }
 }
 
-// Softmax / LogSoftmax over the last axis: one block per row.
-extern "C" __global__ void pf_softmax(const float* x, float* y, long long rows, long long len, int logSoftmax) {
+template <bool kRound>
+__device__ __forceinline__ float pfMaybeRound(float v) {
+  return kRound ? __half2float(__float2half_rn(v)) : v;
+}
+
+// Softmax / LogSoftmax over the last axis: one block per row. The _round variant also rounds the
+// result to FP16 precision (an FP16 plan's RoundToFp16 of this output, folded in).
+template <bool kRound>
+__device__ __forceinline__ void pfSoftmax(const float* x, float* y, long long rows, long long len, int logSoftmax) {
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * len;
     float* yr = y + r * len;
@@ -177,17 +184,25 @@ extern "C" __global__ void pf_softmax(const float* x, float* y, long long rows, 
     s = pfBlockReduce<false>(s);
     if (logSoftmax) {
       const float ls = logf(s);
-      for (long long j = threadIdx.x; j < len; j += blockDim.x) yr[j] = xr[j] - m - ls;
+      for (long long j = threadIdx.x; j < len; j += blockDim.x) yr[j] = pfMaybeRound<kRound>(xr[j] - m - ls);
     } else {
       const float inv = 1.f / s;
-      for (long long j = threadIdx.x; j < len; j += blockDim.x) yr[j] = __expf(xr[j] - m) * inv;
+      for (long long j = threadIdx.x; j < len; j += blockDim.x) yr[j] = pfMaybeRound<kRound>(__expf(xr[j] - m) * inv);
     }
   }
 }
+extern "C" __global__ void pf_softmax(const float* x, float* y, long long rows, long long len, int logSoftmax) {
+  pfSoftmax<false>(x, y, rows, len, logSoftmax);
+}
+extern "C" __global__ void pf_softmax_round(const float* x, float* y, long long rows, long long len, int logSoftmax) {
+  pfSoftmax<true>(x, y, rows, len, logSoftmax);
+}
 
-// LayerNormalization over the last `len` elements of each row (two-pass mean / variance).
-extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, const float* beta, float* y, long long rows, long long len,
-                                        float eps) {
+// LayerNormalization over the last `len` elements of each row (two-pass mean / variance); the
+// _round variant rounds the result to FP16 precision like pf_softmax_round.
+template <bool kRound>
+__device__ __forceinline__ void pfLayernorm(const float* x, const float* gamma, const float* beta, float* y, long long rows, long long len,
+                                            float eps) {
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * len;
     float* yr = y + r * len;
@@ -201,8 +216,16 @@ extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, cons
     }
     const float rstd = rsqrtf(pfBlockReduce<false>(v) / (float)len + eps);
     for (long long j = threadIdx.x; j < len; j += blockDim.x)
-      yr[j] = (xr[j] - mean) * rstd * (gamma ? gamma[j] : 1.f) + (beta ? beta[j] : 0.f);
+      yr[j] = pfMaybeRound<kRound>((xr[j] - mean) * rstd * (gamma ? gamma[j] : 1.f) + (beta ? beta[j] : 0.f));
   }
+}
+extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, const float* beta, float* y, long long rows, long long len,
+                                        float eps) {
+  pfLayernorm<false>(x, gamma, beta, y, rows, len, eps);
+}
+extern "C" __global__ void pf_layernorm_round(const float* x, const float* gamma, const float* beta, float* y, long long rows,
+                                              long long len, float eps) {
+  pfLayernorm<true>(x, gamma, beta, y, rows, len, eps);
 }
 
 // IsNaN (float -> bool byte) and Where(cond, a, b) with numpy broadcasting of all three.
@@ -242,8 +265,16 @@ extern "C" __global__ void pf_f32_to_f16(const float* x, __half* y, long long n)
 // im2col for the cuBLASLt convolution tactic: images [n0, n0 + nImg) of x (NCHW, one group) into
 // col[img][c * KH * KW + kh * KW + kw][oh * OW + ow] (zero padding), the K x (OH*OW) operand of
 // a per-image GEMM with the weights W[Co x K].
-extern "C" __global__ void pf_im2col(const float* x, float* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
-                                     int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+template <typename T>
+__device__ __forceinline__ T pfStoreAs(float v);
+template <>
+__device__ __forceinline__ float pfStoreAs<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half pfStoreAs<__half>(float v) { return __float2half_rn(v); }
+
+template <typename T>
+__device__ __forceinline__ void pfIm2col(const float* x, T* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                         int dh, int dw, int OH, int OW, long long n0, long long nImg) {
   // The host keeps one chunk below 2^31 elements: 32-bit index math (64-bit division is slow).
   const unsigned P = (unsigned)OH * OW, K = (unsigned)C * KH * KW, total = (unsigned)(nImg * K * P);
   const float* xs = x + n0 * C * (long long)H * W;
@@ -254,8 +285,85 @@ extern "C" __global__ void pf_im2col(const float* x, float* col, int C, int H, i
     const int ih = oh * sh - ph + (int)kh * dh, iw = ow * sw - pw + (int)kw * dw;
     float v = 0.f;
     if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = xs[(((long long)img * C + c) * H + ih) * (long long)W + iw];
-    col[i] = v;
+    col[i] = pfStoreAs<T>(v);
   }
+}
+
+extern "C" __global__ void pf_im2col(const float* x, float* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                     int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  pfIm2col<float>(x, col, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, n0, nImg);
+}
+// The same columns in FP16 (the FP16-operand cuBLASLt convolution tactic): half the bytes written
+// here and read by the GEMM.
+extern "C" __global__ void pf_im2col_h(const float* x, __half* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                       int pw, int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  pfIm2col<__half>(x, col, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, n0, nImg);
+}
+
+// The FP16 columns with 8 consecutive elements per thread: the index divisions once per 8 (the
+// next coordinates by increments), one 16-byte store (col is 16-byte aligned, i0 a multiple of 8).
+// The default for the FP16-operand tactic; PLANFORGE_GPU_IM2COL_H8=0 selects pf_im2col_h (A/B).
+extern "C" __global__ void pf_im2col_h8(const float* x, __half* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                        int pw, int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  const unsigned P = (unsigned)OH * OW, K = (unsigned)C * KH * KW, total = (unsigned)(nImg * K * P);
+  const unsigned groups = (total + 7) / 8;
+  const float* xs = x + n0 * C * (long long)H * W;
+  for (unsigned g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
+    const unsigned i0 = g * 8;
+    const unsigned p = i0 % P, r = i0 / P, k = r % K;
+    unsigned img = r / K, kw = k % KW, t = k / KW, kh = t % KH, c = t / KH;
+    int ow = (int)(p % OW), oh = (int)(p / OW);
+    union {
+      uint4 u;
+      __half h[8];
+    } v;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      float val = 0.f;
+      const int ih = oh * sh - ph + (int)kh * dh, iw = ow * sw - pw + (int)kw * dw;
+      if (i0 + j < total && ih >= 0 && ih < H && iw >= 0 && iw < W) val = xs[(((long long)img * C + c) * H + ih) * (long long)W + iw];
+      v.h[j] = __float2half_rn(val);
+      if (++ow == OW) {  // next element: ow, then oh, kw, kh, c, image
+        ow = 0;
+        if (++oh == OH) {
+          oh = 0;
+          if (++kw == (unsigned)KW) {
+            kw = 0;
+            if (++kh == (unsigned)KH) {
+              kh = 0;
+              if (++c == (unsigned)C) {
+                c = 0;
+                ++img;
+              }
+            }
+          }
+        }
+      }
+    }
+    if (i0 + 8 <= total) {
+      *reinterpret_cast<uint4*>(col + i0) = v.u;
+    } else {
+      for (unsigned j = 0; i0 + j < total; ++j) col[i0 + j] = v.h[j];
+    }
+  }
+}
+
+// FP32 -> FP16 operand cast for the FP16-operand cuBLASLt tactics: 16-byte loads, 8-byte stores
+// when x / y are 16 / 8-byte aligned (arena offsets and the scratch buffer are), else element-wise.
+extern "C" __global__ void pf_cast_f16(const float* x, __half* y, long long n) {
+  if ((reinterpret_cast<unsigned long long>(x) & 15) || (reinterpret_cast<unsigned long long>(y) & 7)) {
+    PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]);
+    return;
+  }
+  const long long n4 = n / 4;
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  __half2* y2 = reinterpret_cast<__half2*>(y);
+  PF_GRID_STRIDE(i, n4) {
+    const float4 v = x4[i];
+    y2[2 * i] = __floats2half2_rn(v.x, v.y);
+    y2[2 * i + 1] = __floats2half2_rn(v.z, v.w);
+  }
+  PF_GRID_STRIDE(j, n - 4 * n4) y[4 * n4 + j] = __float2half_rn(x[4 * n4 + j]);
 }
 
 // The same columns with a 2-D grid: y over the rows (image, c, kh, kw), x over the output pixels,

@@ -237,9 +237,14 @@ TEST(gpu_cublaslt_tactics_are_never_heuristic_and_only_candidates_when_present) 
         if (n.name == "dw") {
           CHECK(withLt == ours);  // depthwise: no cuBLASLt tactic
         } else {
-          CHECK_EQ(withLt.size(), ours.size() + 1);
+          // FP32 layers: the FP32-operand cuBLASLt tactic only (FP32 plans stay exact); FP16 layers
+          // also the FP16-operand one.
+          const size_t lts = std::string(pr) == "fp16" ? 2 : 1;
+          CHECK_EQ(withLt.size(), ours.size() + lts);
           CHECK(gpu::isCublasLtTactic(withLt.back()));
+          CHECK_EQ(gpu::isCublasLtF16Tactic(withLt.back()), lts == 2);
           CHECK_EQ(withLt.front(), ours.front());
+          for (size_t k = ours.size(); k < withLt.size(); ++k) CHECK(gpu::isCublasLtTactic(withLt[k]));
         }
       }
     }
@@ -261,6 +266,65 @@ TEST(gpu_cublaslt_tactic_applies_to_gemms_and_one_group_convolutions) {
   CHECK_EQ(gpu::cublasLtTacticFor(Graph{}, foreign), int64_t(gpu::kTacticReference));
   CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticGemmCublasLt)), std::string("gemm_cublaslt"));
   CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvCublasLt)), std::string("conv_cublaslt"));
+}
+
+TEST(gpu_cublaslt_f16_operand_tactics_exist_only_for_fp16_layers) {
+  CHECK_EQ(int64_t(gpu::kTacticConvCublasLtF16), int64_t(14));  // stored in plans and timing caches: never renumber
+  CHECK_EQ(int64_t(gpu::kTacticGemmCublasLtF16), int64_t(23));
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticGemmCublasLtF16)), std::string("gemm_cublaslt_f16"));
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvCublasLtF16)), std::string("conv_cublaslt_f16"));
+  CHECK(gpu::isCublasLtTactic(gpu::kTacticGemmCublasLtF16) && gpu::isCublasLtTactic(gpu::kTacticConvCublasLtF16));
+  CHECK(gpu::isCublasLtF16Tactic(gpu::kTacticGemmCublasLtF16) && !gpu::isCublasLtF16Tactic(gpu::kTacticGemmCublasLt));
+  Plan c16 = convPlan(90, "fp16"), c32 = convPlan(90, "fp32");
+  for (size_t i = 0; i < c16.graph.nodes.size(); ++i) {
+    const Node& n16 = c16.graph.nodes[i];
+    const Node& n32 = c32.graph.nodes[i];
+    const bool dw = n16.name == "dw";
+    CHECK_EQ(gpu::cublasLtF16TacticFor(c16.graph, n16), dw ? int64_t(gpu::kTacticReference) : int64_t(gpu::kTacticConvCublasLtF16));
+    CHECK_EQ(gpu::cublasLtF16TacticFor(c32.graph, n32), int64_t(gpu::kTacticReference));
+    CHECK(gpu::cublasLtTacticsFor(c32.graph, n32) == (dw ? std::vector<int64_t>{} : std::vector<int64_t>{gpu::kTacticConvCublasLt}));
+    CHECK(gpu::cublasLtTacticsFor(c16.graph, n16) ==
+          (dw ? std::vector<int64_t>{} : std::vector<int64_t>{gpu::kTacticConvCublasLt, gpu::kTacticConvCublasLtF16}));
+  }
+  Plan g16 = gemmPlan(90, "fp16"), g32 = gemmPlan(90, "fp32");
+  for (size_t i = 0; i < g16.graph.nodes.size(); ++i) {
+    CHECK_EQ(gpu::cublasLtF16TacticFor(g16.graph, g16.graph.nodes[i]), int64_t(gpu::kTacticGemmCublasLtF16));
+    CHECK_EQ(gpu::cublasLtF16TacticFor(g32.graph, g32.graph.nodes[i]), int64_t(gpu::kTacticReference));
+  }
+  // INT8 layers compute like FP16 ones here.
+  Node q = g16.graph.nodes[0];
+  q.precision = "int8";
+  CHECK_EQ(gpu::cublasLtF16TacticFor(g16.graph, q), int64_t(gpu::kTacticGemmCublasLtF16));
+  // The heuristic stays deterministic and never picks a cuBLASLt tactic, also for these layers.
+  // (prepareGpuPlan attaches the SM's cubin: not in a build without nvcc, e.g. the ASan one.)
+  if (gpu::embeddedCubins().empty()) return;
+  for (Plan p : {c16, g16}) {
+    gpu::prepareGpuPlan(p);
+    for (const auto& n : p.graph.nodes) CHECK(!gpu::isCublasLtTactic(n.tactic));
+  }
+}
+
+TEST(gpu_cublaslt_f16_tactic_runtime_selection_and_fallback) {
+  Plan p = convPlan(90, "fp16");
+  const Graph& g = p.graph;
+  const Node& c1 = g.nodes[0];
+  bool fell = true;
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticConvCublasLtF16, true, &fell), int64_t(gpu::kTacticConvCublasLtF16));
+  CHECK(!fell);
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticConvCublasLtF16, false, &fell), gpu::heuristicTactic(g, c1));
+  CHECK(fell);
+  // The GEMM variant on a convolution, or FP16 operands on an FP32 layer: not this layer's, the heuristic, silently.
+  CHECK_EQ(gpu::runtimeTactic(g, c1, gpu::kTacticGemmCublasLtF16, true, &fell), gpu::heuristicTactic(g, c1));
+  CHECK(!fell);
+  Plan q = gemmPlan(90, "fp32");
+  const Node& g1 = q.graph.nodes[0];
+  CHECK_EQ(gpu::runtimeTactic(q.graph, g1, gpu::kTacticGemmCublasLtF16, true, &fell), int64_t(gpu::kTacticGemmF32));
+  CHECK(!fell);
+  Plan r = gemmPlan(90, "fp16");
+  CHECK_EQ(gpu::runtimeTactic(r.graph, r.graph.nodes[0], gpu::kTacticGemmCublasLtF16, true, &fell), int64_t(gpu::kTacticGemmCublasLtF16));
+  CHECK_EQ(gpu::runtimeTactic(r.graph, r.graph.nodes[0], gpu::kTacticGemmCublasLtF16, false, &fell),
+           int64_t(gpu::kTacticGemmF16TensorCore));
+  CHECK(fell);
 }
 
 TEST(gpu_cublaslt_runtime_tactic_falls_back_when_the_library_is_missing) {
@@ -289,6 +353,7 @@ TEST(gpu_cublaslt_runtime_tactic_falls_back_when_the_library_is_missing) {
 }
 
 TEST(gpu_cublaslt_tactics_survive_plan_and_timing_cache_serialization) {
+  if (gpu::embeddedCubins().empty()) return;  // prepareGpuPlan needs the SM's cubin (no nvcc: e.g. the ASan build)
   Plan p = convPlan(90, "fp16");
   gpu::prepareGpuPlan(p);
   for (auto& n : p.graph.nodes)
@@ -304,9 +369,24 @@ TEST(gpu_cublaslt_tactics_survive_plan_and_timing_cache_serialization) {
   gpu::TimingCache cache;
   const gpu::TimingKey key{"1.2.3", 90, "Gemm|planforge|fp16|float32[64x768];float32[768x768]|"};
   cache.record(key, gpu::TimingEntry{gpu::kTacticGemmCublasLt, 0.0125});
+  const gpu::TimingKey key16{"1.2.3", 90, "Conv|planforge|fp16|float32[32x64x56x56];float32[64x64x3x3]|"};
+  cache.record(key16, gpu::TimingEntry{gpu::kTacticConvCublasLtF16, 0.5});
   const gpu::TimingCache back = gpu::TimingCache::parse(cache.serialize());
   CHECK(back.find(key) != nullptr);
   CHECK_EQ(back.find(key)->tactic, int64_t(gpu::kTacticGemmCublasLt));
+  CHECK(back.find(key16) != nullptr);
+  CHECK_EQ(back.find(key16)->tactic, int64_t(gpu::kTacticConvCublasLtF16));
+
+  // FP16-operand tactics through the plan file too.
+  Plan f = convPlan(90, "fp16");
+  gpu::prepareGpuPlan(f);
+  for (auto& n : f.graph.nodes)
+    if (gpu::cublasLtF16TacticFor(f.graph, n) != gpu::kTacticReference) n.tactic = gpu::cublasLtF16TacticFor(f.graph, n);
+  f.header.tuned = true;
+  const std::vector<uint8_t> fb = serializePlan(f);
+  const Plan fq = parsePlan(fb.data(), fb.size());
+  CHECK_EQ(fq.graph.nodes[0].tactic, int64_t(gpu::kTacticConvCublasLtF16));
+  for (size_t i = 0; i < f.graph.nodes.size(); ++i) CHECK_EQ(fq.graph.nodes[i].tactic, f.graph.nodes[i].tactic);
 }
 
 TEST(gpu_cublaslt_absence_is_reported_not_thrown) {
@@ -358,15 +438,104 @@ TEST(gpu_cublaslt_convolutions_match_the_cpu_reference) {
   CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
 }
 
+// FP16 operands (FP16 weights, FP16 im2col / cast activations, FP32 accumulation) against the CPU
+// reference of the same FP16 plan, in CUDA graphs: the GEMM shapes above, the convolutions (also
+// with im2col / cast in chunks), and a ResNet-like block at a size where cuBLASLt's fast paths apply.
+TEST(gpu_cublaslt_f16_operands_match_the_cpu_reference) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithCublasLt(&dev)) return;
+  gpu::GpuExecutorOptions o;
+  o.preferCublasLt = true;
+  o.preferCublasLtF16 = true;
+  gpu::GpuLayerStats st = expectMatchesCpu(gemmPlan(dev.sm, "fp16"), gemmInputs(), 2e-2, o);
+  CHECK_EQ(st.cublasLtLayers, kGemmLayers);
+  CHECK_EQ(st.cublasLtF16Layers, kGemmLayers);
+  CHECK(st.cublasLtComputeTypes.find("68h:") != std::string::npos);
+  CHECK(st.cudaGraph);
+  const std::map<std::string, Tensor> in{{"x", rnd({3, 16, 12, 12}, 311)}};
+  st = expectMatchesCpu(convPlan(dev.sm, "fp16"), in, 2e-2, o);
+  CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
+  CHECK_EQ(st.cublasLtF16Layers, kConvLtLayers);
+  CHECK(st.cudaGraph);
+  // Chunks: room for two images of the largest FP16 columns (c3: 288 x 144 halves), so 3 = 2 + 1.
+  setenv("PLANFORGE_GPU_IM2COL_BYTES", std::to_string(2 * 32 * 9 * 144 * 2).c_str(), 1);
+  try {
+    st = expectMatchesCpu(convPlan(dev.sm, "fp16"), in, 2e-2, o);
+  } catch (...) {
+    unsetenv("PLANFORGE_GPU_IM2COL_BYTES");
+    throw;
+  }
+  unsetenv("PLANFORGE_GPU_IM2COL_BYTES");
+  CHECK_EQ(st.cublasLtF16Layers, kConvLtLayers);
+  // FP32 plans never take FP16 operands, even when asked.
+  st = expectMatchesCpu(convPlan(dev.sm, "fp32"), in, 1e-4, o);
+  CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
+  CHECK_EQ(st.cublasLtF16Layers, 0);
+  CHECK(st.cublasLtComputeTypes.find('h') == std::string::npos);
+
+  // ResNet-like: 1x1 (cast) -> 3x3 (FP16 im2col) -> 1x1 + residual + ReLU, batch 4; a BERT-like
+  // FFN (bias + GELU epilogue) and a batched attention product with both operands activations.
+  Plan r = newPlan(dev.sm, "fp16");
+  Graph& g = r.graph;
+  addInput(g, "x", {4, 64, 28, 28});
+  addInput(g, "h", {2, 64, 256});
+  addInput(g, "q", {2, 4, 64, 32});
+  addInput(g, "k", {2, 4, 32, 64});
+  g.initializers["wa"] = rnd({32, 64, 1, 1}, 321);
+  g.initializers["ba"] = rnd({32}, 322);
+  g.initializers["wb"] = rnd({32, 32, 3, 3}, 323);
+  g.initializers["bb"] = rnd({32}, 324);
+  g.initializers["wc"] = rnd({64, 32, 1, 1}, 325);
+  g.initializers["bc"] = rnd({64}, 326);
+  g.initializers["wf"] = rnd({256, 1024}, 327);
+  g.initializers["bf"] = rnd({1024}, 328);
+  Node a = fused("FusedConv", "a", {"x", "wa", "ba"}, {"ya"}, "fp16");
+  a.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(a);
+  Node b = fused("FusedConv", "b", {"ya", "wb", "bb"}, {"yb"}, "fp16");
+  b.attrs.values["activation"] = str("Relu");
+  b.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  g.nodes.push_back(b);
+  Node c = fused("FusedConv", "c", {"yb", "wc", "bc", "x"}, {"yc"}, "fp16");
+  c.attrs.values["activation"] = str("Relu");
+  g.nodes.push_back(c);
+  Node f = fused("FusedMatMul", "ffn", {"h", "wf", "bf"}, {"yf"}, "fp16");
+  f.attrs.values["activation"] = str("GeluTanh");
+  g.nodes.push_back(f);
+  g.nodes.push_back(fused("MatMul", "qk", {"q", "k"}, {"ys"}, "fp16"));
+  g.outputs = {"yc", "yf", "ys"};
+  inferShapes(g);
+  const std::map<std::string, Tensor> rin{{"x", rnd({4, 64, 28, 28}, 331)}, {"h", rnd({2, 64, 256}, 332)},
+                                          {"q", rnd({2, 4, 64, 32}, 333)}, {"k", rnd({2, 4, 32, 64}, 334)}};
+  st = expectMatchesCpu(r, rin, 2e-2, o);
+  CHECK_EQ(st.cublasLtF16Layers, 5);
+  // The same through tactics stored in a tuned plan (no preferCublasLt).
+  gpu::prepareGpuPlan(r);
+  for (auto& n : r.graph.nodes) n.tactic = gpu::cublasLtF16TacticFor(r.graph, n);
+  r.header.tuned = true;
+  st = expectMatchesCpu(r, rin, 2e-2, {});
+  CHECK_EQ(st.cublasLtF16Layers, 5);
+  // Autotuned with FP16 operands among the candidates: whatever wins, still right.
+  gpu::GpuExecutorOptions at;
+  at.autotune = true;
+  r.header.tuned = false;
+  st = expectMatchesCpu(r, rin, 2e-2, at);
+  CHECK_EQ(st.tunedLayers, 5);
+  std::cerr << "  (ResNet-like/FFN/attention fp16 autotuned: " << st.cublasLtLayers << " cuBLASLt layers, " << st.cublasLtF16Layers
+            << " with FP16 operands)\n";
+}
+
 TEST(gpu_cublaslt_missing_at_run_time_falls_back_with_a_warning) {
   gpu::DeviceInfo dev;
   if (!gpuWithCublasLt(&dev)) return;
-  for (Plan p : {convPlan(dev.sm, "fp16"), gemmPlan(dev.sm, "fp32")}) {
+  for (Plan p : {convPlan(dev.sm, "fp16"), gemmPlan(dev.sm, "fp32"), gemmPlan(dev.sm, "fp16")}) {
     gpu::prepareGpuPlan(p);
     int lt = 0;
     for (auto& n : p.graph.nodes)
       if (gpu::cublasLtTacticFor(p.graph, n) != gpu::kTacticReference) {
-        n.tactic = gpu::cublasLtTacticFor(p.graph, n);
+        // FP16 plans: the FP16-operand tactic on every other layer.
+        const int64_t f16 = gpu::cublasLtF16TacticFor(p.graph, n);
+        n.tactic = (f16 != gpu::kTacticReference && lt % 2 == 0) ? f16 : gpu::cublasLtTacticFor(p.graph, n);
         ++lt;
       }
     p.header.tuned = true;
@@ -411,7 +580,7 @@ TEST(gpu_cublaslt_is_timed_by_the_autotuner_and_cached) {
   const gpu::GpuLayerStats st = gpu::tunePlan(tuned, in, 0, &cache);
   CHECK_EQ(st.tunedLayers, 1);
   const auto cands = gpu::tuningCandidates(tuned.graph, tuned.graph.nodes[0], true);
-  CHECK_EQ(cands.size(), size_t(3));
+  CHECK_EQ(cands.size(), size_t(4));  // f16 wmma, f32, cuBLASLt FP32 operands, cuBLASLt FP16 operands
   CHECK(std::find(cands.begin(), cands.end(), tuned.graph.nodes[0].tactic) != cands.end());
   std::cerr << "  (ffn 256x768x3072 fp16 tuned to " << gpu::tacticName(tuned.graph.nodes[0].tactic) << ")\n";
   CHECK_EQ(cache.size(), size_t(1));
@@ -467,5 +636,69 @@ TEST(gpu_fp16_rounding_is_folded_into_convolutions_and_gemms) {
     CHECK_EQ(st.aliasLayers, 2);
     CHECK_EQ(st.gpuLayers, 5);
     CHECK_EQ(st.cublasLtLayers, lt ? 3 : 0);
+  }
+}
+
+// The RoundToFp16 after Softmax / LayerNorm is folded into their kernels (pf_softmax_round /
+// pf_layernorm_round); a RoundToFp16 of a value that is already all FP16 values (the output of a
+// rounding layer, or of a copy / select / ReLU / Max of such values, or an FP16-exact constant) is
+// the identity and becomes a view. A RoundToFp16 of a value that is not (an Add of two rounded
+// values) stays a kernel.
+TEST(gpu_fp16_rounding_of_row_ops_and_value_preserving_layers_is_folded) {
+  gpu::DeviceInfo dev;
+  if (!gpu::cudaDriverAvailable()) return;
+  dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  Plan p = newPlan(dev.sm, "fp16");
+  Graph& g = p.graph;
+  addInput(g, "x", {2, 3, 8, 16});
+  g.initializers["gamma"] = rnd({16}, 701);
+  g.initializers["beta"] = rnd({16}, 702);
+  Tensor zero(DataType::kFloat, {});
+  zero.data<float>()[0] = 0.f;
+  g.initializers["zero"] = zero;
+  auto round = [&](const std::string& in, const std::string& out) {
+    Node r = node("RoundToFp16", "r_" + out, {in}, {out});
+    r.domain = "planforge";
+    g.nodes.push_back(r);
+  };
+  auto fp16 = [&](Node n) {
+    n.precision = "fp16";
+    g.nodes.push_back(n);
+  };
+  Node ln = node("LayerNormalization", "ln", {"x", "gamma", "beta"}, {"lnacc"});
+  ln.attrs.values["axis"] = intAttr(-1);
+  fp16(ln);
+  round("lnacc", "lno");  // folded into pf_layernorm_round
+  Node sm = node("Softmax", "sm", {"lno"}, {"smacc"});
+  sm.attrs.values["axis"] = intAttr(-1);
+  fp16(sm);
+  round("smacc", "smo");  // folded into pf_softmax_round
+  Node tr = node("Transpose", "tr", {"smo"}, {"tracc"});
+  tr.attrs.values["perm"] = intsAttr({0, 2, 1, 3});
+  fp16(tr);
+  round("tracc", "tro");  // a copy of rounded values: view
+  fp16(node("IsNaN", "nan", {"tro"}, {"isnan"}));
+  fp16(node("Where", "wh", {"isnan", "zero", "tro"}, {"whacc"}));
+  round("whacc", "who");  // a select of rounded values and an FP16-exact constant: view
+  fp16(node("Relu", "relu", {"who"}, {"reacc"}));
+  round("reacc", "reo");  // view
+  fp16(node("Add", "add", {"reo", "who"}, {"adacc"}));
+  round("adacc", "ado");  // a sum of rounded values is not rounded: stays a kernel
+  g.outputs = {"lno", "smo", "tro", "who", "reo", "ado"};
+  inferShapes(g);
+  const std::map<std::string, Tensor> in{{"x", rnd({2, 3, 8, 16}, 703)}};
+  const auto want = runGraph(p.graph, in);
+  gpu::prepareGpuPlan(p);
+  gpu::GpuExecutor ex(p, {});
+  const auto got = ex.run(in);
+  const gpu::GpuLayerStats st = ex.stats(in);
+  CHECK_EQ(st.cpuLayers, 0);
+  CHECK(st.cudaGraph);
+  CHECK_EQ(st.aliasLayers, 5);  // r_lno, r_smo, r_tro, r_who, r_reo
+  CHECK_EQ(st.gpuLayers, 8);    // ln, sm, tr, nan, wh, relu, add, r_ado
+  for (const auto& kv : want) {
+    const double e = maxRelErr(got.at(kv.first), kv.second);
+    if (!(e <= 2e-3)) PF_FAIL("output " << kv.first << " relative error " << e);
   }
 }

@@ -194,11 +194,11 @@ void writeLayerStats(JsonWriter& w, const gpu::GpuLayerStats& st) {
   w.field("weightBytes", static_cast<uint64_t>(st.weightBytes));
   w.field("tunedLayers", st.tunedLayers).field("timingCacheHits", st.timingCacheHits).field("tuneSeconds", st.tuneSeconds);
   w.field("cublasLt", st.cublasLt).field("cublasLtLayers", st.cublasLtLayers).field("cublasLtFallbacks", st.cublasLtFallbacks);
-  w.field("cublasLtComputeTypes", st.cublasLtComputeTypes);
+  w.field("cublasLtF16Layers", st.cublasLtF16Layers).field("cublasLtComputeTypes", st.cublasLtComputeTypes);
 }
 
 int cmdBench(int argc, char** argv) {
-  const Options o = parse(argc, argv, {"--json", "--no-graph", "--profile-layers", "--autotune", "--cublaslt"},
+  const Options o = parse(argc, argv, {"--json", "--no-graph", "--profile-layers", "--autotune", "--cublaslt", "--cublaslt-f16"},
                           {"--shape", "--iterations", "--warmup", "--device-ordinal", "--timing-cache"});
   if (o.positional.size() != 1) throw GpuUsageError("bench needs exactly one PLAN");
   const int iterations = intOption(o, "--iterations", 100, 1, 1000000);
@@ -210,7 +210,8 @@ int cmdBench(int argc, char** argv) {
   eo.deviceOrdinal = intOption(o, "--device-ordinal", 0, 0, 64);
   eo.cudaGraph = !o.has("--no-graph");
   eo.autotune = o.has("--autotune") || o.has("--timing-cache");
-  eo.preferCublasLt = o.has("--cublaslt");
+  eo.preferCublasLt = o.has("--cublaslt") || o.has("--cublaslt-f16");
+  eo.preferCublasLtF16 = o.has("--cublaslt-f16");
   gpu::TimingCache cache;
   if (o.has("--timing-cache")) {
     cache = gpu::TimingCache::load(o.get("--timing-cache"));
@@ -267,7 +268,7 @@ int cmdBench(int argc, char** argv) {
 // Runs the plan on the GPU and on the CPU reference (or compares with --expected files) and
 // reports the largest differences; exit 1 when outside tolerance.
 int cmdVerify(int argc, char** argv) {
-  const Options o = parse(argc, argv, {"--json", "--synthetic", "--cublaslt"}, {"--input", "--expected", "--data-dir", "--shape", "--rtol", "--atol"});
+  const Options o = parse(argc, argv, {"--json", "--synthetic", "--cublaslt", "--cublaslt-f16"}, {"--input", "--expected", "--data-dir", "--shape", "--rtol", "--atol"});
   if (o.positional.size() != 1) throw GpuUsageError("verify needs exactly one PLAN");
   const double rtol = doubleOption(o, "--rtol", 1e-3), atol = doubleOption(o, "--atol", 1e-4);
   Plan plan = loadPlanFile(o.positional[0]);
@@ -288,7 +289,8 @@ int cmdVerify(int argc, char** argv) {
     reference = "cpu reference";
   }
   gpu::GpuExecutorOptions eo;
-  eo.preferCublasLt = o.has("--cublaslt");
+  eo.preferCublasLt = o.has("--cublaslt") || o.has("--cublaslt-f16");
+  eo.preferCublasLtF16 = o.has("--cublaslt-f16");
   gpu::GpuExecutor ex(plan, eo);
   const std::map<std::string, Tensor> got = ex.run(inputs);
   const gpu::GpuLayerStats st = ex.stats(inputs);

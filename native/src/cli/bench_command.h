@@ -1,8 +1,9 @@
 // GPU subcommands of planforge-opt (kept out of main.cc so the GPU backend evolves on its own):
 //   planforge-opt bench PLAN [--shape NAME=1x3x224x224]... [--iterations N] [--warmup N] [--no-graph]
-//                       [--device-ordinal N] [--profile-layers] [--autotune] [--timing-cache FILE] [--cublaslt] [--json]
-//   planforge-opt verify PLAN --input NAME=FILE.npy|FILE.pb... [--expected NAME=FILE]... [--rtol R] [--atol A] [--cublaslt] [--json]
-//   (--cublaslt: every GEMM / convolution cuBLASLt can take runs on cuBLASLt, when the library is present)
+//                       [--device-ordinal N] [--profile-layers] [--autotune] [--timing-cache FILE] [--cublaslt | --cublaslt-f16] [--json]
+//   planforge-opt verify PLAN --input NAME=FILE.npy|FILE.pb... [--expected NAME=FILE]... [--rtol R] [--atol A] [--cublaslt | --cublaslt-f16] [--json]
+//   (--cublaslt: every GEMM / convolution cuBLASLt can take runs on cuBLASLt, when the library is present;
+//    --cublaslt-f16: the same, FP16 / INT8 layers with FP16 operands and FP32 accumulation)
 //   planforge-opt devices [--json]
 //   planforge-opt tune PLAN -o TUNED_PLAN [--shape NAME=DIMS]... [--timing-cache FILE] [--json]   (autotune on this GPU)
 // main.cc dispatches with:  if (isGpuCommand(cmd)) return planforge::cli::runGpuCommand(cmd, argc, argv);

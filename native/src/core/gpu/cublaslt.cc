@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -147,7 +148,8 @@ std::shared_ptr<LtMatmul> LtMatmul::create(lt::Handle handle, const LtGemmDesc& 
   // FP16 plans: FP16 tensor cores when cuBLASLt has them for this case, else TF32 (the same 10-bit
   // mantissa), else exact FP32. FP32 plans: exact FP32 only.
   std::vector<int> computeTypes{g.computeType};
-  if (g.computeType == lt::kCompute32FFast16F) computeTypes = {lt::kCompute32FFast16F, lt::kCompute32FFastTF32, lt::kCompute32F};
+  if (g.abType == lt::kR16F) computeTypes = {lt::kCompute32F};  // FP16 operands, FP32 accumulation
+  else if (g.computeType == lt::kCompute32FFast16F) computeTypes = {lt::kCompute32FFast16F, lt::kCompute32FFastTF32, lt::kCompute32F};
   std::string whys;
   for (int ct : computeTypes) {
     LtGemmDesc d = g;
@@ -196,11 +198,12 @@ std::shared_ptr<LtMatmul> LtMatmul::createOne(lt::Handle handle, const LtGemmDes
     const void* bias = reinterpret_cast<const void*>(g.bias);
     if (!ok(api->cublasLtMatmulDescSetAttribute(m->desc_, lt::kDescBiasPointer, &bias, sizeof(bias)))) return fail("bias not accepted");
   }
-  // Layouts (column-major, FP32): A' = our B, B' = our A, C and D = Y^T.
+  // Layouts (column-major; A' and B' FP32 or FP16, C and D FP32): A' = our B, B' = our A, C and D = Y^T.
+  if (g.abType != lt::kR32F && g.abType != lt::kR16F) return fail("bad operand type");
   const uint64_t aRows = g.transB ? g.K : g.N, aCols = g.transB ? g.N : g.K;
   const uint64_t bRows = g.transA ? g.M : g.K, bCols = g.transA ? g.K : g.M;
-  if (!ok(api->cublasLtMatrixLayoutCreate(&m->a_, lt::kR32F, aRows, aCols, g.ldb)) ||
-      !ok(api->cublasLtMatrixLayoutCreate(&m->b_, lt::kR32F, bRows, bCols, g.lda)) ||
+  if (!ok(api->cublasLtMatrixLayoutCreate(&m->a_, g.abType, aRows, aCols, g.ldb)) ||
+      !ok(api->cublasLtMatrixLayoutCreate(&m->b_, g.abType, bRows, bCols, g.lda)) ||
       !ok(api->cublasLtMatrixLayoutCreate(&m->c_, lt::kR32F, g.N, g.M, g.ldy)) ||
       !ok(api->cublasLtMatrixLayoutCreate(&m->d_, lt::kR32F, g.N, g.M, g.ldy)))
     return fail("cublasLtMatrixLayoutCreate failed");
@@ -216,17 +219,21 @@ std::shared_ptr<LtMatmul> LtMatmul::createOne(lt::Handle handle, const LtGemmDes
   lt::MatmulPreference pref = nullptr;
   if (!ok(api->cublasLtMatmulPreferenceCreate(&pref))) return fail("cublasLtMatmulPreferenceCreate failed");
   const uint64_t maxWs = workspaceBytes;
-  lt::HeuristicResult result{};
+  const int requested = std::max(1, std::min(g.requestAlgos, 32));
+  std::vector<lt::HeuristicResult> results(static_cast<size_t>(requested));
   int returned = 0;
   lt::Status hs = api->cublasLtMatmulPreferenceSetAttribute(pref, lt::kPrefMaxWorkspaceBytes, &maxWs, sizeof(maxWs));
-  if (ok(hs)) hs = api->cublasLtMatmulAlgoGetHeuristic(handle, m->desc_, m->a_, m->b_, m->c_, m->d_, pref, 1, &result, &returned);
+  if (ok(hs))
+    hs = api->cublasLtMatmulAlgoGetHeuristic(handle, m->desc_, m->a_, m->b_, m->c_, m->d_, pref, requested, results.data(), &returned);
   api->cublasLtMatmulPreferenceDestroy(pref);
-  if (!ok(hs) || returned < 1 || !ok(result.state))
+  if (ok(hs))
+    for (int i = 0; i < returned && i < requested; ++i)
+      if (ok(results[i].state) && results[i].workspaceSize <= workspaceBytes) m->algos_.emplace_back(results[i].algo, results[i].workspaceSize);
+  if (!ok(hs) || m->algos_.empty())
     return fail("no cuBLASLt algorithm (status " + std::to_string(hs) + ", " + std::to_string(returned) + " result(s))");
-  if (result.workspaceSize > workspaceBytes) return fail("algorithm needs more workspace than the executor has");
-  m->algo_ = result.algo;
-  m->workspaceNeeded_ = result.workspaceSize;
+  m->selectAlgo(0);
   m->computeType_ = g.computeType;
+  m->abType_ = g.abType;
   return m;
 }
 

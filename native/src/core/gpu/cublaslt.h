@@ -109,7 +109,9 @@ void setCublasLtDisabledForTesting(bool disabled);
 //   Y[b] (M x N, leading dim ldy) = act(alpha * op(A[b]) op(B[b]) + beta * C[b] + bias[n])
 // A is M x K (transA: stored K x M), B is K x N (transB: stored N x K). Strides are in elements;
 // a batch stride of 0 broadcasts that operand. C (may be 0) has Y's layout. bias (may be 0) has N
-// floats. Everything is FP32 in memory; computeType is lt::kCompute32F or lt::kCompute32FFast16F.
+// floats. C, Y and bias are FP32 in memory; A and B are FP32 (abType = lt::kR32F; computeType
+// lt::kCompute32F or lt::kCompute32FFast16F) or FP16 (abType = lt::kR16F: real FP16 tensor-core
+// operands, computeType lt::kCompute32F = FP32 accumulation, no fallback to another compute type).
 struct LtGemmDesc {
   int64_t M = 0, N = 0, K = 0;
   bool transA = false, transB = false;
@@ -120,6 +122,8 @@ struct LtGemmDesc {
   float alpha = 1.f, beta = 0.f;
   uint32_t epilogue = lt::kEpiDefault;  // kEpiBias* require bias
   int computeType = lt::kCompute32F;
+  int abType = lt::kR32F;
+  int requestAlgos = 1;  // heuristic results asked for; >1 lets the caller time them (selectAlgo)
 };
 
 // A prepared cuBLASLt call (descriptors + the heuristic's best algorithm). Launchable into a
@@ -130,6 +134,14 @@ class LtMatmul {
   void operator()(CUstream stream) const;
   size_t workspaceNeeded() const { return workspaceNeeded_; }
   int computeType() const { return computeType_; }  // the one used (fp16 plans may fall back to TF32 / FP32)
+  int abType() const { return abType_; }            // lt::kR32F or lt::kR16F operands
+  // The algorithms the heuristic returned (best first, at most LtGemmDesc::requestAlgos); the
+  // first is used unless selectAlgo picks another (the executor times them when asked to).
+  int algoCount() const { return static_cast<int>(algos_.size()); }
+  void selectAlgo(int i) {
+    algo_ = algos_.at(static_cast<size_t>(i)).first;
+    workspaceNeeded_ = algos_.at(static_cast<size_t>(i)).second;
+  }
 
   // nullptr when cuBLASLt has no algorithm for it (or is absent); *why says why.
   static std::shared_ptr<LtMatmul> create(lt::Handle handle, const LtGemmDesc& d, CUdeviceptr workspace, size_t workspaceBytes,
@@ -140,6 +152,8 @@ class LtMatmul {
   static std::shared_ptr<LtMatmul> createOne(lt::Handle handle, const LtGemmDesc& d, CUdeviceptr workspace, size_t workspaceBytes,
                                              std::string* why);
   int computeType_ = 0;
+  int abType_ = lt::kR32F;
+  std::vector<std::pair<lt::MatmulAlgo, size_t>> algos_;
   const CublasLtApi* api_ = nullptr;
   lt::Handle handle_ = nullptr;
   lt::MatmulDesc desc_ = nullptr;

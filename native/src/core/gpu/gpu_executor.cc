@@ -36,9 +36,11 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
                                     "pf_gemm_splitk_reduce", "pf_conv_splitk_reduce", "pf_isnan", "pf_where"};
 // Kernels of the cuBLASLt convolution tactic: optional, so plans carrying an older cubin still load
 // (their convolutions then stay on our kernels).
-const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act"};
+const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act", "pf_im2col_h", "pf_im2col_h8", "pf_cast_f16",
+                                            "pf_softmax_round", "pf_layernorm_round"};
 
-constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // cuBLASLt workspace, one per executor
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // cuBLASLt workspace, one per executor (PLANFORGE_CUBLASLT_WORKSPACE_MB)
+constexpr size_t kF16ScratchCap = size_t(1) << 30;      // FP16 operand casts of one cuBLASLt GEMM
 constexpr size_t kColBytesCap = size_t(128) << 20;      // im2col buffer of the cuBLASLt conv tactic, per specialization
 
 const std::set<std::string>& nondeterministicOps() {
@@ -108,6 +110,7 @@ struct GpuExecutor::Impl {
   std::map<std::string, CUfunction> fns;
   bool kernelsFromPlan = false;
   std::map<std::string, std::pair<CUdeviceptr, size_t>> weightBuffers;  // initializers uploaded (float32 or raw)
+  std::map<std::string, std::pair<CUdeviceptr, size_t>> weightBuffers16;  // FP16 copies (FP16-operand cuBLASLt tactics)
   size_t weightBytes = 0;
 
   struct Storage {
@@ -135,7 +138,7 @@ struct GpuExecutor::Impl {
     CUdeviceptr arena = 0;
     CUdeviceptr workspace = 0;      // split-K partial sums, shared by all layers (one stream)
     size_t workspaceBytes = 0;
-    CUdeviceptr colBuffer = 0;      // im2col chunks of the cuBLASLt conv tactic
+    CUdeviceptr colBuffer = 0;      // im2col chunks of the cuBLASLt conv tactics, FP16 operand casts
     size_t colBytes = 0;
     bool hasLt = false;             // some launch is a cuBLASLt call (warm up before graph capture)
     std::set<std::string> roundedValues;  // outputs already rounded to FP16 by their layer (roundFused)
@@ -150,6 +153,8 @@ struct GpuExecutor::Impl {
   const CublasLtApi* ltApi = nullptr;        // null where libcublasLt is missing
   lt::Handle ltHandle = nullptr;
   CUdeviceptr ltWorkspace = 0;
+  size_t ltWorkspaceBytes = kLtWorkspaceBytes;  // PLANFORGE_CUBLASLT_WORKSPACE_MB overrides
+  int ltAlgos = 1;  // PLANFORGE_CUBLASLT_ALGOS=N: ask the heuristic for N algorithms and keep the fastest (timed once)
   bool ltWarned = false;
   size_t colBytesCap = kColBytesCap;         // PLANFORGE_GPU_IM2COL_BYTES overrides (tests of the chunking)
   // FP16 plans follow every FP16 layer with a RoundToFp16 of its output. For convolution / GEMM
@@ -157,6 +162,44 @@ struct GpuExecutor::Impl {
   // the epilogue pass of the cuBLASLt tactics, else one in-place pass) and the RoundToFp16 becomes
   // a view. Node indices of those producers:
   std::set<size_t> roundFused;
+  std::map<std::string, bool> fp16ExactWeights;  // initializer -> every element representable in FP16
+
+  // Values whose every element is already an FP16 value: a RoundToFp16 of them is the identity
+  // (exact), so it becomes a view. Outputs of RoundToFp16, of layers that round themselves
+  // (roundFused), FP16-exact constants, and outputs of value-preserving layers (copies, selects,
+  // max / min / ReLU / negation) whose float inputs are all such values.
+  bool fp16Exact(const Tensor& t) const {
+    if (t.dtype == DataType::kFloat16 || !isFloatType(t.dtype)) return true;
+    if (t.dtype != DataType::kFloat) return false;
+    const float* v = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!(halfToFloat(floatToHalf(v[i])) == v[i])) return false;
+    return true;
+  }
+  bool roundedInput(Spec& s, const std::string& name) {
+    if (name.empty() || s.roundedValues.count(name)) return true;
+    if (s.host.count(name)) return fp16Exact(s.host.at(name));
+    auto w = plan.graph.initializers.find(name);
+    if (w == plan.graph.initializers.end()) return false;
+    auto c = fp16ExactWeights.find(name);
+    if (c != fp16ExactWeights.end()) return c->second;
+    return fp16ExactWeights[name] = fp16Exact(w->second);
+  }
+  bool preservesRounding(Spec& s, const Node& n) {
+    static const std::set<std::string> firstInput{"Transpose", "MaxPool", "Relu", "Neg", "Abs", "Identity", "Gather"};
+    static const std::set<std::string> allInputs{"Concat", "Max", "Min"};
+    if (n.outputs.empty() || !onlyFirstOutput(n)) return false;
+    auto out = s.values.find(n.outputs[0]);
+    if (out == s.values.end() || out->second.dtype != DataType::kFloat) return false;
+    if (firstInput.count(n.opType)) return !n.inputs.empty() && roundedInput(s, n.inputs[0]);
+    if (allInputs.count(n.opType)) {
+      for (const auto& in : n.inputs)
+        if (!roundedInput(s, in)) return false;
+      return true;
+    }
+    if (n.opType == "Where") return n.inputs.size() == 3 && roundedInput(s, n.inputs[1]) && roundedInput(s, n.inputs[2]);
+    return false;
+  }
 
   Impl(const Plan& p, const GpuExecutorOptions& o) : cu(cudaDriver()), plan(p), options(o) {
     dev = deviceInfo(o.deviceOrdinal);
@@ -178,6 +221,9 @@ struct GpuExecutor::Impl {
     checkCuda(cu.cuStreamCreate(&stream, kStreamNonBlocking), "cuStreamCreate");
     ltApi = cublasLt();
     if (const char* e = std::getenv("PLANFORGE_GPU_IM2COL_BYTES")) colBytesCap = std::max<size_t>(4, std::strtoull(e, nullptr, 10));
+    if (const char* e = std::getenv("PLANFORGE_CUBLASLT_WORKSPACE_MB"))
+      ltWorkspaceBytes = std::max<size_t>(1, std::min<size_t>(4096, std::strtoull(e, nullptr, 10))) << 20;
+    if (const char* e = std::getenv("PLANFORGE_CUBLASLT_ALGOS")) ltAlgos = std::max(1, std::min(32, std::atoi(e)));
     findFusableRounds();
   }
 
@@ -200,7 +246,10 @@ struct GpuExecutor::Impl {
       const Node& n = g.nodes[p->second];
       const bool gemmOrConv = n.opType == "Conv" || n.opType == "FusedConv" || n.opType == "Gemm" || n.opType == "FusedGemm" ||
                               n.opType == "MatMul" || n.opType == "FusedMatMul";
-      if (gemmOrConv && !n.outputs.empty() && n.outputs[0] == x && onlyFirstOutput(n)) roundFused.insert(p->second);
+      // Softmax / LayerNorm: their _round kernels (absent from older cubins: then the RoundToFp16 stays).
+      const bool rowOp = ((n.opType == "Softmax" || n.opType == "LogSoftmax") && fns.count("pf_softmax_round")) ||
+                         (n.opType == "LayerNormalization" && fns.count("pf_layernorm_round"));
+      if ((gemmOrConv || rowOp) && !n.outputs.empty() && n.outputs[0] == x && onlyFirstOutput(n)) roundFused.insert(p->second);
     }
   }
 
@@ -214,8 +263,46 @@ struct GpuExecutor::Impl {
       ltApi = nullptr;
       return false;
     }
-    ltWorkspace = alloc(kLtWorkspaceBytes);
+    ltWorkspace = alloc(ltWorkspaceBytes);
     return true;
+  }
+
+  // One prepared cuBLASLt call with this executor's handle and workspace. With ltAlgos > 1 the
+  // heuristic's first ltAlgos algorithms are timed once here (on whatever the buffers hold) and
+  // the fastest is kept.
+  std::shared_ptr<LtMatmul> makeLt(LtGemmDesc d) {
+    d.requestAlgos = ltAlgos;
+    std::shared_ptr<LtMatmul> m = LtMatmul::create(ltHandle, d, ltWorkspace, ltWorkspaceBytes);
+    if (m && m->algoCount() > 1) pickFastestAlgo(*m);
+    return m;
+  }
+  void pickFastestAlgo(LtMatmul& m) {
+    CUevent a = nullptr, b = nullptr;
+    checkCuda(cu.cuEventCreate(&a, 0), "cuEventCreate");
+    checkCuda(cu.cuEventCreate(&b, 0), "cuEventCreate");
+    int best = 0;
+    float bestMs = 1e30f;
+    for (int i = 0; i < m.algoCount(); ++i) {
+      m.selectAlgo(i);
+      try {
+        m(stream);
+        checkCuda(cu.cuEventRecord(a, stream), "cuEventRecord");
+        for (int r = 0; r < 3; ++r) m(stream);
+        checkCuda(cu.cuEventRecord(b, stream), "cuEventRecord");
+        checkCuda(cu.cuEventSynchronize(b), "cuEventSynchronize");
+        float ms = 0;
+        checkCuda(cu.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
+        if (ms < bestMs) {
+          bestMs = ms;
+          best = i;
+        }
+      } catch (const BuildError&) {
+        checkCuda(cu.cuStreamSynchronize(stream), "cuStreamSynchronize");
+      }
+    }
+    cu.cuEventDestroy(a);
+    cu.cuEventDestroy(b);
+    m.selectAlgo(best);
   }
   std::string ltDescription() const {
     if (ltApi) return ltApi->path + " (version " + std::to_string(ltApi->version) + ")";
@@ -231,6 +318,7 @@ struct GpuExecutor::Impl {
       if (ltHandle) ltApi->cublasLtDestroy(ltHandle);
       if (ltWorkspace) cu.cuMemFree(ltWorkspace);
       for (auto& kv : weightBuffers) cu.cuMemFree(kv.second.first);
+      for (auto& kv : weightBuffers16) cu.cuMemFree(kv.second.first);
       if (stream) cu.cuStreamDestroy(stream);
       if (module) cu.cuModuleUnload(module);
       if (ctx) cu.cuDevicePrimaryCtxRelease(cuDevice);
@@ -292,6 +380,36 @@ struct GpuExecutor::Impl {
     }
     if (isWeight) {
       weightBuffers[name] = {p, bytes};
+      weightBytes += bytes;
+    } else {
+      s.owned.push_back(p);
+    }
+    return p;
+  }
+
+  // FP16 copy of a host-known float tensor (weights: once per executor) for the FP16-operand
+  // cuBLASLt tactics.
+  CUdeviceptr deviceConstHalf(Spec& s, const std::string& name) {
+    const Tensor* t = hostValue(s, name);
+    if (!t || !isFloatType(t->dtype)) throw BuildError(ErrorCode::kInternal, "no float host value for '" + name + "'");
+    const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
+    if (isWeight) {
+      auto it = weightBuffers16.find(name);
+      if (it != weightBuffers16.end()) return it->second.first;
+    }
+    std::vector<uint16_t> h(static_cast<size_t>(t->numel()));
+    if (t->dtype == DataType::kFloat16) {
+      std::memcpy(h.data(), t->bytes.data(), h.size() * 2);
+    } else {
+      const std::vector<float> v = toFloatVector(*t);
+      for (size_t i = 0; i < h.size(); ++i) h[i] = floatToHalf(v[i]);
+    }
+    const size_t bytes = h.size() * 2;
+    const CUdeviceptr p = alloc(bytes);
+    checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload fp16 constant");
+    checkCuda(cu.cuStreamSynchronize(stream), "upload fp16 constant");
+    if (isWeight) {
+      weightBuffers16[name] = {p, bytes};
       weightBytes += bytes;
     } else {
       s.owned.push_back(p);
@@ -421,6 +539,7 @@ struct GpuExecutor::Impl {
       if (aliasOp && !outs.empty() && s.values.count(n.inputs[0])) {
         const Value& in = s.values[n.inputs[0]];
         s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage};
+        if (s.roundedValues.count(n.inputs[0])) s.roundedValues.insert(n.outputs[0]);
         ++s.stats.aliasLayers;
         continue;
       }
@@ -440,7 +559,8 @@ struct GpuExecutor::Impl {
       step.kind = lower(s, n, /*dry=*/true, dry) ? Step::kGpu : Step::kCpu;
       if (step.kind == Step::kGpu) {
         ++s.stats.gpuLayers;
-        if (roundFused.count(ni)) s.roundedValues.insert(n.outputs[0]);
+        if (roundFused.count(ni) || (n.opType == "RoundToFp16" && !n.outputs.empty()) || preservesRounding(s, n))
+          s.roundedValues.insert(n.outputs[0]);
       } else {
         ++s.stats.cpuLayers;
         s.stats.cpuLayerNames.push_back(n.opType + " '" + n.name + "'");
@@ -495,14 +615,15 @@ struct GpuExecutor::Impl {
       if (step.kind != Step::kGpu) continue;
       auto c = chosen.find(static_cast<size_t>(step.node));
       if (c != chosen.end() && isCublasLtTactic(c->second)) ++s.stats.cublasLtLayers;
+      if (c != chosen.end() && isCublasLtF16Tactic(c->second)) ++s.stats.cublasLtF16Layers;
       for (const Launch& l : step.launches) s.hasLt = s.hasLt || l.lt != nullptr;
     }
-    std::map<int, int> byCompute;
+    std::map<std::string, int> byCompute;
     for (const Step& step : s.steps)
       for (const Launch& l : step.launches)
-        if (l.lt) ++byCompute[l.lt->computeType()];
+        if (l.lt) ++byCompute[std::to_string(l.lt->computeType()) + (l.lt->abType() == lt::kR16F ? "h" : "")];
     for (const auto& kv : byCompute)
-      s.stats.cublasLtComputeTypes += (s.stats.cublasLtComputeTypes.empty() ? "" : ",") + std::to_string(kv.first) + ":" + std::to_string(kv.second);
+      s.stats.cublasLtComputeTypes += (s.stats.cublasLtComputeTypes.empty() ? "" : ",") + kv.first + ":" + std::to_string(kv.second);
     if (s.stats.cpuLayers) s.stats.cudaGraphNote = "not captured: " + std::to_string(s.stats.cpuLayers) + " layer(s) run on the CPU";
     else if (!options.cudaGraph) s.stats.cudaGraphNote = "disabled";
   }
@@ -515,9 +636,53 @@ struct GpuExecutor::Impl {
     checkCuda(cu.cuEventCreate(&a, 0), "cuEventCreate");
     checkCuda(cu.cuEventCreate(&b, 0), "cuEventCreate");
     auto timeLaunches = [&](const std::vector<Launch>& ls) {
-      for (const Launch& l : ls) l(stream);  // warm-up
+      // Warm-up (also cuBLASLt's lazy set-up, which must stay out of a capture), timed as is.
+      checkCuda(cu.cuEventRecord(a, stream), "cuEventRecord");
+      for (const Launch& l : ls) l(stream);
+      checkCuda(cu.cuEventRecord(b, stream), "cuEventRecord");
+      checkCuda(cu.cuEventSynchronize(b), "cuEventSynchronize");
+      float first = 0;
+      checkCuda(cu.cuEventElapsedTime(&first, a, b), "cuEventElapsedTime");
+      // Short layers: timed inside a CUDA graph of kReps copies, as the plan runs, so the launch
+      // gaps between a candidate's kernels (an FP16 cast before a GEMM, a split-K reduce) do not
+      // count against it. Long layers (or when capture fails): plain launches.
+      constexpr int kReps = 10;
+      CUgraphExec exec = nullptr;
+      if (first < 0.5f && cu.cuStreamBeginCapture(stream, kCaptureModeThreadLocal) == 0) {
+        CUgraph graph = nullptr;
+        bool ok = true;
+        try {
+          for (int r = 0; r < kReps; ++r)
+            for (const Launch& l : ls) l(stream);
+        } catch (const BuildError&) {
+          ok = false;
+        }
+        const CUresult end = cu.cuStreamEndCapture(stream, &graph);
+        if (!(ok && end == 0 && graph && cu.cuGraphInstantiateWithFlags(&exec, graph, 0) == 0)) exec = nullptr;
+        if (graph) cu.cuGraphDestroy(graph);
+      }
+      if (exec) {
+        float best = 1e30f;
+        try {
+          checkCuda(cu.cuGraphLaunch(exec, stream), "cuGraphLaunch");
+          for (int rep = 0; rep < 3; ++rep) {
+            checkCuda(cu.cuEventRecord(a, stream), "cuEventRecord");
+            checkCuda(cu.cuGraphLaunch(exec, stream), "cuGraphLaunch");
+            checkCuda(cu.cuEventRecord(b, stream), "cuEventRecord");
+            checkCuda(cu.cuEventSynchronize(b), "cuEventSynchronize");
+            float ms = 0;
+            checkCuda(cu.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime");
+            best = std::min(best, ms / kReps);
+          }
+        } catch (...) {
+          cu.cuGraphExecDestroy(exec);
+          throw;
+        }
+        cu.cuGraphExecDestroy(exec);
+        return best;
+      }
       float best = 1e30f;
-      for (int rep = 0; rep < 5; ++rep) {
+      for (int rep = 0; rep < (first < 0.5f ? 5 : 3); ++rep) {
         checkCuda(cu.cuEventRecord(a, stream), "cuEventRecord");
         for (const Launch& l : ls) l(stream);
         checkCuda(cu.cuEventRecord(b, stream), "cuEventRecord");
@@ -873,15 +1038,27 @@ struct GpuExecutor::Impl {
     int64_t tactic = resolveTactic(s, n, dry);
     bool ltDryOk = false;
     const bool ltEligible = ltApi && cublasLtTacticFor(plan.graph, n) == kTacticConvCublasLt;
+    const bool f16Capable = cublasLtF16TacticFor(plan.graph, n) != kTacticReference;
     const bool round = roundFused.count(nodeIndex(n)) != 0;
-    if (ltEligible && (tactic == kTacticConvCublasLt || (dry && options.autotune))) {
+    const bool ltTactic = isCublasLtTactic(tactic);  // one of this convolution's (runtimeTactic checked it)
+    if (ltEligible && (ltTactic || (dry && options.autotune))) {
+      bool f16 = tactic == kTacticConvCublasLtF16;
       std::vector<Launch> lts;
-      const bool ok = ltConv(s, n, dry, p, y, round && !bcastResidual.ok, lts);
-      if (tactic == kTacticConvCublasLt) {
+      bool ok = ltConv(s, n, dry, p, y, round && !bcastResidual.ok, f16, lts);
+      if (dry && f16Capable) {  // size the other operand type's buffer too (autotune, FP16 -> FP32-operand fallback)
+        std::vector<Launch> other;
+        ltConv(s, n, true, p, y, false, !f16, other);
+      }
+      if (ltTactic) {
+        if (!ok && f16 && !dry && !strictTactic) {  // no FP16-operand algorithm: FP32 operands on cuBLASLt
+          lts.clear();
+          f16 = false;
+          ok = ltConv(s, n, dry, p, y, round && !bcastResidual.ok, false, lts);
+        }
         if (ok && !dry) {
           if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, lts)) return false;
           if (bcastResidual.ok && round) lts.push_back(roundLaunch(y));
-          chosen[nodeIndex(n)] = tactic;
+          chosen[nodeIndex(n)] = f16 ? kTacticConvCublasLtF16 : kTacticConvCublasLt;
           out.insert(out.end(), lts.begin(), lts.end());
           return true;
         }
@@ -889,7 +1066,7 @@ struct GpuExecutor::Impl {
         ltDryOk = ok && dry;
       }
     }
-    if (tactic == kTacticConvCublasLt) tactic = heuristicTactic(plan.graph, n);  // our kernel (fallback; sized while dry)
+    if (ltTactic) tactic = heuristicTactic(plan.graph, n);  // our kernel (fallback; sized while dry)
     if (tactic == kTacticConvDepthwise && !depthwise) tactic = kTacticConvF32;
     std::vector<Launch> ls;
     if (!ourConvLaunches(s, p, tactic, ls)) return ltDryOk;
@@ -954,16 +1131,22 @@ struct GpuExecutor::Impl {
   // strided batched over the images with the weights broadcast (batch stride 0). X' is the input
   // itself for 1x1 stride-1 unpadded convolutions, else pf_im2col's columns, a chunk of images at
   // a time in a buffer of at most kColBytesCap. Residual: beta * C; bias + activation: pf_bias_act.
-  bool ltConv(Spec& s, const Node& n, bool dry, const PfConvParams& p, const Operand& y, bool round, std::vector<Launch>& ls) {
+  //
+  // f16 (kTacticConvCublasLtF16): FP16 operands, FP32 accumulation and output. The weights are an
+  // FP16 copy uploaded once; the columns are written in FP16 by pf_im2col_h, and a 1x1 stride-1
+  // input is cast to FP16 (pf_cast_f16) into the same buffer, a chunk of images at a time.
+  bool ltConv(Spec& s, const Node& n, bool dry, const PfConvParams& p, const Operand& y, bool round, bool f16, std::vector<Launch>& ls) {
     if (p.groups != 1 || !fns.count("pf_im2col") || !fns.count("pf_bias_act")) return false;
+    if (f16 && (!fns.count("pf_im2col_h") || !fns.count("pf_cast_f16") || !hostInput(s, n, 1))) return false;
     const long long HW = static_cast<long long>(p.OH) * p.OW, K = static_cast<long long>(p.C) * p.KH * p.KW;
     const bool direct = p.KH == 1 && p.KW == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0 && p.OH == p.H && p.OW == p.W;
-    const long long perImage = K * HW;
+    const long long perImage = K * HW, elem = f16 ? 2 : 4;
+    const bool useCol = !direct || f16;
     long long chunk = p.N;
-    if (!direct) {
+    if (useCol) {
       if (perImage >= (1LL << 31)) return false;  // pf_im2col's 32-bit indices
-      chunk = std::max<long long>(1, std::min<long long>(p.N, static_cast<long long>(colBytesCap) / (perImage * 4)));
-      const size_t need = static_cast<size_t>(chunk * perImage * 4);
+      chunk = std::max<long long>(1, std::min<long long>(p.N, static_cast<long long>(colBytesCap) / (perImage * elem)));
+      const size_t need = static_cast<size_t>(chunk * perImage * elem);
       if (dry) {
         s.colBytes = std::max(s.colBytes, need);
         return true;
@@ -977,14 +1160,33 @@ struct GpuExecutor::Impl {
     d.M = p.Co; d.N = HW; d.K = K;
     d.lda = K; d.ldb = HW; d.ldy = HW;
     d.strideA = 0; d.strideB = K * HW; d.strideY = static_cast<long long>(p.Co) * HW;
-    d.A = p.weight;
+    d.A = f16 ? deviceConstHalf(s, n.inputs[1]) : p.weight;
     d.alpha = p.epi.alpha;
     d.beta = 1.f;
-    d.computeType = ltComputeType(n);
+    d.computeType = f16 ? lt::kCompute32F : ltComputeType(n);
+    d.abType = f16 ? lt::kR16F : lt::kR32F;
     std::vector<Launch> out;
     for (long long n0 = 0; n0 < p.N; n0 += chunk) {
       const long long nImg = std::min<long long>(chunk, p.N - n0);
-      if (!direct) {
+      if (direct && f16) {
+        const long long cnt = nImg * perImage;
+        Launch l = elementwiseLaunch("pf_cast_f16", std::max<long long>(1, cnt / 4));
+        const CUdeviceptr src = p.input + static_cast<CUdeviceptr>(n0 * perImage * 4), col = s.colBuffer;
+        l.arg(src); l.arg(col); l.arg(cnt);
+        out.push_back(l);
+      } else if (!direct && f16) {
+        static const bool h8 = [] {
+          const char* e = std::getenv("PLANFORGE_GPU_IM2COL_H8");
+          return !(e && std::string(e) == "0");
+        }();
+        const bool use8 = h8 && fns.count("pf_im2col_h8");
+        Launch l = use8 ? elementwiseLaunch("pf_im2col_h8", (nImg * perImage + 7) / 8) : elementwiseLaunch("pf_im2col_h", nImg * perImage);
+        const CUdeviceptr col = s.colBuffer;
+        l.arg(p.input); l.arg(col);
+        for (int v : {p.C, p.H, p.W, p.KH, p.KW, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw, p.OH, p.OW}) l.arg(v);
+        l.arg(n0); l.arg(nImg);
+        out.push_back(l);
+      } else if (!direct) {
         static const bool rowsKernel = [] {
           const char* e = std::getenv("PLANFORGE_GPU_IM2COL_ROWS");
           return e && std::string(e) == "1";
@@ -997,14 +1199,13 @@ struct GpuExecutor::Impl {
         l.arg(n0); l.arg(nImg);
         out.push_back(l);
       }
-      d.B = direct ? p.input + static_cast<CUdeviceptr>(n0 * K * HW * 4) : s.colBuffer;
+      d.B = useCol ? s.colBuffer : p.input + static_cast<CUdeviceptr>(n0 * K * HW * 4);
       const CUdeviceptr yOff = static_cast<CUdeviceptr>(n0 * d.strideY * 4);
       d.Y = p.output + yOff;
       d.C = p.epi.residual ? p.epi.residual + yOff : 0;
       d.batch = nImg;
-      std::string why;
       Launch l;
-      l.lt = LtMatmul::create(ltHandle, d, ltWorkspace, kLtWorkspaceBytes, &why);
+      l.lt = makeLt(d);
       if (!l.lt) return false;
       out.push_back(l);
     }
@@ -1023,7 +1224,11 @@ struct GpuExecutor::Impl {
   // cuBLASLt for a GEMM described by our kernel's parameters (row-major strides, batch strides,
   // epilogue). Bias per output column, ReLU and tanh-GELU go into cuBLASLt's epilogue, a
   // same-shape residual (or Gemm's full C) into beta * C; other activations run after, in place.
-  bool ltGemm(Spec& s, const Node& n, bool dry, const PfGemmParams& p, long long batch, const Operand& y, bool round,
+  //
+  // f16 (kTacticGemmCublasLtF16): FP16 operands, FP32 accumulation / C / Y. A host-known operand
+  // (the weights) is an FP16 copy uploaded once; an activation operand is cast to FP16 by one
+  // pf_cast_f16 pass into the scratch buffer (shared by all layers: one stream).
+  bool ltGemm(Spec& s, const Node& n, bool dry, const PfGemmParams& p, long long batch, const Operand& y, bool round, bool f16,
               std::vector<Launch>& ls) {
     LtGemmDesc d;
     d.M = p.M; d.N = p.N; d.K = p.K;
@@ -1066,13 +1271,47 @@ struct GpuExecutor::Impl {
       d.epilogue = biasEpi ? lt::kEpiBias : lt::kEpiDefault;
       post = e.act;
     }
+    CUdeviceptr ab16[2] = {0, 0};
+    std::vector<Launch> casts;
+    if (f16) {
+      if (!fns.count("pf_cast_f16")) return false;
+      size_t need = 0, off[2] = {0, 0};
+      long long cnt[2] = {0, 0};
+      for (size_t i = 0; i < 2; ++i) {
+        if (hostInput(s, n, i)) continue;
+        const Operand o = operand(s, n, i, dry);
+        if (!isF32(o)) return false;
+        cnt[i] = shapeNumel(o.shape);
+        off[i] = need;
+        need += (static_cast<size_t>(cnt[i]) * 2 + 255) / 256 * 256;
+      }
+      if (need > kF16ScratchCap) return false;
+      if (dry) {
+        s.colBytes = std::max(s.colBytes, need);
+        return true;
+      }
+      if (need && (!s.colBuffer || s.colBytes < need)) return false;
+      for (size_t i = 0; i < 2; ++i) {
+        if (!cnt[i]) {
+          ab16[i] = deviceConstHalf(s, n.inputs[i]);
+          continue;
+        }
+        ab16[i] = s.colBuffer + off[i];
+        Launch c = elementwiseLaunch("pf_cast_f16", std::max<long long>(1, cnt[i] / 4));
+        const CUdeviceptr src = i == 0 ? p.A : p.B;
+        c.arg(src); c.arg(ab16[i]); c.arg(cnt[i]);
+        casts.push_back(c);
+      }
+    }
     if (dry) return true;
     if (!ensureLt()) return false;
-    d.A = p.A; d.B = p.B; d.Y = p.Y;
-    d.computeType = ltComputeType(n);
+    d.A = f16 ? ab16[0] : p.A; d.B = f16 ? ab16[1] : p.B; d.Y = p.Y;
+    d.computeType = f16 ? lt::kCompute32F : ltComputeType(n);
+    d.abType = f16 ? lt::kR16F : lt::kR32F;
     Launch l;
-    l.lt = LtMatmul::create(ltHandle, d, ltWorkspace, kLtWorkspaceBytes);
+    l.lt = makeLt(d);
     if (!l.lt) return false;
+    ls.insert(ls.end(), casts.begin(), casts.end());
     ls.push_back(l);
     if (post != kUnaryCopy || round) {  // activation cuBLASLt lacks and / or the folded RoundToFp16: one pass
       const long long cnt = shapeNumel(y.shape), one = 1;
@@ -1092,13 +1331,23 @@ struct GpuExecutor::Impl {
     int64_t tactic = resolveTactic(s, n, dry);
     const bool round = roundFused.count(nodeIndex(n)) != 0;
     bool ltDryOk = false;
-    if (tactic == kTacticGemmCublasLt) {
+    if (dry && options.autotune && ltApi && cublasLtF16TacticFor(plan.graph, n) != kTacticReference) {
+      std::vector<Launch> sizing;  // the FP16 operand scratch, should the autotuner time that tactic
+      ltGemm(s, n, true, p, batch, y, false, true, sizing);
+    }
+    if (isCublasLtTactic(tactic)) {  // one of this GEMM's (runtimeTactic checked it)
+      bool f16 = tactic == kTacticGemmCublasLtF16;
       std::vector<Launch> lts;
-      const bool ok = fns.count("pf_bias_act") && ltGemm(s, n, dry, p, batch, y, round && !bcast.ok, lts);
+      bool ok = fns.count("pf_bias_act") && ltGemm(s, n, dry, p, batch, y, round && !bcast.ok, f16, lts);
+      if (!ok && f16 && !dry && !strictTactic) {  // no FP16-operand algorithm: FP32 operands on cuBLASLt
+        lts.clear();
+        f16 = false;
+        ok = fns.count("pf_bias_act") && ltGemm(s, n, dry, p, batch, y, round && !bcast.ok, false, lts);
+      }
       if (ok && !dry) {
         if (bcast.ok && !broadcastResidualLaunch(y, bcast, lts)) return false;
         if (bcast.ok && round) lts.push_back(roundLaunch(y));
-        chosen[nodeIndex(n)] = tactic;
+        chosen[nodeIndex(n)] = f16 ? kTacticGemmCublasLtF16 : kTacticGemmCublasLt;
         out.insert(out.end(), lts.begin(), lts.end());
         return true;
       }
@@ -1117,7 +1366,8 @@ struct GpuExecutor::Impl {
     auto ov = tacticOverride.find(nodeIndex(n));
     int64_t planned = ov != tacticOverride.end() ? ov->second : n.tactic;
     if (ov == tacticOverride.end() && options.preferCublasLt && ltApi) {
-      const int64_t t = cublasLtTacticFor(plan.graph, n);
+      int64_t t = cublasLtTacticFor(plan.graph, n);
+      if (options.preferCublasLtF16 && cublasLtF16TacticFor(plan.graph, n) != kTacticReference) t = cublasLtF16TacticFor(plan.graph, n);
       if (t != kTacticReference) planned = t;
     }
     bool fellBack = false;
@@ -1329,13 +1579,13 @@ struct GpuExecutor::Impl {
       Operand g = operand(s, n, 1, dry), b = operand(s, n, 2, dry);
       if (!isF32(g) || shapeNumel(g.shape) != len || (b.ok && (!isF32(b) || shapeNumel(b.shape) != len))) return false;
       const float eps = n.attrs.getFloat("epsilon", 1e-5f);
-      Launch l = rowLaunch("pf_layernorm", rows);
+      Launch l = rowLaunch(roundFused.count(nodeIndex(n)) ? "pf_layernorm_round" : "pf_layernorm", rows);
       const CUdeviceptr bp = b.ok ? b.ptr : 0;
       l.arg(x.ptr); l.arg(g.ptr); l.arg(bp); l.arg(y.ptr); l.arg(rows); l.arg(len); l.arg(eps);
       out.push_back(l);
     } else {
       const int logSoftmax = n.opType == "LogSoftmax" ? 1 : 0;
-      Launch l = rowLaunch("pf_softmax", rows);
+      Launch l = rowLaunch(roundFused.count(nodeIndex(n)) ? "pf_softmax_round" : "pf_softmax", rows);
       l.arg(x.ptr); l.arg(y.ptr); l.arg(rows); l.arg(len); l.arg(logSoftmax);
       out.push_back(l);
     }

@@ -29,6 +29,9 @@ struct GpuExecutorOptions {
   // Run every GEMM / convolution layer that cuBLASLt can take with cuBLASLt, whatever the plan's
   // tactic (A/B runs and checks of the cuBLASLt path; a no-op where the library is missing).
   bool preferCublasLt = false;
+  // With preferCublasLt: FP16 / INT8 layers take the FP16-operand cuBLASLt tactics (FP16 weights,
+  // FP16 im2col / cast activations, FP32 accumulation) instead of FP32 operands with FAST_16F.
+  bool preferCublasLtF16 = false;
 };
 
 struct GpuLayerStats {
@@ -47,8 +50,10 @@ struct GpuLayerStats {
   double tuneSeconds = 0;
   int cublasLtLayers = 0;     // layers running on cuBLASLt
   int cublasLtFallbacks = 0;  // layers whose tactic is cuBLASLt but run on our kernels (library missing here)
+  int cublasLtF16Layers = 0;  // of cublasLtLayers, those with FP16 operands (kTacticConvCublasLtF16 / kTacticGemmCublasLtF16)
   std::string cublasLt;       // "libcublasLt.so.13 (version 130100)" or why it is not available
-  std::string cublasLtComputeTypes;  // cuBLASLt calls by compute type: "68:12,74:40" (68 FP32, 74 FP16 fast, 77 TF32)
+  // cuBLASLt calls by compute type: "68:12,68h:30,74:40" (68 FP32, 74 FP16 fast, 77 TF32; "h": FP16 operands)
+  std::string cublasLtComputeTypes;
 };
 
 struct GpuTiming {

@@ -49,9 +49,11 @@ const char* tacticName(int64_t t) {
     case kTacticConvF16TensorCore: return "conv_f16_tensorcore";
     case kTacticConvDepthwise: return "conv_depthwise";
     case kTacticConvCublasLt: return "conv_cublaslt";
+    case kTacticConvCublasLtF16: return "conv_cublaslt_f16";
     case kTacticGemmF32: return "gemm_f32";
     case kTacticGemmF16TensorCore: return "gemm_f16_tensorcore";
     case kTacticGemmCublasLt: return "gemm_cublaslt";
+    case kTacticGemmCublasLtF16: return "gemm_cublaslt_f16";
     case kTacticPool: return "pool";
     case kTacticRowReduce: return "row_reduce";
   }
@@ -83,7 +85,10 @@ std::vector<int64_t> candidateTactics(const Graph& g, const Node& n) {
   return {};
 }
 
-bool isCublasLtTactic(int64_t t) { return t == kTacticConvCublasLt || t == kTacticGemmCublasLt; }
+bool isCublasLtTactic(int64_t t) {
+  return t == kTacticConvCublasLt || t == kTacticGemmCublasLt || t == kTacticConvCublasLtF16 || t == kTacticGemmCublasLtF16;
+}
+bool isCublasLtF16Tactic(int64_t t) { return t == kTacticConvCublasLtF16 || t == kTacticGemmCublasLtF16; }
 
 int64_t cublasLtTacticFor(const Graph& g, const Node& n) {
   const bool onnx = n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge";
@@ -93,12 +98,28 @@ int64_t cublasLtTacticFor(const Graph& g, const Node& n) {
   return kTacticReference;
 }
 
+int64_t cublasLtF16TacticFor(const Graph& g, const Node& n) {
+  if (!lowPrecision(n)) return kTacticReference;
+  const int64_t lt = cublasLtTacticFor(g, n);
+  if (lt == kTacticGemmCublasLt) return kTacticGemmCublasLtF16;
+  if (lt == kTacticConvCublasLt) return kTacticConvCublasLtF16;
+  return kTacticReference;
+}
+
+std::vector<int64_t> cublasLtTacticsFor(const Graph& g, const Node& n) {
+  std::vector<int64_t> c;
+  const int64_t lt = cublasLtTacticFor(g, n);
+  if (lt == kTacticReference) return c;
+  c.push_back(lt);
+  const int64_t f16 = cublasLtF16TacticFor(g, n);
+  if (f16 != kTacticReference) c.push_back(f16);
+  return c;
+}
+
 std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent) {
   std::vector<int64_t> c = candidateTactics(g, n);
-  if (cublasLtPresent && !c.empty()) {
-    const int64_t lt = cublasLtTacticFor(g, n);
-    if (lt != kTacticReference) c.push_back(lt);
-  }
+  if (cublasLtPresent && !c.empty())
+    for (int64_t lt : cublasLtTacticsFor(g, n)) c.push_back(lt);
   return c;
 }
 
@@ -109,7 +130,8 @@ int64_t runtimeTactic(const Graph& g, const Node& n, int64_t planned, bool cubla
   // Our kernels of the layer's family stay usable whatever the layer's precision.
   if (isConv(n) && (planned == kTacticConvF32 || planned == kTacticConvF16TensorCore || planned == kTacticConvDepthwise)) return planned;
   if (isGemm(n) && (planned == kTacticGemmF32 || planned == kTacticGemmF16TensorCore)) return planned;
-  if (isCublasLtTactic(planned) && planned == cublasLtTacticFor(g, n)) {
+  const std::vector<int64_t> lts = isCublasLtTactic(planned) ? cublasLtTacticsFor(g, n) : std::vector<int64_t>{};
+  if (std::find(lts.begin(), lts.end(), planned) != lts.end()) {
     if (cublasLtPresent) return planned;
     if (fellBack) *fellBack = true;
   }

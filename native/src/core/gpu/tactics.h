@@ -22,9 +22,11 @@ enum Tactic : int64_t {
   kTacticConvF16TensorCore = 11,  // implicit-GEMM convolution, FP16 wmma, FP32 accumulation
   kTacticConvDepthwise = 12,   // direct depthwise convolution
   kTacticConvCublasLt = 13,    // cuBLASLt GEMM per image (1x1 stride-1 convs directly, others after pf_im2col)
+  kTacticConvCublasLtF16 = 14,  // the same with FP16 operands (FP16 weights, FP16 im2col / cast input), FP32 accumulation
   kTacticGemmF32 = 20,         // tiled GEMM, FP32 SIMT
   kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
   kTacticGemmCublasLt = 22,    // cuBLASLt (strided batched for MatMul), epilogue fused where cuBLASLt has it
+  kTacticGemmCublasLtF16 = 23,  // the same with FP16 operands (FP16 weights, activations cast once), FP32 accumulation
   kTacticPool = 30,            // pf_pool2d
   kTacticRowReduce = 31,       // pf_row_mean / pf_softmax / pf_layernorm
 };
@@ -43,9 +45,15 @@ std::vector<int64_t> candidateTactics(const Graph& g, const Node& n);
 // and never in candidateTactics(); the autotuner adds them with tuningCandidates().
 bool isCublasLtTactic(int64_t tactic);
 // The cuBLASLt tactic a layer could use (attribute level: GEMM / MatMul, or a one-group 2-D
-// convolution that is not depthwise), or kTacticReference when none.
+// convolution that is not depthwise), or kTacticReference when none. FP32 operands.
 int64_t cublasLtTacticFor(const Graph& g, const Node& n);
-// What the autotuner times: candidateTactics() plus the cuBLASLt tactic when it is present.
+// Every cuBLASLt tactic of the layer: cublasLtTacticFor() and, for FP16 / INT8 layers (never FP32
+// ones: FP32 plans stay exact), its FP16-operand variant (kTacticConvCublasLtF16 / kTacticGemmCublasLtF16).
+std::vector<int64_t> cublasLtTacticsFor(const Graph& g, const Node& n);
+// The FP16-operand cuBLASLt tactic of the layer, or kTacticReference (FP32 layers, other ops).
+int64_t cublasLtF16TacticFor(const Graph& g, const Node& n);
+bool isCublasLtF16Tactic(int64_t tactic);
+// What the autotuner times: candidateTactics() plus the cuBLASLt tactics when it is present.
 std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent);
 
 // The tactic a layer runs with on this machine: the planned one when it is one of the layer's
