@@ -2,7 +2,7 @@
 # Run HERE (the CPU machine): builds the native optimizer (with embedded cubins), the pf-gpu tool,
 # and fills the git-ignored folder .gpucarry/ that the device call carries (64 MiB limit):
 #   bin/ planforge-opt planforge-unit-tests pf-gpu     lib/ libonnx_proto.so.1 libprotobuf.so.32
-#   conformance/ (ONNX backend cases)  scripts (this folder)  pytorch_baseline.py
+#   conformance/ (ONNX backend cases)  light/ (light CNNs)  scripts (this folder)  pytorch_baseline.py
 # Then: run(command="bash .gpucarry/gpu/run_on_device.sh", carry=[".gpucarry"]).
 # BUILD=build/cublas (relative to native/, default build) builds into another folder, so two
 # engineers can build at once (make -C native BUILD=... honours it too).
@@ -22,6 +22,8 @@ cp "$B/planforge-opt" "$B/planforge-unit-tests" "$B/pf-gpu" "$C/bin/"
 cp -L /usr/lib/x86_64-linux-gnu/libonnx_proto.so.1 /usr/lib/x86_64-linux-gnu/libprotobuf.so.32 "$C/lib/"
 SHARED=${PLANFORGE_SHARED:-$ROOT/../shared}
 cp -r "$SHARED/onnx-conformance/pytorch-converted" "$SHARED/onnx-conformance/pytorch-operator" "$C/conformance/"
+# The light CNNs (bench/gpu/light_cnns.sh), outside conformance/ (they have no test_data_set).
+mkdir -p "$C/light" && cp "$SHARED/onnx-conformance/light/"*.onnx "$C/light/"
 cp "$SHARED/bench/pytorch_baseline.py" "$C/"
 cp "$ROOT/bench/gpu/"*.sh "$ROOT/bench/gpu/"*.py "$C/gpu/"
 chmod -R u+w "$C"
