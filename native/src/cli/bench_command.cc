@@ -195,6 +195,8 @@ void writeLayerStats(JsonWriter& w, const gpu::GpuLayerStats& st) {
   w.field("tunedLayers", st.tunedLayers).field("timingCacheHits", st.timingCacheHits).field("tuneSeconds", st.tuneSeconds);
   w.field("cublasLt", st.cublasLt).field("cublasLtLayers", st.cublasLtLayers).field("cublasLtFallbacks", st.cublasLtFallbacks);
   w.field("cublasLtF16Layers", st.cublasLtF16Layers).field("cublasLtComputeTypes", st.cublasLtComputeTypes);
+  w.field("convEpiloguesOnLt", st.convEpiloguesOnLt).field("biasMatrixBytes", static_cast<uint64_t>(st.biasMatrixBytes));
+  w.field("deferredRounds", st.deferredRounds).field("launches", st.launches).field("convBiasAsCRefused", st.convBiasAsCRefused);
 }
 
 int cmdBench(int argc, char** argv) {

@@ -204,13 +204,13 @@ std::shared_ptr<LtMatmul> LtMatmul::createOne(lt::Handle handle, const LtGemmDes
   const uint64_t bRows = g.transA ? g.M : g.K, bCols = g.transA ? g.K : g.M;
   if (!ok(api->cublasLtMatrixLayoutCreate(&m->a_, g.abType, aRows, aCols, g.ldb)) ||
       !ok(api->cublasLtMatrixLayoutCreate(&m->b_, g.abType, bRows, bCols, g.lda)) ||
-      !ok(api->cublasLtMatrixLayoutCreate(&m->c_, lt::kR32F, g.N, g.M, g.ldy)) ||
+      !ok(api->cublasLtMatrixLayoutCreate(&m->c_, lt::kR32F, g.N, g.M, g.C && g.ldc ? g.ldc : g.ldy)) ||
       !ok(api->cublasLtMatrixLayoutCreate(&m->d_, lt::kR32F, g.N, g.M, g.ldy)))
     return fail("cublasLtMatrixLayoutCreate failed");
   if (g.batch > 1) {
     const int32_t count = static_cast<int32_t>(g.batch);
-    const int64_t sA = g.strideB, sB = g.strideA, sY = g.strideY;
-    const std::pair<lt::MatrixLayout, int64_t> layouts[] = {{m->a_, sA}, {m->b_, sB}, {m->c_, sY}, {m->d_, sY}};
+    const int64_t sA = g.strideB, sB = g.strideA, sY = g.strideY, sC = g.C && g.strideC >= 0 ? g.strideC : g.strideY;
+    const std::pair<lt::MatrixLayout, int64_t> layouts[] = {{m->a_, sA}, {m->b_, sB}, {m->c_, sC}, {m->d_, sY}};
     for (const auto& l : layouts)
       if (!ok(api->cublasLtMatrixLayoutSetAttribute(l.first, lt::kLayoutBatchCount, &count, sizeof(count))) ||
           !ok(api->cublasLtMatrixLayoutSetAttribute(l.first, lt::kLayoutStridedBatchOffset, &l.second, sizeof(l.second))))

@@ -108,8 +108,9 @@ void setCublasLtDisabledForTesting(bool disabled);
 // One matrix product, row-major view as our kernels see it:
 //   Y[b] (M x N, leading dim ldy) = act(alpha * op(A[b]) op(B[b]) + beta * C[b] + bias[n])
 // A is M x K (transA: stored K x M), B is K x N (transB: stored N x K). Strides are in elements;
-// a batch stride of 0 broadcasts that operand. C (may be 0) has Y's layout. bias (may be 0) has N
-// floats. C, Y and bias are FP32 in memory; A and B are FP32 (abType = lt::kR32F; computeType
+// a batch stride of 0 broadcasts that operand. C (may be 0) has Y's layout unless ldc / strideC say
+// otherwise (strideC = 0: one C matrix for every batch entry, e.g. a convolution's per-channel bias
+// broadcast over the pixels of one image). bias (may be 0) has N floats. C, Y and bias are FP32 in memory; A and B are FP32 (abType = lt::kR32F; computeType
 // lt::kCompute32F or lt::kCompute32FFast16F) or FP16 (abType = lt::kR16F: real FP16 tensor-core
 // operands, computeType lt::kCompute32F = FP32 accumulation, no fallback to another compute type).
 struct LtGemmDesc {
@@ -118,6 +119,8 @@ struct LtGemmDesc {
   int64_t lda = 0, ldb = 0, ldy = 0;
   int64_t batch = 1;
   int64_t strideA = 0, strideB = 0, strideY = 0;
+  int64_t ldc = 0;       // 0: ldy
+  int64_t strideC = -1;  // -1: strideY; 0 broadcasts C over the batch
   CUdeviceptr A = 0, B = 0, C = 0, Y = 0, bias = 0;
   float alpha = 1.f, beta = 0.f;
   uint32_t epilogue = lt::kEpiDefault;  // kEpiBias* require bias

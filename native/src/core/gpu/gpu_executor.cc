@@ -112,6 +112,7 @@ struct GpuExecutor::Impl {
   std::map<std::string, std::pair<CUdeviceptr, size_t>> weightBuffers;  // initializers uploaded (float32 or raw)
   std::map<std::string, std::pair<CUdeviceptr, size_t>> weightBuffers16;  // FP16 copies (FP16-operand cuBLASLt tactics)
   size_t weightBytes = 0;
+  size_t biasMatrixBytes = 0;  // of weightBytes, the convolutions' bias matrices (bias as C)
 
   struct Storage {
     enum Kind { kArena, kInput, kOwned } kind = kArena;
@@ -142,6 +143,8 @@ struct GpuExecutor::Impl {
     size_t colBytes = 0;
     bool hasLt = false;             // some launch is a cuBLASLt call (warm up before graph capture)
     std::set<std::string> roundedValues;  // outputs already rounded to FP16 by their layer (roundFused)
+    std::set<size_t> deferCancelled;      // deferredRound producers with a reader on the CPU: they round themselves
+    std::set<size_t> ltEpilogueNodes;     // cuBLASLt convolutions lowered with bias / activation inside cuBLASLt
     GpuLayerStats stats;
     CUgraphExec graph = nullptr;
     bool graphTried = false;
@@ -163,6 +166,14 @@ struct GpuExecutor::Impl {
   // a view. Node indices of those producers:
   std::set<size_t> roundFused;
   std::map<std::string, bool> fp16ExactWeights;  // initializer -> every element representable in FP16
+  // Convolution epilogues on cuBLASLt (tactics.h, planConvLtEpilogue / deferrableConvRounds).
+  // Opt-in (PLANFORGE_GPU_CONV_EPILOGUE=1) until its final revision has run on a GPU: an earlier
+  // one was measured (bench/gpu/REPORT.md, run 10), this one only by the CPU-side tests.
+  bool convEpilogue = false;
+  std::map<size_t, std::string> deferredRound;   // producer conv -> its RoundToFp16 output, rounded by the readers
+  std::map<std::string, size_t> deferredInputs;  // that output -> the producer
+  // Co x HW bias matrices (bias as C), once per executor: (bias initializer, HW) -> buffer.
+  std::map<std::pair<std::string, long long>, std::pair<CUdeviceptr, size_t>> biasMatrices;
 
   // Values whose every element is already an FP16 value: a RoundToFp16 of them is the identity
   // (exact), so it becomes a view. Outputs of RoundToFp16, of layers that round themselves
@@ -224,7 +235,14 @@ struct GpuExecutor::Impl {
     if (const char* e = std::getenv("PLANFORGE_CUBLASLT_WORKSPACE_MB"))
       ltWorkspaceBytes = std::max<size_t>(1, std::min<size_t>(4096, std::strtoull(e, nullptr, 10))) << 20;
     if (const char* e = std::getenv("PLANFORGE_CUBLASLT_ALGOS")) ltAlgos = std::max(1, std::min(32, std::atoi(e)));
+    if (const char* e = std::getenv("PLANFORGE_GPU_CONV_EPILOGUE")) convEpilogue = std::string(e) == "1";
     findFusableRounds();
+    if (convEpilogue && fns.count("pf_im2col_h"))
+      for (const auto& d : deferrableConvRounds(plan.graph))
+        if (roundFused.count(d.first)) {
+          deferredRound[d.first] = d.second;
+          deferredInputs[d.second] = d.first;
+        }
   }
 
   void findFusableRounds() {
@@ -319,6 +337,7 @@ struct GpuExecutor::Impl {
       if (ltWorkspace) cu.cuMemFree(ltWorkspace);
       for (auto& kv : weightBuffers) cu.cuMemFree(kv.second.first);
       for (auto& kv : weightBuffers16) cu.cuMemFree(kv.second.first);
+      for (auto& kv : biasMatrices) cu.cuMemFree(kv.second.first);
       if (stream) cu.cuStreamDestroy(stream);
       if (module) cu.cuModuleUnload(module);
       if (ctx) cu.cuDevicePrimaryCtxRelease(cuDevice);
@@ -411,6 +430,35 @@ struct GpuExecutor::Impl {
     if (isWeight) {
       weightBuffers16[name] = {p, bytes};
       weightBytes += bytes;
+    } else {
+      s.owned.push_back(p);
+    }
+    return p;
+  }
+
+  // The bias of a convolution broadcast over the pixels of one image: a Co x HW FP32 matrix, the C
+  // operand of its cuBLASLt GEMM (beta = 1, batch stride 0). Uploaded once per executor for weights
+  // (counted in weightBytes), per specialization otherwise.
+  CUdeviceptr biasMatrix(Spec& s, const std::string& name, long long co, long long hw) {
+    const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
+    const auto key = std::make_pair(name, hw);
+    if (isWeight) {
+      auto it = biasMatrices.find(key);
+      if (it != biasMatrices.end()) return it->second.first;
+    }
+    const Tensor* t = hostValue(s, name);
+    if (!t || !isFloatType(t->dtype) || t->numel() != co) throw BuildError(ErrorCode::kInternal, "bad convolution bias '" + name + "'");
+    const std::vector<float> b = toFloatVector(*t);
+    std::vector<float> m(static_cast<size_t>(co * hw));
+    for (long long c = 0; c < co; ++c) std::fill(m.begin() + c * hw, m.begin() + (c + 1) * hw, b[static_cast<size_t>(c)]);
+    const size_t bytes = m.size() * 4;
+    const CUdeviceptr p = alloc(bytes);
+    checkCuda(cu.cuMemcpyHtoDAsync(p, m.data(), bytes, stream), "upload bias matrix");
+    checkCuda(cu.cuStreamSynchronize(stream), "upload bias matrix");
+    if (isWeight) {
+      biasMatrices[key] = {p, bytes};
+      weightBytes += bytes;
+      biasMatrixBytes += bytes;
     } else {
       s.owned.push_back(p);
     }
@@ -564,6 +612,10 @@ struct GpuExecutor::Impl {
       } else {
         ++s.stats.cpuLayers;
         s.stats.cpuLayerNames.push_back(n.opType + " '" + n.name + "'");
+        for (const auto& in : n.inputs) {  // a deferred rounding that a CPU reader would miss: the producer rounds
+          auto d = deferredInputs.find(in);
+          if (d != deferredInputs.end()) s.deferCancelled.insert(d->second);
+        }
       }
       s.steps.push_back(std::move(step));
     }
@@ -610,12 +662,20 @@ struct GpuExecutor::Impl {
         throw BuildError(ErrorCode::kInternal, "layer '" + g.nodes[step.node].name + "' could not be lowered a second time");
     if (options.autotune) autotune(s);
     s.stats.weightBytes = weightBytes;
+    s.stats.biasMatrixBytes = biasMatrixBytes;
+    s.stats.deferredRounds = 0;
+    for (const auto& d : deferredRound)
+      if (!s.deferCancelled.count(d.first)) ++s.stats.deferredRounds;
     s.stats.cublasLt = ltDescription();
     for (const Step& step : s.steps) {
       if (step.kind != Step::kGpu) continue;
       auto c = chosen.find(static_cast<size_t>(step.node));
       if (c != chosen.end() && isCublasLtTactic(c->second)) ++s.stats.cublasLtLayers;
       if (c != chosen.end() && isCublasLtF16Tactic(c->second)) ++s.stats.cublasLtF16Layers;
+      if (c != chosen.end() && (c->second == kTacticConvCublasLt || c->second == kTacticConvCublasLtF16) &&
+          s.ltEpilogueNodes.count(static_cast<size_t>(step.node)))
+        ++s.stats.convEpiloguesOnLt;
+      s.stats.launches += static_cast<int>(step.launches.size());
       for (const Launch& l : step.launches) s.hasLt = s.hasLt || l.lt != nullptr;
     }
     std::map<std::string, int> byCompute;
@@ -1039,7 +1099,25 @@ struct GpuExecutor::Impl {
     bool ltDryOk = false;
     const bool ltEligible = ltApi && cublasLtTacticFor(plan.graph, n) == kTacticConvCublasLt;
     const bool f16Capable = cublasLtF16TacticFor(plan.graph, n) != kTacticReference;
-    const bool round = roundFused.count(nodeIndex(n)) != 0;
+    const size_t ni = nodeIndex(n);
+    // A rounding is left to the reader only where that removes this layer's epilogue pass on
+    // cuBLASLt altogether (bias as C, activation in cuBLASLt, no residual): otherwise the pass stays
+    // and a reader on FP32 operands or our kernels would add a rounding launch of its own.
+    if (dry && deferredRound.count(ni)) {
+      const bool hasResidual = n.inputs.size() > 3 && !n.inputs[3].empty();
+      const bool hostBias = b.ok && hostInput(s, n, 2);
+      const long long hw = static_cast<long long>(p.OH) * p.OW;
+      if (planConvLtEpilogue(b.ok, hasResidual, e.act, false, p.Co, hw, convEpilogue && (hostBias || !b.ok)).needsPass)
+        s.deferCancelled.insert(ni);
+    }
+    // The folded RoundToFp16, unless left to the readers (deferredRound); this layer's input rounded
+    // in place first when its producer left the rounding to it and it does not round it itself.
+    const bool round = roundFused.count(ni) != 0 && !(deferredRound.count(ni) && !s.deferCancelled.count(ni));
+    bool roundInput = false;
+    {
+      auto d = deferredInputs.find(n.inputs[0]);
+      roundInput = d != deferredInputs.end() && !s.deferCancelled.count(d->second);
+    }
     const bool ltTactic = isCublasLtTactic(tactic);  // one of this convolution's (runtimeTactic checked it)
     if (ltEligible && (ltTactic || (dry && options.autotune))) {
       bool f16 = tactic == kTacticConvCublasLtF16;
@@ -1059,6 +1137,7 @@ struct GpuExecutor::Impl {
           if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, lts)) return false;
           if (bcastResidual.ok && round) lts.push_back(roundLaunch(y));
           chosen[nodeIndex(n)] = f16 ? kTacticConvCublasLtF16 : kTacticConvCublasLt;
+          if (roundInput && !f16) out.push_back(roundLaunch(x));  // FP16 operands round the input themselves
           out.insert(out.end(), lts.begin(), lts.end());
           return true;
         }
@@ -1069,6 +1148,7 @@ struct GpuExecutor::Impl {
     if (ltTactic) tactic = heuristicTactic(plan.graph, n);  // our kernel (fallback; sized while dry)
     if (tactic == kTacticConvDepthwise && !depthwise) tactic = kTacticConvF32;
     std::vector<Launch> ls;
+    if (roundInput) ls.push_back(roundLaunch(x));
     if (!ourConvLaunches(s, p, tactic, ls)) return ltDryOk;
     chosen[nodeIndex(n)] = tactic;
     if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
@@ -1135,7 +1215,8 @@ struct GpuExecutor::Impl {
   // f16 (kTacticConvCublasLtF16): FP16 operands, FP32 accumulation and output. The weights are an
   // FP16 copy uploaded once; the columns are written in FP16 by pf_im2col_h, and a 1x1 stride-1
   // input is cast to FP16 (pf_cast_f16) into the same buffer, a chunk of images at a time.
-  bool ltConv(Spec& s, const Node& n, bool dry, const PfConvParams& p, const Operand& y, bool round, bool f16, std::vector<Launch>& ls) {
+  bool ltConv(Spec& s, const Node& n, bool dry, const PfConvParams& p, const Operand& y, bool round, bool f16, std::vector<Launch>& ls,
+              bool allowBiasC = true) {
     if (p.groups != 1 || !fns.count("pf_im2col") || !fns.count("pf_bias_act")) return false;
     if (f16 && (!fns.count("pf_im2col_h") || !fns.count("pf_cast_f16") || !hostInput(s, n, 1))) return false;
     const long long HW = static_cast<long long>(p.OH) * p.OW, K = static_cast<long long>(p.C) * p.KH * p.KW;
@@ -1156,6 +1237,12 @@ struct GpuExecutor::Impl {
       return true;
     }
     if (!ensureLt()) return false;
+    // Bias as C (a Co x HW matrix shared by the images) and ReLU / GELU as cuBLASLt's epilogue where
+    // possible (planConvLtEpilogue); the rest in the pf_bias_act pass.
+    const bool hostBias = p.epi.bias && n.inputs.size() > 2 && hostInput(s, n, 2);
+    ConvLtEpilogue ce = planConvLtEpilogue(p.epi.bias != 0, p.epi.residual != 0, p.epi.act, round, p.Co, HW, convEpilogue && hostBias);
+    if ((!hostBias || !allowBiasC) && p.epi.bias) ce = planConvLtEpilogue(true, p.epi.residual != 0, p.epi.act, round, p.Co, HW, false);
+    const CUdeviceptr biasC = ce.biasAsC ? biasMatrix(s, n.inputs[2], p.Co, HW) : 0;
     LtGemmDesc d;
     d.M = p.Co; d.N = HW; d.K = K;
     d.lda = K; d.ldb = HW; d.ldy = HW;
@@ -1165,6 +1252,7 @@ struct GpuExecutor::Impl {
     d.beta = 1.f;
     d.computeType = f16 ? lt::kCompute32F : ltComputeType(n);
     d.abType = f16 ? lt::kR16F : lt::kR32F;
+    d.epilogue = ce.ltActivation == kUnaryRelu ? lt::kEpiRelu : ce.ltActivation == kUnaryGeluTanh ? lt::kEpiGelu : lt::kEpiDefault;
     std::vector<Launch> out;
     for (long long n0 = 0; n0 < p.N; n0 += chunk) {
       const long long nImg = std::min<long long>(chunk, p.N - n0);
@@ -1202,21 +1290,30 @@ struct GpuExecutor::Impl {
       d.B = useCol ? s.colBuffer : p.input + static_cast<CUdeviceptr>(n0 * K * HW * 4);
       const CUdeviceptr yOff = static_cast<CUdeviceptr>(n0 * d.strideY * 4);
       d.Y = p.output + yOff;
-      d.C = p.epi.residual ? p.epi.residual + yOff : 0;
+      d.C = p.epi.residual ? p.epi.residual + yOff : biasC;
+      d.strideC = biasC ? 0 : -1;  // one bias matrix for every image
       d.batch = nImg;
       Launch l;
       l.lt = makeLt(d);
+      if (!l.lt && biasC) {  // no algorithm with the bias matrix as C (batch stride 0): the previous epilogue pass
+        ++s.stats.convBiasAsCRefused;
+        return ltConv(s, n, dry, p, y, round, f16, ls, false);
+      }
       if (!l.lt) return false;
       out.push_back(l);
     }
-    if (p.epi.bias || p.epi.act != kUnaryCopy || round) {
+    if (ce.needsPass) {
       const long long cnt = shapeNumel(y.shape), co = p.Co;
       const int r = round ? 1 : 0;
+      const CUdeviceptr bias = ce.passBias ? static_cast<CUdeviceptr>(p.epi.bias) : 0;
+      const int act = ce.passActivation ? p.epi.act : kUnaryCopy;
       Launch l = elementwiseLaunch("pf_bias_act", cnt);
-      l.arg(y.ptr); l.arg(p.epi.bias); l.arg(cnt); l.arg(co); l.arg(HW);
-      l.arg(p.epi.act); l.arg(p.epi.actAlpha); l.arg(p.epi.actBeta); l.arg(r);
+      l.arg(y.ptr); l.arg(bias); l.arg(cnt); l.arg(co); l.arg(HW);
+      l.arg(act); l.arg(p.epi.actAlpha); l.arg(p.epi.actBeta); l.arg(r);
       out.push_back(l);
     }
+    if (ce.biasAsC || ce.ltActivation) s.ltEpilogueNodes.insert(nodeIndex(n));
+    else s.ltEpilogueNodes.erase(nodeIndex(n));
     ls.insert(ls.end(), out.begin(), out.end());
     return true;
   }

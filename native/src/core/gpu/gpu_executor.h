@@ -54,6 +54,14 @@ struct GpuLayerStats {
   std::string cublasLt;       // "libcublasLt.so.13 (version 130100)" or why it is not available
   // cuBLASLt calls by compute type: "68:12,68h:30,74:40" (68 FP32, 74 FP16 fast, 77 TF32; "h": FP16 operands)
   std::string cublasLtComputeTypes;
+  // Convolution epilogues on cuBLASLt (tactics.h planConvLtEpilogue): cuBLASLt convolutions with the
+  // bias (as C) and / or the activation inside cuBLASLt, the bytes of the Co x HW bias matrices (part of weightBytes), and the FP16 plans'
+  // RoundToFp16s left to the reading convolutions (deferrableConvRounds).
+  int convEpiloguesOnLt = 0;
+  size_t biasMatrixBytes = 0;
+  int deferredRounds = 0;
+  int convBiasAsCRefused = 0;  // lowerings where cuBLASLt had no algorithm for the bias matrix as C (stride 0): the pass instead
+  int launches = 0;  // kernel launches + cuBLASLt calls of one execution (GPU steps)
 };
 
 struct GpuTiming {

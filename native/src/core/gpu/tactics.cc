@@ -1,9 +1,11 @@
 #include "tactics.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "cubin.h"
+#include "kernel_abi.h"
 
 namespace planforge {
 namespace gpu {
@@ -147,6 +149,57 @@ void prepareGpuPlan(Plan& plan) {
   for (auto& n : plan.graph.nodes) n.tactic = heuristicTactic(plan.graph, n);
   plan.header.tuned = false;
   attachKernels(plan);
+}
+
+ConvLtEpilogue planConvLtEpilogue(bool hasBias, bool hasResidual, int act, bool round, int64_t Co, int64_t HW, bool enabled,
+                                  size_t maxBiasBytes) {
+  ConvLtEpilogue e;
+  if (enabled && hasBias && !hasResidual && Co > 0 && HW > 0 && static_cast<uint64_t>(Co) * static_cast<uint64_t>(HW) * 4 <= maxBiasBytes)
+    e.biasAsC = true;
+  e.passBias = hasBias && !e.biasAsC;
+  // cuBLASLt's ReLU / GELU act on alpha * AB + beta * C; with a bias left to the pass they cannot run first.
+  if (enabled && !e.passBias && (act == kUnaryRelu || act == kUnaryGeluTanh)) e.ltActivation = act;
+  e.passActivation = act != kUnaryCopy && e.ltActivation == 0;
+  e.needsPass = e.passBias || e.passActivation || round;
+  return e;
+}
+
+std::vector<std::pair<size_t, std::string>> deferrableConvRounds(const Graph& g) {
+  std::map<std::string, int> readers;
+  std::map<std::string, size_t> producer;
+  std::map<std::string, std::vector<std::pair<size_t, size_t>>> uses;  // value -> (node, input index)
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (size_t k = 0; k < g.nodes[i].inputs.size(); ++k) {
+      const std::string& in = g.nodes[i].inputs[k];
+      if (in.empty()) continue;
+      ++readers[in];
+      uses[in].emplace_back(i, k);
+    }
+    for (const auto& o : g.nodes[i].outputs)
+      if (!o.empty()) producer[o] = i;
+  }
+  const std::set<std::string> outputs(g.outputs.begin(), g.outputs.end());
+  std::vector<std::pair<size_t, std::string>> r;
+  for (const Node& rn : g.nodes) {
+    if (rn.opType != "RoundToFp16" || rn.inputs.size() != 1 || rn.outputs.size() != 1 || rn.outputs[0].empty()) continue;
+    const std::string& x = rn.inputs[0];
+    const std::string& xr = rn.outputs[0];
+    auto p = producer.find(x);
+    // One reader of the rounded value: several would each round it (in place) when not on FP16 operands.
+    if (p == producer.end() || readers[x] != 1 || readers[xr] != 1 || outputs.count(x) || outputs.count(xr)) continue;
+    const Node& pn = g.nodes[p->second];
+    if (!isConv(pn) || pn.outputs.empty() || pn.outputs[0] != x) continue;
+    bool ok = pn.outputs.size() == 1 || std::all_of(pn.outputs.begin() + 1, pn.outputs.end(), [](const std::string& o) { return o.empty(); });
+    auto u = uses.find(xr);
+    if (u == uses.end() || u->second.empty()) ok = false;
+    else
+      for (const auto& use : u->second) {
+        const Node& c = g.nodes[use.first];
+        if (use.second != 0 || !isConv(c) || cublasLtF16TacticFor(g, c) != kTacticConvCublasLtF16) ok = false;
+      }
+    if (ok) r.emplace_back(p->second, xr);
+  }
+  return r;
 }
 
 }  // namespace gpu

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../graph.h"
@@ -60,6 +61,36 @@ std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublas
 // kernels and available here, else the heuristic one (*fellBack = true when a cuBLASLt tactic
 // had to be replaced because the library is missing: the executor warns, it never fails).
 int64_t runtimeTactic(const Graph& g, const Node& n, int64_t planned, bool cublasLtPresent, bool* fellBack = nullptr);
+
+// Convolution epilogues on cuBLASLt (both conv tactics). A cuBLASLt convolution is a GEMM in NCHW
+// (D = Y^T per image, HW x Co column-major), so cuBLASLt's bias epilogue would be per pixel. For a
+// layer with a bias and no residual input, the bias is passed as C with beta = 1 instead: a Co x HW
+// matrix (the bias broadcast over the pixels of one image) uploaded once per executor and shared by
+// the images (batch stride 0), and ReLU / tanh-GELU become cuBLASLt's epilogue (applied after the
+// beta * C addition). What is left (other activations, a bias with a residual, a bias matrix over
+// the bound, the folded RoundToFp16) stays in the pf_bias_act pass, which is skipped when nothing is.
+constexpr size_t kConvBiasMatrixMaxBytes = size_t(8) << 20;  // Co x HW x 4 bytes, per layer
+struct ConvLtEpilogue {
+  bool biasAsC = false;  // the bias goes in as C (beta = 1)
+  int ltActivation = 0;  // activation applied by cuBLASLt: 0 none (or left to the pass), kUnaryRelu, kUnaryGeluTanh
+  bool passBias = false, passActivation = false;  // left to pf_bias_act
+  bool needsPass = false;  // pf_bias_act runs (passBias || passActivation || round)
+};
+// act: the layer's kUnary* activation (kUnaryCopy = none). enabled = false gives the old epilogue
+// (bias + activation always in the pass). Opt-in: PLANFORGE_GPU_CONV_EPILOGUE=1 (not yet verified on a GPU in this revision).
+ConvLtEpilogue planConvLtEpilogue(bool hasBias, bool hasResidual, int act, bool round, int64_t Co, int64_t HW, bool enabled,
+                                  size_t maxBiasBytes = kConvBiasMatrixMaxBytes);
+
+// FP16 plans round each convolution's output (its RoundToFp16, folded into the layer). When the one
+// reader of that RoundToFp16 is a one-group 2-D FP16 convolution that reads it as its input 0, the
+// rounding can be left to the reader: the FP16-operand cuBLASLt conv tactic rounds its input anyway
+// (its FP16 im2col / cast, round-to-nearest-even, the same as RoundToFp16) and any other tactic of the
+// reader rounds the input in place first (idempotent). Returns, for each such producer (node index),
+// the RoundToFp16's output name. The producer must also be one whose rounding the executor folds
+// (single reader of its output, not a graph output); the executor also keeps the rounding in the
+// producer where its epilogue pass stays anyway (planConvLtEpilogue(.., round = false).needsPass:
+// a residual, an activation cuBLASLt lacks, a bias matrix over the bound).
+std::vector<std::pair<size_t, std::string>> deferrableConvRounds(const Graph& g);
 
 // Deterministic heuristic: the first candidate (FP16 tensor cores for fp16/int8 layers, FP32
 // otherwise; depthwise kernel for one-input-channel groups).
