@@ -6,7 +6,7 @@ import { join, relative } from 'node:path';
 import { REPO_ROOT, isRoot } from './services.js';
 
 /** Debian packages the native optimizer and the embedded services need (chromium: the dashboard tests' headless browser). */
-export const APT_PACKAGES = ['redis-server', 'libonnx-dev', 'libprotobuf-dev', 'protobuf-compiler', 'chromium'];
+export const APT_PACKAGES = ['redis-server', 'libonnx-dev', 'libprotobuf-dev', 'protobuf-compiler', 'chromium', 'g++-aarch64-linux-gnu'];
 /** Build tools (native addon, node-gyp): installed only when the command is missing, however it got there. */
 export const BUILD_TOOLS = { 'g++': 'g++', make: 'make', python3: 'python3' };
 
