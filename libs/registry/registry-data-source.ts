@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 
 interface PgClientLike {
@@ -59,20 +60,26 @@ export class RegistryDataSource extends DataSource {
     for (const client of pool._clients ?? []) guard(client);
   }
 
-  /** Runs pending migrations, one process at a time; returns the names applied. */
+  /**
+   * Runs pending migrations, one process at a time; returns the names applied. The advisory
+   * lock is held on a connection of its own, outside the pool: with a pool of one the
+   * migrations would otherwise wait for the connection holding the lock.
+   */
   async runMigrationsLocked(): Promise<string[]> {
-    const lockRunner = this.createQueryRunner();
-    await lockRunner.connect();
+    const url = (this.options as { url?: string }).url;
+    const lock = new pg.Client({ connectionString: url, application_name: 'planforge-migration-lock' });
+    lock.on('error', () => undefined); // a lost lock connection fails the queries below
+    await lock.connect();
     try {
-      await lockRunner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
+      await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
       try {
         const applied = await this.runMigrations({ transaction: 'each' });
         return applied.map((m) => m.name);
       } finally {
-        await lockRunner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]);
+        await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]);
       }
     } finally {
-      await lockRunner.release();
+      await lock.end().catch(() => undefined);
     }
   }
 }

@@ -86,6 +86,20 @@ describe('registry', () => {
       expect(pending.upQueries.map((q) => q.query)).toEqual([]);
     });
 
+    it('run with a pool of one connection (the advisory lock has its own)', async () => {
+      const fresh = await testConfig();
+      const one = createDataSource(fresh.databaseUrl, { poolSize: 1 });
+      try {
+        await Promise.race([one.initialize(), new Promise((_, reject) => setTimeout(() => reject(new Error('initialize hung')), 30_000))]);
+        const applied: { name: string }[] = await one.query('SELECT name FROM typeorm_migrations');
+        expect(applied.map((r) => r.name)).toEqual(ALL_MIGRATIONS);
+        expect(await one.runMigrationsLocked()).toEqual([]);
+      } finally {
+        if (one.isInitialized) await one.destroy();
+        await cleanupTestConfig(fresh);
+      }
+    });
+
     it('run once when several processes boot at the same time', async () => {
       const fresh = await testConfig();
       const sources = [1, 2, 3, 4].map(() => createDataSource(fresh.databaseUrl, { poolSize: 2 }));
