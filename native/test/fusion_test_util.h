@@ -30,19 +30,6 @@ inline void addConst(Graph& g, const std::string& name, Tensor t) {
 
 inline Tensor scalar(float v) { return floats({}, {v}); }
 
-inline Attribute floatAttr(float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-inline Attribute stringAttr(const std::string& v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = v;
-  return a;
-}
-
 inline double maxAbsDiff(const Tensor& a, const Tensor& b) {
   if (a.shape != b.shape) return INFINITY;
   double m = 0;

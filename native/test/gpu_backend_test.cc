@@ -24,51 +24,24 @@ using namespace pftest;
 
 namespace {
 
-Attribute strAttr(const std::string& s) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = s;
-  return a;
-}
-Attribute floatAttr(float f) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = f;
-  return a;
-}
-
-Tensor randomFloats(Shape s, uint32_t seed) {
-  Tensor t(DataType::kFloat, s);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
-
 // x[1,8,10,10] -> FusedConv 3x3 (bias, relu) -> depthwise Conv -> MaxPool -> GlobalAveragePool ->
 // Flatten -> Gemm -> Softmax; plus a LayerNorm / MatMul / Transpose / Concat branch.
 Plan smallCnnPlan(int sm, const std::string& precision) {
-  Plan p;
-  p.header.optimizerVersion = "test";
-  p.header.targetSm = sm;
-  p.header.precision = precision;
+  Plan p = emptyPlan(sm, precision);
   Graph& g = p.graph;
-  g.irVersion = 8;
-  g.opset = 17;
-  g.opsetImports[""] = 17;
   addInput(g, "x", {2, 8, 10, 10});
-  g.initializers["w1"] = randomFloats({16, 8, 3, 3}, 1);
-  g.initializers["b1"] = randomFloats({16}, 2);
-  g.initializers["wd"] = randomFloats({16, 1, 3, 3}, 3);
-  g.initializers["wf"] = randomFloats({16, 5}, 4);
-  g.initializers["bf"] = randomFloats({5}, 5);
-  g.initializers["gamma"] = randomFloats({10}, 6);
-  g.initializers["beta"] = randomFloats({10}, 7);
-  g.initializers["wm"] = randomFloats({10, 6}, 8);
+  g.initializers["w1"] = uniformFloats({16, 8, 3, 3}, 1);
+  g.initializers["b1"] = uniformFloats({16}, 2);
+  g.initializers["wd"] = uniformFloats({16, 1, 3, 3}, 3);
+  g.initializers["wf"] = uniformFloats({16, 5}, 4);
+  g.initializers["bf"] = uniformFloats({5}, 5);
+  g.initializers["gamma"] = uniformFloats({10}, 6);
+  g.initializers["beta"] = uniformFloats({10}, 7);
+  g.initializers["wm"] = uniformFloats({10, 6}, 8);
   Node c1 = node("FusedConv", "conv1", {"x", "w1", "b1"}, {"c1"});
   c1.domain = "planforge";
   c1.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
-  c1.attrs.values["activation"] = strAttr("Relu");
+  c1.attrs.values["activation"] = stringAttr("Relu");
   c1.precision = precision;
   g.nodes.push_back(c1);
   Node dw = node("Conv", "dw", {"c1", "wd"}, {"d1"});
@@ -109,22 +82,16 @@ Plan smallCnnPlan(int sm, const std::string& precision) {
 // Shapes that take the split-K path (small grids, long K), broadcast residual / mask adds,
 // batched MatMul, IsNaN + Where (the pattern PyTorch exports around attention softmax).
 Plan splitKAndAttentionPlan(int sm, const std::string& precision) {
-  Plan p;
-  p.header.optimizerVersion = "test";
-  p.header.targetSm = sm;
-  p.header.precision = precision;
+  Plan p = emptyPlan(sm, precision);
   Graph& g = p.graph;
-  g.irVersion = 8;
-  g.opset = 17;
-  g.opsetImports[""] = 17;
   addInput(g, "x", {1, 64, 4, 4});
   addInput(g, "q", {2, 3, 5, 8});
   addInput(g, "k", {2, 3, 8, 5});
-  g.initializers["w"] = randomFloats({32, 64, 3, 3}, 21);
-  g.initializers["b"] = randomFloats({32}, 22);
-  g.initializers["chan"] = randomFloats({1, 32, 1, 1}, 23);
-  g.initializers["wf"] = randomFloats({512, 40}, 24);
-  g.initializers["mask"] = randomFloats({2, 1, 1, 5}, 25);
+  g.initializers["w"] = uniformFloats({32, 64, 3, 3}, 21);
+  g.initializers["b"] = uniformFloats({32}, 22);
+  g.initializers["chan"] = uniformFloats({1, 32, 1, 1}, 23);
+  g.initializers["wf"] = uniformFloats({512, 40}, 24);
+  g.initializers["mask"] = uniformFloats({2, 1, 1, 5}, 25);
   g.initializers["zero"] = floats({}, {0.f});
   Node c = node("FusedConv", "conv", {"x", "w", "b", "chan"}, {"c"});
   c.domain = "planforge";
@@ -317,14 +284,14 @@ TEST(gpu_memory_planner_never_overlaps_live_buffers) {
 
 // Runs only where a CUDA driver and a GPU of a supported SM exist (the device machine).
 TEST(gpu_executor_matches_cpu_reference_on_small_graphs) {
-  CHECK_EQ(runGraph(smallCnnPlan(90, "fp32").graph, {{"x", randomFloats({2, 8, 10, 10}, 11)}}).size(), size_t(2));
+  CHECK_EQ(runGraph(smallCnnPlan(90, "fp32").graph, {{"x", uniformFloats({2, 8, 10, 10}, 11)}}).size(), size_t(2));
   if (!gpu::cudaDriverAvailable()) return;
   const gpu::DeviceInfo dev = gpu::deviceInfo(0);
   if (!gpu::embeddedCubin(dev.sm)) return;
   for (const char* precision : {"fp32", "fp16"}) {
     Plan p = smallCnnPlan(dev.sm, precision);
     gpu::prepareGpuPlan(p);
-    std::map<std::string, Tensor> in{{"x", randomFloats({2, 8, 10, 10}, 11)}};
+    std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 10, 10}, 11)}};
     const auto want = runGraph(p.graph, in);
     gpu::GpuExecutor ex(p);
     const auto got = ex.run(in);
@@ -347,8 +314,8 @@ TEST(gpu_executor_matches_cpu_reference_on_small_graphs) {
 }
 
 TEST(gpu_executor_split_k_broadcast_residual_and_attention_masking) {
-  std::map<std::string, Tensor> in{{"x", randomFloats({1, 64, 4, 4}, 31)}, {"q", randomFloats({2, 3, 5, 8}, 32)},
-                                   {"k", randomFloats({2, 3, 8, 5}, 33)}};
+  std::map<std::string, Tensor> in{{"x", uniformFloats({1, 64, 4, 4}, 31)}, {"q", uniformFloats({2, 3, 5, 8}, 32)},
+                                   {"k", uniformFloats({2, 3, 8, 5}, 33)}};
   CHECK_EQ(runGraph(splitKAndAttentionPlan(90, "fp32").graph, in).size(), size_t(2));  // the graph itself is valid
   if (!gpu::cudaDriverAvailable()) return;
   const gpu::DeviceInfo dev = gpu::deviceInfo(0);
@@ -362,7 +329,7 @@ TEST(gpu_tune_plan_keeps_candidates_and_results) {
   const gpu::DeviceInfo dev = gpu::deviceInfo(0);
   if (!gpu::embeddedCubin(dev.sm)) return;
   Plan p = smallCnnPlan(dev.sm, "fp16");
-  std::map<std::string, Tensor> in{{"x", randomFloats({2, 8, 10, 10}, 41)}};
+  std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 10, 10}, 41)}};
   const gpu::GpuLayerStats st = gpu::tunePlan(p, in);
   CHECK(p.header.tuned);
   CHECK(st.tunedLayers >= 2);  // conv1, fc, mm have two candidates each
@@ -378,7 +345,7 @@ TEST(gpu_tuning_with_a_timing_cache_reuses_measurements) {
   if (!gpu::cudaDriverAvailable()) return;
   const gpu::DeviceInfo dev = gpu::deviceInfo(0);
   if (!gpu::embeddedCubin(dev.sm)) return;
-  std::map<std::string, Tensor> in{{"x", randomFloats({2, 8, 10, 10}, 51)}};
+  std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 10, 10}, 51)}};
   gpu::TimingCache cache;
   Plan a = smallCnnPlan(dev.sm, "fp16"), b = smallCnnPlan(dev.sm, "fp16");
   const gpu::GpuLayerStats first = gpu::tunePlan(a, in, 0, &cache);

@@ -25,38 +25,12 @@ using namespace pftest;
 
 namespace {
 
-Attribute strAttr(const std::string& s) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = s;
-  return a;
-}
-
-Tensor rndT(Shape s, uint32_t seed) {
-  Tensor t(DataType::kFloat, s);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
-
-Plan emptyPlan(int sm, const std::string& precision) {
-  Plan p;
-  p.header.optimizerVersion = "test";
-  p.header.targetSm = sm;
-  p.header.precision = precision;
-  p.graph.irVersion = 8;
-  p.graph.opset = 17;
-  p.graph.opsetImports[""] = 17;
-  return p;
-}
-
 Node layer(const std::string& op, const std::string& name, std::vector<std::string> ins, std::vector<std::string> outs,
            const std::string& precision, const std::string& act = "") {
   Node n = node(op, name, std::move(ins), std::move(outs));
   if (op.rfind("Fused", 0) == 0 || op == "RoundToFp16") n.domain = "planforge";
   n.precision = precision;
-  if (!act.empty()) n.attrs.values["activation"] = strAttr(act);
+  if (!act.empty()) n.attrs.values["activation"] = stringAttr(act);
   return n;
 }
 
@@ -130,13 +104,13 @@ Plan epiloguePlan(int sm, const std::string& pr) {
   addInput(g, "x", {3, 16, 10, 10});
   addInput(g, "big", {1, 4, 512, 512});
   for (int i = 1; i <= 8; ++i) {
-    g.initializers["w" + std::to_string(i)] = rndT({24, i == 8 ? 24 : 16, i == 8 ? 3 : 1, i == 8 ? 3 : 1}, 700 + i);
-    g.initializers["b" + std::to_string(i)] = rndT({24}, 720 + i);
+    g.initializers["w" + std::to_string(i)] = uniformFloats({24, i == 8 ? 24 : 16, i == 8 ? 3 : 1, i == 8 ? 3 : 1}, 700 + i);
+    g.initializers["b" + std::to_string(i)] = uniformFloats({24}, 720 + i);
   }
-  g.initializers["w1"] = rndT({24, 16, 1, 1}, 701);
-  g.initializers["wr"] = rndT({16, 16, 1, 1}, 731);
-  g.initializers["wbig"] = rndT({9, 4, 1, 1}, 732);
-  g.initializers["bbig"] = rndT({9}, 733);
+  g.initializers["w1"] = uniformFloats({24, 16, 1, 1}, 701);
+  g.initializers["wr"] = uniformFloats({16, 16, 1, 1}, 731);
+  g.initializers["wbig"] = uniformFloats({9, 4, 1, 1}, 732);
+  g.initializers["bbig"] = uniformFloats({9}, 733);
   g.nodes.push_back(layer("FusedConv", "relu", {"x", "w1", "b1"}, {"y1"}, pr, "Relu"));
   g.nodes.push_back(layer("FusedConv", "gelu_tanh", {"x", "w2", "b2"}, {"y2"}, pr, "GeluTanh"));
   g.nodes.push_back(layer("Conv", "bias_only", {"x", "w3", "b3"}, {"y3"}, pr));
@@ -154,7 +128,7 @@ Plan epiloguePlan(int sm, const std::string& pr) {
   inferShapes(g);
   return p;
 }
-std::map<std::string, Tensor> epilogueInputs() { return {{"x", rndT({3, 16, 10, 10}, 741)}, {"big", rndT({1, 4, 512, 512}, 742)}}; }
+std::map<std::string, Tensor> epilogueInputs() { return {{"x", uniformFloats({3, 16, 10, 10}, 741)}, {"big", uniformFloats({1, 4, 512, 512}, 742)}}; }
 // Layers with bias and / or activation in cuBLASLt: relu, gelu_tanh, bias_only, hardswish (bias),
 // residual_nobias (ReLU), gelu_erf (bias), strided = 7; bias matrices of 6 of them (24 x 100 / 24 x 25 pixels).
 constexpr int kLtEpilogues = 7;
@@ -209,8 +183,8 @@ TEST(gpu_fp16_conv_roundings_are_left_to_fp16_conv_readers) {
   Plan p = emptyPlan(90, "fp16");
   Graph& g = p.graph;
   addInput(g, "x", {1, 8, 6, 6});
-  for (const char* w : {"w1", "w2", "w3", "w4", "w5", "w6"}) g.initializers[w] = rndT({8, 8, 1, 1}, 800);
-  g.initializers["wd"] = rndT({8, 1, 3, 3}, 801);
+  for (const char* w : {"w1", "w2", "w3", "w4", "w5", "w6"}) g.initializers[w] = uniformFloats({8, 8, 1, 1}, 800);
+  g.initializers["wd"] = uniformFloats({8, 1, 3, 3}, 801);
   auto conv = [&](const std::string& name, std::vector<std::string> ins, const std::string& out, const std::string& pr = "fp16") {
     g.nodes.push_back(layer("FusedConv", name, std::move(ins), {out + "_acc"}, pr, "Relu"));
     g.nodes.push_back(layer("RoundToFp16", "r_" + name, {out + "_acc"}, {out}, "fp16"));
@@ -320,11 +294,11 @@ TEST(gpu_fp16_deferred_conv_rounding_matches) {
     Plan p = emptyPlan(dev.sm, "fp16");
     Graph& g = p.graph;
     addInput(g, "x", {2, 32, 14, 14});
-    g.initializers["w1"] = rndT({48, 32, 1, 1}, 901);
-    g.initializers["w2"] = rndT({48, 48, 3, 3}, 902);
-    g.initializers["w3"] = rndT({32, 48, 1, 1}, 903);
-    g.initializers["b1"] = rndT({48}, 904);
-    g.initializers["b2"] = rndT({48}, 905);
+    g.initializers["w1"] = uniformFloats({48, 32, 1, 1}, 901);
+    g.initializers["w2"] = uniformFloats({48, 48, 3, 3}, 902);
+    g.initializers["w3"] = uniformFloats({32, 48, 1, 1}, 903);
+    g.initializers["b1"] = uniformFloats({48}, 904);
+    g.initializers["b2"] = uniformFloats({48}, 905);
     const std::string act = withEpilogue ? "Relu" : "";
     std::vector<std::string> i1{"x", "w1"}, i2{"y1", "w2"};
     if (withEpilogue) {
@@ -343,7 +317,7 @@ TEST(gpu_fp16_deferred_conv_rounding_matches) {
     inferShapes(g);
     return p;
   };
-  const std::map<std::string, Tensor> in{{"x", rndT({2, 32, 14, 14}, 906)}};
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 32, 14, 14}, 906)}};
   gpu::GpuExecutorOptions f16;
   f16.preferCublasLt = f16.preferCublasLtF16 = true;
   std::map<std::string, Tensor> folded, deferred;

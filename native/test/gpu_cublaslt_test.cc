@@ -26,38 +26,6 @@ using namespace pftest;
 
 namespace {
 
-Attribute str(const std::string& s) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = s;
-  return a;
-}
-Attribute flt(float f) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = f;
-  return a;
-}
-
-Tensor rnd(Shape s, uint32_t seed) {
-  Tensor t(DataType::kFloat, s);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
-
-Plan newPlan(int sm, const std::string& precision) {
-  Plan p;
-  p.header.optimizerVersion = "test";
-  p.header.targetSm = sm;
-  p.header.precision = precision;
-  p.graph.irVersion = 8;
-  p.graph.opset = 17;
-  p.graph.opsetImports[""] = 17;
-  return p;
-}
-
 Node fused(const std::string& op, const std::string& name, std::vector<std::string> ins, std::vector<std::string> outs,
            const std::string& precision) {
   Node n = node(op, name, std::move(ins), std::move(outs));
@@ -71,7 +39,7 @@ Node fused(const std::string& op, const std::string& name, std::vector<std::stri
 // bias + tanh-GELU (cuBLASLt epilogue), attention-like batched MatMul with a broadcast mask, and a
 // MatMul whose left operand is broadcast over the batch (batch stride 0).
 Plan gemmPlan(int sm, const std::string& pr) {
-  Plan p = newPlan(sm, pr);
+  Plan p = emptyPlan(sm, pr);
   Graph& g = p.graph;
   addInput(g, "a", {6, 40});
   addInput(g, "at", {40, 6});
@@ -79,31 +47,31 @@ Plan gemmPlan(int sm, const std::string& pr) {
   addInput(g, "q", {2, 3, 5, 8});
   addInput(g, "k", {2, 3, 8, 5});
   addInput(g, "s", {5, 8});
-  g.initializers["w1"] = rnd({40, 33}, 101);
-  g.initializers["b1"] = rnd({33}, 102);
-  g.initializers["w2"] = rnd({17, 40}, 103);
-  g.initializers["c2"] = rnd({6, 17}, 104);
-  g.initializers["w3"] = rnd({24, 50}, 105);
-  g.initializers["b3"] = rnd({50}, 106);
-  g.initializers["mask"] = rnd({2, 1, 1, 5}, 107);
+  g.initializers["w1"] = uniformFloats({40, 33}, 101);
+  g.initializers["b1"] = uniformFloats({33}, 102);
+  g.initializers["w2"] = uniformFloats({17, 40}, 103);
+  g.initializers["c2"] = uniformFloats({6, 17}, 104);
+  g.initializers["w3"] = uniformFloats({24, 50}, 105);
+  g.initializers["b3"] = uniformFloats({50}, 106);
+  g.initializers["mask"] = uniformFloats({2, 1, 1, 5}, 107);
   Node g1 = fused("Gemm", "g1", {"a", "w1", "b1"}, {"y1"}, pr);
-  g1.attrs.values["alpha"] = flt(0.5f);
+  g1.attrs.values["alpha"] = floatAttr(0.5f);
   g.nodes.push_back(g1);
   Node g2 = fused("Gemm", "g2", {"a", "w2", "c2"}, {"y2"}, pr);
   g2.attrs.values["transB"] = intAttr(1);
-  g2.attrs.values["beta"] = flt(0.7f);
+  g2.attrs.values["beta"] = floatAttr(0.7f);
   g.nodes.push_back(g2);
   Node g3 = fused("Gemm", "g3", {"at", "w1", "b1"}, {"y3"}, pr);
   g3.attrs.values["transA"] = intAttr(1);
   g.nodes.push_back(g3);
   Node g4 = fused("FusedGemm", "g4", {"a", "w1", "b1", "y1"}, {"y4"}, pr);
-  g4.attrs.values["activation"] = str("Relu");
+  g4.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(g4);
   Node m1 = fused("FusedMatMul", "m1", {"x3", "w3", "b3"}, {"y5"}, pr);
-  m1.attrs.values["activation"] = str("Gelu");
+  m1.attrs.values["activation"] = stringAttr("Gelu");
   g.nodes.push_back(m1);
   Node m2 = fused("FusedMatMul", "m2", {"x3", "w3", "b3"}, {"y6"}, pr);
-  m2.attrs.values["activation"] = str("GeluTanh");
+  m2.attrs.values["activation"] = stringAttr("GeluTanh");
   g.nodes.push_back(m2);
   g.nodes.push_back(fused("FusedMatMul", "qk", {"q", "k", "mask"}, {"y7"}, pr));
   g.nodes.push_back(fused("MatMul", "bcast", {"s", "k"}, {"y8"}, pr));
@@ -112,8 +80,8 @@ Plan gemmPlan(int sm, const std::string& pr) {
   return p;
 }
 std::map<std::string, Tensor> gemmInputs() {
-  return {{"a", rnd({6, 40}, 1)}, {"at", rnd({40, 6}, 2)}, {"x3", rnd({2, 7, 24}, 3)},
-          {"q", rnd({2, 3, 5, 8}, 4)}, {"k", rnd({2, 3, 8, 5}, 5)}, {"s", rnd({5, 8}, 6)}};
+  return {{"a", uniformFloats({6, 40}, 1)}, {"at", uniformFloats({40, 6}, 2)}, {"x3", uniformFloats({2, 7, 24}, 3)},
+          {"q", uniformFloats({2, 3, 5, 8}, 4)}, {"k", uniformFloats({2, 3, 8, 5}, 5)}, {"s", uniformFloats({5, 8}, 6)}};
 }
 constexpr int kGemmLayers = 8;
 
@@ -121,26 +89,26 @@ constexpr int kGemmLayers = 8;
 // with bias, 3x3 stride 2 + HardSwish, 7x7 stride 2 pad 3, 3x3 dilation 2, 1x1 stride 2 (im2col);
 // a depthwise convolution stays on our kernel.
 Plan convPlan(int sm, const std::string& pr) {
-  Plan p = newPlan(sm, pr);
+  Plan p = emptyPlan(sm, pr);
   Graph& g = p.graph;
   addInput(g, "x", {3, 16, 12, 12});
-  g.initializers["w1"] = rnd({32, 16, 1, 1}, 201);
-  g.initializers["b1"] = rnd({32}, 202);
-  g.initializers["w2"] = rnd({32, 32, 1, 1}, 203);
-  g.initializers["b2"] = rnd({32}, 204);
-  g.initializers["w3"] = rnd({24, 32, 3, 3}, 205);
-  g.initializers["b3"] = rnd({24}, 206);
-  g.initializers["w4"] = rnd({20, 24, 3, 3}, 207);
-  g.initializers["b4"] = rnd({20}, 208);
-  g.initializers["w5"] = rnd({8, 16, 7, 7}, 209);
-  g.initializers["w6"] = rnd({8, 16, 3, 3}, 210);
-  g.initializers["w7"] = rnd({8, 16, 1, 1}, 211);
-  g.initializers["wd"] = rnd({16, 1, 3, 3}, 212);
+  g.initializers["w1"] = uniformFloats({32, 16, 1, 1}, 201);
+  g.initializers["b1"] = uniformFloats({32}, 202);
+  g.initializers["w2"] = uniformFloats({32, 32, 1, 1}, 203);
+  g.initializers["b2"] = uniformFloats({32}, 204);
+  g.initializers["w3"] = uniformFloats({24, 32, 3, 3}, 205);
+  g.initializers["b3"] = uniformFloats({24}, 206);
+  g.initializers["w4"] = uniformFloats({20, 24, 3, 3}, 207);
+  g.initializers["b4"] = uniformFloats({20}, 208);
+  g.initializers["w5"] = uniformFloats({8, 16, 7, 7}, 209);
+  g.initializers["w6"] = uniformFloats({8, 16, 3, 3}, 210);
+  g.initializers["w7"] = uniformFloats({8, 16, 1, 1}, 211);
+  g.initializers["wd"] = uniformFloats({16, 1, 3, 3}, 212);
   Node c1 = fused("FusedConv", "c1", {"x", "w1", "b1"}, {"y1"}, pr);
-  c1.attrs.values["activation"] = str("Relu");
+  c1.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(c1);
   Node c2 = fused("FusedConv", "c2", {"y1", "w2", "b2", "y1"}, {"y2"}, pr);
-  c2.attrs.values["activation"] = str("Relu");
+  c2.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(c2);
   Node c3 = fused("Conv", "c3", {"y2", "w3", "b3"}, {"y3"}, pr);
   c3.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
@@ -148,7 +116,7 @@ Plan convPlan(int sm, const std::string& pr) {
   Node c4 = fused("FusedConv", "c4", {"y3", "w4", "b4"}, {"y4"}, pr);
   c4.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
   c4.attrs.values["strides"] = intsAttr({2, 2});
-  c4.attrs.values["activation"] = str("HardSwish");
+  c4.attrs.values["activation"] = stringAttr("HardSwish");
   g.nodes.push_back(c4);
   Node c5 = fused("Conv", "c5", {"x", "w5"}, {"y5"}, pr);
   c5.attrs.values["pads"] = intsAttr({3, 3, 3, 3});
@@ -425,7 +393,7 @@ TEST(gpu_cublaslt_convolutions_match_the_cpu_reference) {
   if (!gpuWithCublasLt(&dev)) return;
   gpu::GpuExecutorOptions o;
   o.preferCublasLt = true;
-  const std::map<std::string, Tensor> in{{"x", rnd({3, 16, 12, 12}, 301)}};
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({3, 16, 12, 12}, 301)}};
   for (const char* pr : {"fp32", "fp16"}) {
     const gpu::GpuLayerStats st = expectMatchesCpu(convPlan(dev.sm, pr), in, tolFor(pr), o);
     CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
@@ -452,7 +420,7 @@ TEST(gpu_cublaslt_f16_operands_match_the_cpu_reference) {
   CHECK_EQ(st.cublasLtF16Layers, kGemmLayers);
   CHECK(st.cublasLtComputeTypes.find("68h:") != std::string::npos);
   CHECK(st.cudaGraph);
-  const std::map<std::string, Tensor> in{{"x", rnd({3, 16, 12, 12}, 311)}};
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({3, 16, 12, 12}, 311)}};
   st = expectMatchesCpu(convPlan(dev.sm, "fp16"), in, 2e-2, o);
   CHECK_EQ(st.cublasLtLayers, kConvLtLayers);
   CHECK_EQ(st.cublasLtF16Layers, kConvLtLayers);
@@ -475,38 +443,38 @@ TEST(gpu_cublaslt_f16_operands_match_the_cpu_reference) {
 
   // ResNet-like: 1x1 (cast) -> 3x3 (FP16 im2col) -> 1x1 + residual + ReLU, batch 4; a BERT-like
   // FFN (bias + GELU epilogue) and a batched attention product with both operands activations.
-  Plan r = newPlan(dev.sm, "fp16");
+  Plan r = emptyPlan(dev.sm, "fp16");
   Graph& g = r.graph;
   addInput(g, "x", {4, 64, 28, 28});
   addInput(g, "h", {2, 64, 256});
   addInput(g, "q", {2, 4, 64, 32});
   addInput(g, "k", {2, 4, 32, 64});
-  g.initializers["wa"] = rnd({32, 64, 1, 1}, 321);
-  g.initializers["ba"] = rnd({32}, 322);
-  g.initializers["wb"] = rnd({32, 32, 3, 3}, 323);
-  g.initializers["bb"] = rnd({32}, 324);
-  g.initializers["wc"] = rnd({64, 32, 1, 1}, 325);
-  g.initializers["bc"] = rnd({64}, 326);
-  g.initializers["wf"] = rnd({256, 1024}, 327);
-  g.initializers["bf"] = rnd({1024}, 328);
+  g.initializers["wa"] = uniformFloats({32, 64, 1, 1}, 321);
+  g.initializers["ba"] = uniformFloats({32}, 322);
+  g.initializers["wb"] = uniformFloats({32, 32, 3, 3}, 323);
+  g.initializers["bb"] = uniformFloats({32}, 324);
+  g.initializers["wc"] = uniformFloats({64, 32, 1, 1}, 325);
+  g.initializers["bc"] = uniformFloats({64}, 326);
+  g.initializers["wf"] = uniformFloats({256, 1024}, 327);
+  g.initializers["bf"] = uniformFloats({1024}, 328);
   Node a = fused("FusedConv", "a", {"x", "wa", "ba"}, {"ya"}, "fp16");
-  a.attrs.values["activation"] = str("Relu");
+  a.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(a);
   Node b = fused("FusedConv", "b", {"ya", "wb", "bb"}, {"yb"}, "fp16");
-  b.attrs.values["activation"] = str("Relu");
+  b.attrs.values["activation"] = stringAttr("Relu");
   b.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
   g.nodes.push_back(b);
   Node c = fused("FusedConv", "c", {"yb", "wc", "bc", "x"}, {"yc"}, "fp16");
-  c.attrs.values["activation"] = str("Relu");
+  c.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(c);
   Node f = fused("FusedMatMul", "ffn", {"h", "wf", "bf"}, {"yf"}, "fp16");
-  f.attrs.values["activation"] = str("GeluTanh");
+  f.attrs.values["activation"] = stringAttr("GeluTanh");
   g.nodes.push_back(f);
   g.nodes.push_back(fused("MatMul", "qk", {"q", "k"}, {"ys"}, "fp16"));
   g.outputs = {"yc", "yf", "ys"};
   inferShapes(g);
-  const std::map<std::string, Tensor> rin{{"x", rnd({4, 64, 28, 28}, 331)}, {"h", rnd({2, 64, 256}, 332)},
-                                          {"q", rnd({2, 4, 64, 32}, 333)}, {"k", rnd({2, 4, 32, 64}, 334)}};
+  const std::map<std::string, Tensor> rin{{"x", uniformFloats({4, 64, 28, 28}, 331)}, {"h", uniformFloats({2, 64, 256}, 332)},
+                                          {"q", uniformFloats({2, 4, 64, 32}, 333)}, {"k", uniformFloats({2, 4, 32, 64}, 334)}};
   st = expectMatchesCpu(r, rin, 2e-2, o);
   CHECK_EQ(st.cublasLtF16Layers, 5);
   // The same through tactics stored in a tuned plan (no preferCublasLt).
@@ -539,7 +507,7 @@ TEST(gpu_cublaslt_missing_at_run_time_falls_back_with_a_warning) {
         ++lt;
       }
     p.header.tuned = true;
-    const std::map<std::string, Tensor> in = p.graph.inputs.size() == 1 ? std::map<std::string, Tensor>{{"x", rnd({3, 16, 12, 12}, 401)}}
+    const std::map<std::string, Tensor> in = p.graph.inputs.size() == 1 ? std::map<std::string, Tensor>{{"x", uniformFloats({3, 16, 12, 12}, 401)}}
                                                                          : gemmInputs();
     gpu::GpuExecutorOptions o;
     gpu::setCublasLtDisabledForTesting(true);
@@ -564,17 +532,17 @@ TEST(gpu_cublaslt_is_timed_by_the_autotuner_and_cached) {
   gpu::DeviceInfo dev;
   if (!gpuWithCublasLt(&dev)) return;
   // Big enough that cuBLASLt should win somewhere; the test only needs the choice to be a candidate.
-  Plan p = newPlan(dev.sm, "fp16");
+  Plan p = emptyPlan(dev.sm, "fp16");
   Graph& g = p.graph;
   addInput(g, "x", {256, 768});
-  g.initializers["w"] = rnd({768, 3072}, 501);
-  g.initializers["b"] = rnd({3072}, 502);
+  g.initializers["w"] = uniformFloats({768, 3072}, 501);
+  g.initializers["b"] = uniformFloats({3072}, 502);
   Node m = fused("FusedMatMul", "ffn", {"x", "w", "b"}, {"y"}, "fp16");
-  m.attrs.values["activation"] = str("Relu");
+  m.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(m);
   g.outputs = {"y"};
   inferShapes(g);
-  const std::map<std::string, Tensor> in{{"x", rnd({256, 768}, 503)}};
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({256, 768}, 503)}};
   gpu::TimingCache cache;
   Plan tuned = p;
   const gpu::GpuLayerStats st = gpu::tunePlan(tuned, in, 0, &cache);
@@ -600,14 +568,14 @@ TEST(gpu_fp16_rounding_is_folded_into_convolutions_and_gemms) {
   if (!gpu::cudaDriverAvailable()) return;
   dev = gpu::deviceInfo(0);
   if (!gpu::embeddedCubin(dev.sm)) return;
-  Plan p = newPlan(dev.sm, "fp16");
+  Plan p = emptyPlan(dev.sm, "fp16");
   Graph& g = p.graph;
   addInput(g, "x", {2, 8, 6, 6});
   addInput(g, "a", {5, 24});
-  g.initializers["w1"] = rnd({16, 8, 3, 3}, 601);
-  g.initializers["b1"] = rnd({16}, 602);
-  g.initializers["w2"] = rnd({24, 7}, 603);
-  g.initializers["b2"] = rnd({7}, 604);
+  g.initializers["w1"] = uniformFloats({16, 8, 3, 3}, 601);
+  g.initializers["b1"] = uniformFloats({16}, 602);
+  g.initializers["w2"] = uniformFloats({24, 7}, 603);
+  g.initializers["b2"] = uniformFloats({7}, 604);
   auto round = [](const std::string& name, const std::string& in, const std::string& out) {
     Node r = node("RoundToFp16", name, {in}, {out});
     r.domain = "planforge";
@@ -615,11 +583,11 @@ TEST(gpu_fp16_rounding_is_folded_into_convolutions_and_gemms) {
   };
   Node c1 = fused("FusedConv", "c1", {"x", "w1", "b1"}, {"c1acc"}, "fp16");
   c1.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
-  c1.attrs.values["activation"] = str("Relu");
+  c1.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(c1);
   g.nodes.push_back(round("r1", "c1acc", "c1o"));
   Node m1 = fused("FusedMatMul", "m1", {"a", "w2", "b2"}, {"m1acc"}, "fp16");
-  m1.attrs.values["activation"] = str("Gelu");
+  m1.attrs.values["activation"] = stringAttr("Gelu");
   g.nodes.push_back(m1);
   g.nodes.push_back(round("r2", "m1acc", "m1o"));
   g.nodes.push_back(fused("MatMul", "m2", {"a", "w2"}, {"m2acc"}, "fp16"));
@@ -627,7 +595,7 @@ TEST(gpu_fp16_rounding_is_folded_into_convolutions_and_gemms) {
   g.nodes.push_back(node("Relu", "relu", {"m2acc"}, {"m2r"}));  // second reader: r3 stays a layer
   g.outputs = {"c1o", "m1o", "m2o", "m2r"};
   inferShapes(g);
-  const std::map<std::string, Tensor> in{{"x", rnd({2, 8, 6, 6}, 605)}, {"a", rnd({5, 24}, 606)}};
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 6, 6}, 605)}, {"a", uniformFloats({5, 24}, 606)}};
   for (bool lt : {false, true}) {
     if (lt && !gpu::cublasLtAvailable()) continue;
     gpu::GpuExecutorOptions o;
@@ -649,11 +617,11 @@ TEST(gpu_fp16_rounding_of_row_ops_and_value_preserving_layers_is_folded) {
   if (!gpu::cudaDriverAvailable()) return;
   dev = gpu::deviceInfo(0);
   if (!gpu::embeddedCubin(dev.sm)) return;
-  Plan p = newPlan(dev.sm, "fp16");
+  Plan p = emptyPlan(dev.sm, "fp16");
   Graph& g = p.graph;
   addInput(g, "x", {2, 3, 8, 16});
-  g.initializers["gamma"] = rnd({16}, 701);
-  g.initializers["beta"] = rnd({16}, 702);
+  g.initializers["gamma"] = uniformFloats({16}, 701);
+  g.initializers["beta"] = uniformFloats({16}, 702);
   Tensor zero(DataType::kFloat, {});
   zero.data<float>()[0] = 0.f;
   g.initializers["zero"] = zero;
@@ -687,7 +655,7 @@ TEST(gpu_fp16_rounding_of_row_ops_and_value_preserving_layers_is_folded) {
   round("adacc", "ado");  // a sum of rounded values is not rounded: stays a kernel
   g.outputs = {"lno", "smo", "tro", "who", "reo", "ado"};
   inferShapes(g);
-  const std::map<std::string, Tensor> in{{"x", rnd({2, 3, 8, 16}, 703)}};
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 3, 8, 16}, 703)}};
   const auto want = runGraph(p.graph, in);
   gpu::prepareGpuPlan(p);
   gpu::GpuExecutor ex(p, {});

@@ -1,10 +1,12 @@
 // Helpers for building tiny graphs in C++ tests.
 #pragma once
+#include <random>
 #include <string>
 #include <vector>
 
 #include "core/graph.h"
 #include "core/op_registry.h"
+#include "core/plan/plan.h"
 #include "core/tensor.h"
 
 namespace pftest {
@@ -61,6 +63,41 @@ inline Attribute intsAttr(std::vector<int64_t> v) {
   a.kind = Attribute::Kind::kInts;
   a.ints = std::move(v);
   return a;
+}
+
+inline Attribute floatAttr(float v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloat;
+  a.f = v;
+  return a;
+}
+
+inline Attribute stringAttr(const std::string& v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = v;
+  return a;
+}
+
+// Floats uniform in [-1, 1) from std::mt19937(seed): the same values on every platform run.
+inline Tensor uniformFloats(Shape shape, uint32_t seed) {
+  Tensor t(DataType::kFloat, std::move(shape));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
+  return t;
+}
+
+// A plan with an empty graph (IR 8, opset 17) for the given SM and precision: tests add the layers.
+inline Plan emptyPlan(int sm, const std::string& precision) {
+  Plan p;
+  p.header.optimizerVersion = "test";
+  p.header.targetSm = sm;
+  p.header.precision = precision;
+  p.graph.irVersion = 8;
+  p.graph.opset = 17;
+  p.graph.opsetImports[""] = 17;
+  return p;
 }
 
 // Registers minimal definitions of the ops these tests use when the real kernels
