@@ -8,7 +8,6 @@
 // status GET, resolve GET with and without If-None-Match, 10,000 builds queued at once (no
 // worker running; every one accounted for in Postgres and Redis, then a bounded drain by one
 // worker whose books must still balance), API RSS while a 1 GiB model uploads.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -19,7 +18,8 @@ import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { freePort, startPostgres, startRedis, startS3rver, stopAll } from '../../scripts/services.js';
+import { stopAll } from '../../scripts/services.js';
+import { API_MAIN, WORKER_MAIN, farmEnv, sleep, startBackingServices, startProcess, until } from '../bench-farm.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -31,7 +31,6 @@ const TARGET = 'sm_90';
 // BENCH_SCENARIOS=health,submit,status,resolve,queue,upload (default all): a subset, e.g. while profiling.
 const ONLY = new Set((process.env.BENCH_SCENARIOS ?? 'health,submit,status,resolve,queue,upload').split(','));
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const { makeModel, tinyConvNet } = await import(join(ROOT, 'dist', 'test', 'helpers', 'onnx-builder.js'));
 const { targetQueueName, finalizeQueueName } = await import(join(ROOT, 'dist', 'libs', 'contracts', 'index.js'));
@@ -49,34 +48,6 @@ function multipart(spec, model) {
 function rssMiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function startProcess(name, script, env, logFile) {
-  const nodeArgs = name === 'api' && process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(' ') : [];
-  const child = spawn(process.execPath, [...nodeArgs, script], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d) => {
-    out += d;
-    if (out.length > 100_000) out = out.slice(-50_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.on('exit', () => writeFileSync(logFile, out));
-  return { name, child, output: () => out };
-}
-
-async function until(what, probe, ms = 120_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
 }
 
 async function call(base, key, method, path, { body, headers = {} } = {}) {
@@ -118,39 +89,25 @@ const procs = [];
 const work = mkdtempSync(join(os.tmpdir(), 'planforge-bench-'));
 const results = { startedAt: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadBefore: os.loadavg() }, settings: { seconds: SECONDS, connections: CONNECTIONS }, scenarios: [] };
 try {
-  const [redisPort, pgPort, s3Port, apiPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  services.push(await startRedis({ dir: join(work, 'redis'), port: redisPort }));
   // BENCH_PG_FAST=1: fsync off (what the tests use); default: durable commits, as the farm runs Postgres.
-  services.push(await startPostgres({ dataDir: join(work, 'pg', 'data'), port: pgPort, fast: process.env.BENCH_PG_FAST === '1' }));
-  services.push(await startS3rver({ dir: join(work, 's3'), port: s3Port, bucket: 'planforge' }));
-  const [redis, postgres, s3] = services;
+  const backing = await startBackingServices(work, services, { durable: process.env.BENCH_PG_FAST !== '1' });
+  const { redis, postgres, apiPort } = backing;
   const key = `pf_bench_${randomBytes(24).toString('base64url')}`;
   const env = {
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    REDIS_URL: redis.url,
-    DATABASE_URL: postgres.adminUrl,
-    S3_ENDPOINT: s3.endpoint,
-    S3_BUCKET: 'planforge',
-    S3_ACCESS_KEY_ID: s3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    API_HOST: '127.0.0.1',
-    API_PORT: String(apiPort),
-    ADMIN_API_KEY: key,
-    WORK_DIR: join(work, 'work'),
+    ...farmEnv(backing, { adminKey: key, workDir: join(work, 'work') }),
     // The per-key submission limit (default 120/min) would answer 429s: the bench measures the server itself.
     SUBMIT_RATE_LIMIT_PER_MINUTE: '0',
     WORKER_TARGETS: TARGET,
     WORKER_ID: 'bench-worker',
   };
-  const api = startProcess('api', join(ROOT, 'dist', 'apps', 'api', 'src', 'main.js'), env, join(work, 'api.log'));
+  const api = startProcess(API_MAIN, env, join(work, 'api.log'), process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(' ') : []);
   procs.push(api);
   const base = `http://127.0.0.1:${apiPort}`;
   await until('the API', async () => (await fetch(`${base}/health/ready`)).status === 200);
   log(`API pid ${api.child.pid} on ${base}`);
 
   // ---- one real build, so that the next submissions hit the build cache and resolve has a plan
-  const worker = startProcess('worker', join(ROOT, 'dist', 'apps', 'worker', 'src', 'main.js'), env, join(work, 'worker.log'));
+  const worker = startProcess(WORKER_MAIN, env, join(work, 'worker.log'));
   procs.push(worker);
   const model = tinyConvNet();
   const spec = { model: 'bench', targets: [TARGET], precision: 'fp32' };
@@ -253,7 +210,7 @@ try {
   const queueScenario = results.scenarios.at(-1);
   const drainSeconds = Number(process.env.BENCH_DRAIN_SECONDS ?? 60);
   if (drainSeconds > 0) {
-    const drainer = startProcess('worker', join(ROOT, 'dist', 'apps', 'worker', 'src', 'main.js'), { ...env, WORKER_ID: 'bench-drainer' }, join(work, 'drainer.log'));
+    const drainer = startProcess(WORKER_MAIN, { ...env, WORKER_ID: 'bench-drainer' }, join(work, 'drainer.log'));
     procs.push(drainer);
     await sleep(drainSeconds * 1000);
     drainer.child.kill('SIGTERM');
@@ -386,6 +343,7 @@ async function uploadScenario(pid, base, auth, kind, bytes) {
     pump();
   });
   clearInterval(timer);
+  samples.push([rssMiB(pid), sent]); // at the answer: a short upload may end before the first tick
   const uploadMs = Date.now() - uploadStarted;
   const rssMax = Math.max(...samples.map(([rss]) => rss));
   const during = samples.filter(([, b]) => b < total).map(([rss]) => rss);

@@ -7,7 +7,6 @@
 // Scenarios: {buffered (TELEMETRY_FLUSH_MS=1000), written through (0)} × {gateway batches
 // of BENCH_BATCH reports, one report per request}. Each runs BENCH_SECONDS (default 10 s).
 // Writes bench/telemetry/results.json.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -15,7 +14,8 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { freePort, startPostgres, startRedis, startS3rver, stopAll } from '../../scripts/services.js';
+import { stopAll } from '../../scripts/services.js';
+import { API_MAIN, farmEnv, sleep, startBackingServices, startProcess, stopProcess, until } from '../bench-farm.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
@@ -27,46 +27,8 @@ const TARGETS = ['sm_80', 'sm_86', 'sm_87', 'sm_90'];
 const MODEL = 'fleet-model';
 const CHANNEL = 'production';
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const { createDataSource, VersionRepository } = await import(join(ROOT, 'dist', 'libs', 'registry', 'index.js'));
-
-function startApi(env, logFile) {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'apps', 'api', 'src', 'main.js')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const keep = (d) => {
-    out += d;
-    if (out.length > 100_000) out = out.slice(-50_000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.on('exit', () => writeFileSync(logFile, out));
-  return child;
-}
-
-async function until(what, probe, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await probe()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
-async function stopApi(child) {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, sleep(15_000)]);
-}
 
 function percentile(sorted, q) {
   if (!sorted.length) return null;
@@ -172,34 +134,20 @@ const results = {
 };
 let api;
 try {
-  const [redisPort, pgPort, s3Port, apiPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  services.push(await startRedis({ dir: join(work, 'redis'), port: redisPort }));
-  services.push(await startPostgres({ dataDir: join(work, 'pg', 'data'), port: pgPort, fast: false }));
-  services.push(await startS3rver({ dir: join(work, 's3'), port: s3Port, bucket: 'planforge' }));
-  const [redis, postgres, s3] = services;
+  const backing = await startBackingServices(work, services, { durable: true });
+  const { postgres, apiPort } = backing;
   const adminKey = `pf_bench_${randomBytes(24).toString('base64url')}`;
   const base = `http://127.0.0.1:${apiPort}`;
   const env = {
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    REDIS_URL: redis.url,
-    DATABASE_URL: postgres.adminUrl,
-    S3_ENDPOINT: s3.endpoint,
-    S3_BUCKET: 'planforge',
-    S3_ACCESS_KEY_ID: s3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    API_HOST: '127.0.0.1',
-    API_PORT: String(apiPort),
-    ADMIN_API_KEY: adminKey,
-    WORK_DIR: join(work, 'work'),
+    ...farmEnv(backing, { adminKey, workDir: join(work, 'work') }),
     TELEMETRY_BUCKET_SECONDS: '60',
     ROLLOUT_WATCHER_ENABLED: 'false',
   };
   const db = new pg.Client({ connectionString: postgres.adminUrl });
   let reporterKey;
   for (const flushMs of [1000, 0]) {
-    api = startApi({ ...env, TELEMETRY_FLUSH_MS: String(flushMs) }, join(HERE, `api-flush${flushMs}.log`));
-    await until('the API', async () => (await fetch(`${base}/health/live`)).ok);
+    api = startProcess(API_MAIN, { ...env, TELEMETRY_FLUSH_MS: String(flushMs) }, join(HERE, `api-flush${flushMs}.log`)).child;
+    await until('the API', async () => (await fetch(`${base}/health/live`)).ok, 60_000, 200);
     if (!reporterKey) {
       // Two versions of the model and its channel (the policy PUT creates the channel).
       const ds = await createDataSource(postgres.adminUrl, { migrationsRun: false, poolSize: 2 }).initialize();
@@ -229,7 +177,7 @@ try {
       log(`  ${row.reportsPerSec} reports/s (${row.httpPerSec} req/s), p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, rows ${stats.rows}, row writes ${stats.inserts + stats.updates} (${stats.hotUpdates} HOT), ${(stats.bytes / 1024).toFixed(0)} KiB, stored ${stats.storedReports} of ${run.reports}`);
       results.scenarios.push(row);
     }
-    await stopApi(api);
+    await stopProcess(api);
     api = undefined;
   }
   await db.end();
@@ -239,7 +187,7 @@ try {
   writeFileSync(join(HERE, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   log(`wrote ${join(HERE, 'results.json')}`);
 } finally {
-  if (api) await stopApi(api);
+  if (api) await stopProcess(api);
   await stopAll(services, log);
   rmSync(work, { recursive: true, force: true });
 }
