@@ -1,9 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import type { MultipartFile, MultipartValue, Multipart } from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
@@ -42,7 +39,7 @@ export interface SpooledFile {
   dispose(): Promise<void>;
 }
 
-/** Calibration parts always go to disk (they are read by path). */
+/** Calibration parts always go to disk: `path` is the file (they are read by path). */
 export interface SpooledCalibrationFile extends SpooledFile {
   path: string;
 }
@@ -116,7 +113,7 @@ export class ModelUploadService implements OnModuleInit {
         if (part.type === 'file') {
           if (part.fieldname === CALIBRATION_FIELD || part.fieldname === CALIBRATION_TABLE_FIELD) {
             if (extra[part.fieldname]) throw ApiError.invalidField(part.fieldname, 'sent more than once');
-            extra[part.fieldname] = await this.spoolToDisk(part, part.fieldname);
+            extra[part.fieldname] = await this.spool(part, part.fieldname, 0);
             continue;
           }
           if (part.fieldname !== MODEL_FIELD) {
@@ -126,7 +123,7 @@ export class ModelUploadService implements OnModuleInit {
             );
           }
           if (model) throw ApiError.invalidField(MODEL_FIELD, 'more than one model file');
-          model = await this.spoolModel(part);
+          model = await this.spool(part, MODEL_FIELD, MODEL_IN_MEMORY_BYTES);
         } else {
           spec = this.readSpec(part, spec);
         }
@@ -174,74 +171,56 @@ export class ModelUploadService implements OnModuleInit {
     return parseBuildSpec(part.value);
   }
 
-  private async spoolToDisk(part: MultipartFile, field: FileField): Promise<SpooledCalibrationFile> {
+  /**
+   * A file part, hashed and checked against its field's limit while it is read. Up to
+   * `keepInMemoryBytes` it stays in memory (written to its temp file only if someone asks for
+   * localPath()); past that it goes to the temp file, one chunk written before the next is read
+   * (backpressure). Calibration parts pass 0: on disk from the start, as they are read by path.
+   */
+  private async spool(part: MultipartFile, field: FileField, keepInMemoryBytes: number): Promise<SpooledCalibrationFile> {
     const ext = field === MODEL_FIELD ? 'onnx' : field === CALIBRATION_FIELD ? 'npz' : 'json';
     const path = join(this.uploadDir, `${randomUUID()}.${ext}`);
     const hash = createHash('sha256');
+    // The field's own limit (the model's and the calibration archive's differ).
     const limit = this.limitOf(field).bytes;
-    const tooLarge = () => this.tooLarge(field);
-    let size = 0;
-    const hasher = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk);
-        size += chunk.length;
-        // The field's own limit (the model's and the calibration archive's differ).
-        if (size > limit) callback(tooLarge());
-        else callback(null, chunk);
-      },
-    });
-    // busboy would skip (and so read) the rest of an oversized file: stop right at the limit.
-    part.file.once('limit', () => hasher.destroy(tooLarge()));
-    try {
-      await pipeline(part.file, hasher, createWriteStream(path, { flags: 'wx' }));
-      if (part.file.truncated) throw tooLarge();
-    } catch (err) {
-      throw await this.spoolFailed(err, field, path);
-    }
-    return { path, size, sha256: hash.digest('hex'), filename: part.filename, localPath: async () => path, dispose: () => rm(path, { force: true }) };
-  }
-
-  /**
-   * The model part: hashed while it is read, kept in memory up to
-   * MODEL_IN_MEMORY_BYTES, streamed to a temp file (with backpressure: one chunk
-   * written before the next is read) beyond that.
-   */
-  private async spoolModel(part: MultipartFile): Promise<SpooledFile> {
-    const path = join(this.uploadDir, `${randomUUID()}.onnx`);
-    const hash = createHash('sha256');
-    const limit = this.maxUploadBytes;
     let size = 0;
     let chunks: Buffer[] | null = [];
     let file: FileHandle | null = null;
     // busboy would skip (and so read) the rest of an oversized file: stop right at the limit.
-    part.file.once('limit', () => part.file.destroy(this.tooLarge()));
+    part.file.once('limit', () => part.file.destroy(this.tooLarge(field)));
     try {
+      if (keepInMemoryBytes === 0) {
+        file = await open(path, 'wx');
+        chunks = null;
+      }
       for await (const chunk of part.file as AsyncIterable<Buffer>) {
         size += chunk.length;
-        if (size > limit) throw this.tooLarge();
+        if (size > limit) throw this.tooLarge(field);
         hash.update(chunk);
         if (chunks) {
           chunks.push(chunk);
-          if (size <= MODEL_IN_MEMORY_BYTES) continue;
+          if (size <= keepInMemoryBytes) continue;
           file = await open(path, 'wx');
-          await file.writev(chunks);
+          for (const c of chunks) await file.writeFile(c);
           chunks = null;
         } else {
-          await file!.write(chunk);
+          // writeFile on a handle writes all of it from the current position (write() may stop short).
+          await file!.writeFile(chunk);
         }
       }
-      if (part.file.truncated) throw this.tooLarge();
+      if (part.file.truncated) throw this.tooLarge(field);
       await file?.close();
       file = null;
     } catch (err) {
       await file?.close().catch(() => undefined);
-      throw await this.spoolFailed(err, MODEL_FIELD, path);
+      throw await this.spoolFailed(err, field, path);
     }
     const sha256 = hash.digest('hex');
-    if (!chunks) return { size, sha256, filename: part.filename, localPath: async () => path, dispose: () => rm(path, { force: true }) };
+    if (!chunks) return { path, size, sha256, filename: part.filename, localPath: async () => path, dispose: () => rm(path, { force: true }) };
     const bytes = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
     let written: Promise<string> | null = null;
     return {
+      path,
       size,
       sha256,
       filename: part.filename,
