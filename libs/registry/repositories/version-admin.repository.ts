@@ -1,15 +1,9 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { isUuid } from '../registry-error.js';
 
-/** What only admins (and the submission path, for provenance) do to versions. */
+/** What only admins do to versions. */
 export class VersionAdminRepository {
   constructor(private readonly ds: DataSource) {}
-
-  /** Provenance of a version, written once right after it is created. */
-  async setSource(versionId: string, source: Record<string, unknown>): Promise<void> {
-    if (!isUuid(versionId)) return;
-    await this.ds.query(`UPDATE model_versions SET source = $2 WHERE id = $1 AND source IS NULL`, [versionId, JSON.stringify(source)]);
-  }
 
   /**
    * Deletes a version with its builds and plan rows (the S3 objects stay: they are

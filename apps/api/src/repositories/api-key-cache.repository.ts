@@ -39,19 +39,15 @@ export class ApiKeyCacheRepository implements OnModuleInit, OnApplicationShutdow
     await this.listener.start();
   }
 
-  private get listening(): boolean {
-    return this.listener.listening;
-  }
-
   /** The active key with this secret, or null. */
   async findActive(key: string): Promise<ApiKeyRecord | null> {
     const hash = hashApiKey(key);
-    if (this.listening) {
+    if (this.listener.listening) {
       const hit = this.cache.get(hash);
       if (hit && Date.now() - hit.at < CACHE_TTL_MS) return hit.record;
     }
     const record = await this.keys.findActive(key);
-    if (record && this.listening) {
+    if (record && this.listener.listening) {
       if (this.cache.size >= CACHE_MAX) this.cache.clear();
       this.cache.set(hash, { record, at: Date.now() });
     }
@@ -64,7 +60,7 @@ export class ApiKeyCacheRepository implements OnModuleInit, OnApplicationShutdow
   }
 
   get isListening(): boolean {
-    return this.listening;
+    return this.listener.listening;
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -73,13 +73,9 @@ export class ResolveCacheRepository implements OnModuleInit, OnApplicationShutdo
     await this.listener.start();
   }
 
-  private get listening(): boolean {
-    return this.listener.listening;
-  }
-
   /** What the channel serves for this target (RolloutRepository.resolve); shared, frozen objects. */
   async resolve(model: string, channel: string, target: Target): Promise<CanaryResolution | null> {
-    if (!this.listening) return this.rollouts.resolve(model, channel, target);
+    if (!this.listener.listening) return this.rollouts.resolve(model, channel, target);
     // Model and channel names cannot contain a newline (their patterns), so keys do not collide.
     const key = `${model}\n${channel}\n${target}`;
     const hit = this.cache.get(key);
@@ -94,7 +90,7 @@ export class ResolveCacheRepository implements OnModuleInit, OnApplicationShutdo
       if (value === null) return null;
       const frozen = freeze(value);
       // Stored only if nothing was invalidated since before the query was sent.
-      if (this.listening && this.generation === generation && cacheable(frozen)) {
+      if (this.listener.listening && this.generation === generation && cacheable(frozen)) {
         if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
         this.cache.set(key, { value: frozen, at: Date.now() });
       }
@@ -120,7 +116,7 @@ export class ResolveCacheRepository implements OnModuleInit, OnApplicationShutdo
   }
 
   get isListening(): boolean {
-    return this.listening;
+    return this.listener.listening;
   }
 
   async onApplicationShutdown(): Promise<void> {
