@@ -7,29 +7,9 @@
 #   4. the 117 conformance cases with --cublaslt (after)   5. ResNet-50 bs32 / bs256 benches
 # Run from the repo root on the GPU machine after prepare_carry.sh: bash .gpucarry/gpu/conv_epilogue_run.sh
 set -u
-C=$PWD/.gpucarry
-export OUT=${OUT:-/tmp/pf-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$C/lib:${LD_LIBRARY_PATH:-}
-T0=$(date +%s)
 BUDGET=${BUDGET:-185}
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-bounded() {  # RESERVE CMD...: runs CMD with the time left minus RESERVE seconds (at least 5)
-  local reserve=$1 t; shift
-  t=$(($(left) - reserve)); [ "$t" -lt 5 ] && t=5
-  timeout "$t" "$@"
-}
-stamp() { echo "[$(date +%T)] +$(($(date +%s) - T0))s $*" | tee -a "$OUT/run.log"; }
-R=$OUT/results.jsonl
-W=/tmp/pfwork
-GPU=$C/bin/pf-gpu
-OPT=$C/bin/planforge-opt
-record() { echo "{\"kind\":\"$1\",$2}" >>"$R"; }
-json_or_error() {
-  if [ -s "$1" ] && head -c1 "$1" | grep -q '[{[]'; then tail -1 "$1"; else printf '%s' "$(tr -d '"\\' <"$2" | tr '\n' ' ' | head -c 600)" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))'; fi
-}
-input_of() { case $1 in bert-base) echo input_ids ;; *) echo input ;; esac; }
-shape_of() { case $1 in bert-base) echo "${2}x128" ;; *) echo "${2}x3x224x224" ;; esac; }
+RUN_LOG=run.log
+. "$(dirname "$0")/common.sh"
 bench() {  # WHEN(before|after) VARIANT PRECISION MODEL BATCH
   local when=$1 v=$2 p=$3 m=$4 b=$5 flag it=100 env=
   case $v in cublaslt) flag=--cublaslt ;; cublaslt-f16) flag=--cublaslt-f16 ;; autotune) flag="--autotune --timing-cache $W/tc_$when" ;; esac

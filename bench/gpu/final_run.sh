@@ -8,19 +8,9 @@
 #   4. PyTorch baseline (resnet50, bert-base; bs 1/32/256), one JSON row per line as it goes
 # Run from the repo root on the GPU machine after prepare_carry.sh: bash .gpucarry/gpu/final_run.sh
 set -u
-C=$PWD/.gpucarry
-export OUT=${OUT:-/tmp/pf-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$C/lib:${LD_LIBRARY_PATH:-}
-T0=$(date +%s)
 BUDGET=${BUDGET:-315}
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-bounded() {  # RESERVE CMD...: runs CMD with the time left minus RESERVE seconds (at least 5)
-  local reserve=$1 t; shift
-  t=$(($(left) - reserve)); [ "$t" -lt 5 ] && t=5
-  timeout "$t" "$@"
-}
-stamp() { echo "[$(date +%T)] +$(($(date +%s) - T0))s $*" | tee -a "$OUT/final_run.log"; }
+RUN_LOG=final_run.log
+. "$(dirname "$0")/common.sh"
 
 stamp "1. unit, models, verify, bench, autotune"
 PF_MODELS="resnet50 mobilenet_v3_large bert-base" PF_PRECISIONS=fp16 PF_VERIFY_VARIANTS="cublaslt cublaslt-f16" \

@@ -6,6 +6,7 @@
 # with every eligible layer on cuBLASLt. One JSON line per run in $OUT/light_cnns.jsonl.
 # Tolerances: fp32 rtol 1e-3 / atol 1e-4; fp16 rtol 5e-2 / atol 5e-2 (NaN on both sides is equal:
 # six of these models overflow fp16 by construction, see bench/optimizer/REPORT.md).
+# PF_LIGHT_PRECISIONS / PF_LIGHT_VARIANTS trim the runs (default "fp32 fp16" / "heuristic cublaslt").
 set -u
 C=$PWD/.gpucarry
 export LD_LIBRARY_PATH=$C/lib:${LD_LIBRARY_PATH:-}
@@ -18,14 +19,14 @@ R=$OUT/light_cnns.jsonl
 : >"$R"
 for model in "$C"/light/*.onnx; do
   name=$(basename "$model" .onnx)
-  for p in fp32 fp16; do
+  for p in ${PF_LIGHT_PRECISIONS:-fp32 fp16}; do
     plan=$W/$name.$p.plan
     if ! timeout 120 "$OPT" build "$model" --target "sm_$SM" --precision "$p" -o "$plan" >"$W/b.out" 2>"$W/b.err"; then
       echo "{\"model\":\"$name\",\"precision\":\"$p\",\"stage\":\"build\",\"error\":\"$(tr -d '"\\' <"$W/b.err" | tr '\n' ' ' | head -c 300)\"}" >>"$R"
       continue
     fi
     if [ "$p" = fp32 ]; then tol="--rtol 1e-3 --atol 1e-4"; else tol="--rtol 5e-2 --atol 5e-2"; fi
-    for variant in heuristic cublaslt; do
+    for variant in ${PF_LIGHT_VARIANTS:-heuristic cublaslt}; do
       flag=""; [ "$variant" = cublaslt ] && flag="--cublaslt"
       timeout 120 "$OPT" verify "$plan" --synthetic $tol $flag --json >"$W/v.out" 2>"$W/v.err"
       rc=$?
@@ -37,7 +38,7 @@ try:
     outs = v.get('outputs', [])
     print(json.dumps({'model': name, 'precision': p, 'variant': variant, 'rc': int(rc), 'pass': v.get('pass'),
                       'maxAbs': max((o.get('maxAbs', 0) for o in outs), default=None),
-                      'layers': v.get('layers'), 'cublasLtLayers': v.get('cublasLtLayers')}))
+                      'layers': v.get('layers'), 'cublasLtLayers': v.get('cublasLtLayers'), 'nhwcLayers': v.get('nhwcLayers')}))
 except Exception as e:
     print(json.dumps({'model': name, 'precision': p, 'variant': variant, 'rc': int(rc), 'error': (str(e) + ' ' + open(f'{d}/v.err').read())[:300]}))
 PY

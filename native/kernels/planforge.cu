@@ -3,6 +3,7 @@
 // Host-side launch code: native/src/core/gpu/gpu_executor.cc (parameter structs: kernel_abi.h).
 #include "common.cuh"
 #include "gemm_conv.cuh"
+#include "conv_nhwc.cuh"
 
 #define PF_GRID_STRIDE(i, n) \
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)

@@ -217,7 +217,7 @@ TEST(gpu_heuristic_tactics_are_deterministic) {
       if (n.name == name) return n.tactic;
     return int64_t(-1);
   };
-  CHECK_EQ(tacticOf(a, "conv1"), int64_t(gpu::kTacticConvF16TensorCore));
+  CHECK_EQ(tacticOf(a, "conv1"), int64_t(gpu::kTacticConvNhwc128x128));  // FP16, 16 output channels: NHWC
   CHECK_EQ(tacticOf(a, "dw"), int64_t(gpu::kTacticConvDepthwise));
   CHECK_EQ(tacticOf(a, "fc"), int64_t(gpu::kTacticGemmF16TensorCore));
   CHECK_EQ(tacticOf(a, "flat"), int64_t(gpu::kTacticAlias));

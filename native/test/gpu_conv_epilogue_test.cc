@@ -255,6 +255,11 @@ TEST(gpu_conv_bias_as_c_and_lt_activation_match_the_cpu_reference) {
       CHECK_EQ(after.biasMatrixBytes, kBiasMatrixBytes);
       CHECK_EQ(after.weightBytes, before.weightBytes + kBiasMatrixBytes);
       if (after.convBiasAsCRefused == 0) {  // cuBLASLt took the bias matrix with a batch stride of 0
+        if (after.convEpiloguesOnLt != kLtEpilogues) {
+          std::string names;
+          for (const auto& n : after.convEpilogueLayers) names += " " + n;
+          std::cerr << "  (" << pr << ": epilogues on cuBLASLt:" << names << ")\n";
+        }
         CHECK_EQ(after.convEpiloguesOnLt, kLtEpilogues);
         // relu, gelu_tanh, bias_only, residual_nobias, strided lose their pass (5 launches); the
         // fp16 plans here have no RoundToFp16 nodes, so the same.

@@ -196,6 +196,7 @@ void writeLayerStats(JsonWriter& w, const gpu::GpuLayerStats& st) {
   w.field("cublasLt", st.cublasLt).field("cublasLtLayers", st.cublasLtLayers).field("cublasLtFallbacks", st.cublasLtFallbacks);
   w.field("cublasLtF16Layers", st.cublasLtF16Layers).field("cublasLtComputeTypes", st.cublasLtComputeTypes);
   w.field("convEpiloguesOnLt", st.convEpiloguesOnLt).field("biasMatrixBytes", static_cast<uint64_t>(st.biasMatrixBytes));
+  w.field("nhwcLayers", st.nhwcLayers).field("nhwcValues", st.nhwcValues).field("tactics", st.tactics);
   w.field("deferredRounds", st.deferredRounds).field("launches", st.launches).field("convBiasAsCRefused", st.convBiasAsCRefused);
 }
 

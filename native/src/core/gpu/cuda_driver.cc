@@ -56,6 +56,7 @@ CudaDriverApi loadCudaDriver(const std::string& libraryName) {
   bind(lib, a.cuModuleLoadData, n, {"cuModuleLoadData"});
   bind(lib, a.cuModuleUnload, n, {"cuModuleUnload"});
   bind(lib, a.cuModuleGetFunction, n, {"cuModuleGetFunction"});
+  bind(lib, a.cuFuncSetAttribute, n, {"cuFuncSetAttribute"});
   bind(lib, a.cuLaunchKernel, n, {"cuLaunchKernel"});
   bind(lib, a.cuStreamCreate, n, {"cuStreamCreate"});
   bind(lib, a.cuStreamDestroy, n, {"cuStreamDestroy_v2"});

@@ -38,6 +38,10 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
 // (their convolutions then stay on our kernels).
 const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act", "pf_im2col_h", "pf_im2col_h8", "pf_cast_f16",
                                             "pf_softmax_round", "pf_layernorm_round"};
+// The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
+// every one must be present (plans with older cubins keep their convolutions in NCHW).
+const char* const kNhwcKernelNames[] = {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"};
+constexpr int kFuncAttributeMaxDynamicSharedBytes = 8;  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 
 constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // cuBLASLt workspace, one per executor (PLANFORGE_CUBLASLT_WORKSPACE_MB)
 constexpr size_t kF16ScratchCap = size_t(1) << 30;      // FP16 operand casts of one cuBLASLt GEMM
@@ -76,6 +80,7 @@ struct Launch {
   std::shared_ptr<LtMatmul> lt;  // a cuBLASLt call instead of a kernel
   unsigned grid[3] = {1, 1, 1};
   unsigned block[3] = {256, 1, 1};
+  unsigned shared = 0;  // dynamic shared memory bytes
   // Argument storage: each argument's bytes, 8-byte aligned slots.
   std::vector<std::vector<uint64_t>> args;
   template <typename T>
@@ -91,7 +96,7 @@ struct Launch {
     }
     std::vector<void*> ptrs;
     for (const auto& a : args) ptrs.push_back(const_cast<uint64_t*>(a.data()));
-    checkCuda(cudaDriver().cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, s, ptrs.data(), nullptr),
+    checkCuda(cudaDriver().cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, ptrs.data(), nullptr),
               "cuLaunchKernel");
   }
 };
@@ -124,6 +129,7 @@ struct GpuExecutor::Impl {
     DataType dtype = DataType::kFloat;
     Shape shape;
     int storage = -1;  // device storage; -1 for host-known values
+    bool nhwc16 = false;  // stored as FP16 NHWC (shape stays the logical NCHW one): nhwcValues
   };
   struct Step {
     int node = 0;
@@ -170,6 +176,13 @@ struct GpuExecutor::Impl {
   // Opt-in (PLANFORGE_GPU_CONV_EPILOGUE=1) until its final revision has run on a GPU: an earlier
   // one was measured (bench/gpu/REPORT.md, run 10), this one only by the CPU-side tests.
   bool convEpilogue = false;
+  // NHWC FP16 convolutions (tactics.h kTacticConvNhwc*; computeNhwcLayout): the convolutions that
+  // may run on them, and the values stored as FP16 NHWC because every layer between producer and
+  // readers runs in NHWC (those convolutions, MaxPool, GlobalAveragePool, the RoundToFp16 views).
+  // PLANFORGE_GPU_NHWC=0 turns the path off (A/B runs).
+  bool nhwcEnabled = false;
+  std::set<size_t> nhwcConvs;
+  std::set<std::string> nhwcValues;
   std::map<size_t, std::string> deferredRound;   // producer conv -> its RoundToFp16 output, rounded by the readers
   std::map<std::string, size_t> deferredInputs;  // that output -> the producer
   // Co x HW bias matrices (bias as C), once per executor: (bias initializer, HW) -> buffer.
@@ -237,9 +250,11 @@ struct GpuExecutor::Impl {
     if (const char* e = std::getenv("PLANFORGE_CUBLASLT_ALGOS")) ltAlgos = std::max(1, std::min(32, std::atoi(e)));
     if (const char* e = std::getenv("PLANFORGE_GPU_CONV_EPILOGUE")) convEpilogue = std::string(e) == "1";
     findFusableRounds();
+    enableNhwc();
+    computeNhwcLayout();
     if (convEpilogue && fns.count("pf_im2col_h"))
       for (const auto& d : deferrableConvRounds(plan.graph))
-        if (roundFused.count(d.first)) {
+        if (roundFused.count(d.first) && !nhwcConvs.count(d.first) && !nhwcReadsValue(d.second)) {
           deferredRound[d.first] = d.second;
           deferredInputs[d.second] = d.first;
         }
@@ -269,6 +284,116 @@ struct GpuExecutor::Impl {
                          (n.opType == "LayerNormalization" && fns.count("pf_layernorm_round"));
       if ((gemmOrConv || rowOp) && !n.outputs.empty() && n.outputs[0] == x && onlyFirstOutput(n)) roundFused.insert(p->second);
     }
+  }
+
+  // The NHWC path needs its kernels in the plan's cubin and more than 48 KiB of dynamic shared
+  // memory for the larger tiles.
+  void enableNhwc() {
+    if (const char* e = std::getenv("PLANFORGE_GPU_NHWC"))
+      if (std::string(e) == "0") return;
+    for (const char* k : kNhwcKernelNames) {
+      CUfunction f = nullptr;
+      if (cu.cuModuleGetFunction(&f, module, k) != 0 || !f) return;
+      fns[k] = f;
+    }
+    for (const auto& t : nhwcConvTiles()) {
+      CUfunction f = nullptr;
+      if (cu.cuModuleGetFunction(&f, module, t.kernel) != 0 || !f) return;
+      if (cu.cuFuncSetAttribute(f, kFuncAttributeMaxDynamicSharedBytes, t.sharedBytes()) != 0) {
+        std::cerr << "planforge: warning: " << t.kernel << " cannot have " << t.sharedBytes()
+                  << " bytes of shared memory on this GPU; convolutions stay in NCHW\n";
+        return;
+      }
+      fns[t.kernel] = f;
+    }
+    nhwcEnabled = true;
+  }
+
+  // The tactic a layer's plan entry asks for on this machine (before NHWC membership).
+  int64_t plannedTactic(const Node& n) const {
+    int64_t planned = n.tactic;
+    if (options.preferCublasLt && ltApi) {
+      int64_t t = cublasLtTacticFor(plan.graph, n);
+      if (options.preferCublasLtF16 && cublasLtF16TacticFor(plan.graph, n) != kTacticReference) t = cublasLtF16TacticFor(plan.graph, n);
+      if (t != kTacticReference) planned = t;
+    }
+    return runtimeTactic(plan.graph, n, planned, ltApi != nullptr);
+  }
+
+  static bool nhwcPoolable(const Node& n) {
+    return n.opType == "MaxPool" && onlyFirstOutput(n) && n.attrs.getInt("storage_order", 0) == 0 &&
+           n.attrs.getInts("kernel_shape").size() == 2 && n.attrs.getInts("strides", {1, 1}).size() == 2 &&
+           n.attrs.getInts("dilations", {1, 1}).size() == 2;
+  }
+
+  // Which convolutions run on the NHWC kernels and which values stay FP16 NHWC between layers.
+  // Members: eligible convolutions planned on an NHWC tactic (all eligible ones while autotuning;
+  // none with preferCublasLt). A value is NHWC when its producer writes NHWC (a member whose own
+  // RoundToFp16 is folded into it, so FP16 storage is exactly that rounding; a MaxPool or
+  // RoundToFp16 of an NHWC value) and every reader takes NHWC (a member's input or residual,
+  // MaxPool and RoundToFp16 whose outputs are NHWC, GlobalAveragePool); never a graph output.
+  // Members next to no NHWC value read FP32 NCHW through a reformat and write FP32 NCHW.
+  void computeNhwcLayout() {
+    if (!nhwcEnabled) return;
+    const Graph& g = plan.graph;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const Node& n = g.nodes[i];
+      if (!nhwcConvEligible(g, n) || (options.preferCublasLt && ltApi)) continue;
+      if (options.autotune || isNhwcConvTactic(plannedTactic(n))) nhwcConvs.insert(i);
+    }
+    std::map<std::string, std::vector<std::pair<size_t, size_t>>> readers;
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (size_t k = 0; k < g.nodes[i].inputs.size(); ++k)
+        if (!g.nodes[i].inputs[k].empty()) readers[g.nodes[i].inputs[k]].emplace_back(i, k);
+    std::set<std::string> v;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {  // topological order: inputs are decided first
+      const Node& n = g.nodes[i];
+      if (n.outputs.empty() || n.outputs[0].empty()) continue;
+      if (nhwcConvs.count(i) && roundFused.count(i)) v.insert(n.outputs[0]);
+      if ((n.opType == "RoundToFp16" || nhwcPoolable(n)) && n.inputs.size() >= 1 && v.count(n.inputs[0])) v.insert(n.outputs[0]);
+    }
+    for (const auto& o : g.outputs) v.erase(o);
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (auto it = v.begin(); it != v.end();) {
+        bool ok = true;
+        for (const auto& r : readers[*it]) {
+          const Node& c = g.nodes[r.first];
+          const bool conv = nhwcConvs.count(r.first) && (r.second == 0 || r.second == 3);
+          const bool viewOrPool = (c.opType == "RoundToFp16" || nhwcPoolable(c)) && r.second == 0 && v.count(c.outputs[0]);
+          const bool gap = c.opType == "GlobalAveragePool" && r.second == 0;
+          if (!(conv || viewOrPool || gap)) ok = false;
+        }
+        // A view / pool whose input is no longer NHWC cannot produce NHWC either.
+        bool fed = true;
+        auto prod = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return !n.outputs.empty() && n.outputs[0] == *it; });
+        if (prod != g.nodes.end() && (prod->opType == "RoundToFp16" || prod->opType == "MaxPool")) fed = v.count(prod->inputs[0]) != 0;
+        if (!ok || !fed) {
+          it = v.erase(it);
+          changed = true;
+        } else {
+          ++it;
+        }
+      }
+    }
+    nhwcValues = std::move(v);
+  }
+
+  // A member convolution that reads or writes an NHWC value must run on an NHWC tactic.
+  bool nhwcConnected(size_t ni) const {
+    if (!nhwcConvs.count(ni)) return false;
+    const Node& n = plan.graph.nodes[ni];
+    if (!n.outputs.empty() && nhwcValues.count(n.outputs[0])) return true;
+    for (size_t k : {size_t(0), size_t(3)})
+      if (k < n.inputs.size() && nhwcValues.count(n.inputs[k])) return true;
+    return false;
+  }
+  bool nhwcReadsValue(const std::string& value) const {
+    const Graph& g = plan.graph;
+    for (size_t ni : nhwcConvs)
+      for (const auto& in : g.nodes[ni].inputs)
+        if (in == value) return true;
+    return false;
   }
 
   // cuBLASLt handle and workspace, created on first use (one per executor).
@@ -583,10 +708,13 @@ struct GpuExecutor::Impl {
       const bool aliasOp = (n.opType == "Reshape" || n.opType == "Flatten" || n.opType == "Squeeze" || n.opType == "Unsqueeze" ||
                             n.opType == "Identity" || (n.opType == "Dropout" && (n.outputs.size() == 1 || n.outputs[1].empty())) ||
                             (n.opType == "Cast" && infos[0].dtype == outs[0].dtype) ||
-                            (n.opType == "RoundToFp16" && n.inputs.size() == 1 && s.roundedValues.count(n.inputs[0])));
+                            (n.opType == "RoundToFp16" && n.inputs.size() == 1 &&
+                             (s.roundedValues.count(n.inputs[0]) || nhwcValues.count(n.inputs[0]))));
       if (aliasOp && !outs.empty() && s.values.count(n.inputs[0])) {
         const Value& in = s.values[n.inputs[0]];
-        s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage};
+        if (in.nhwc16 != (nhwcValues.count(n.outputs[0]) != 0))
+          throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "' would view an FP16 NHWC value as another layout");
+        s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage, in.nhwc16};
         if (s.roundedValues.count(n.inputs[0])) s.roundedValues.insert(n.outputs[0]);
         ++s.stats.aliasLayers;
         continue;
@@ -596,10 +724,13 @@ struct GpuExecutor::Impl {
       for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
         if (n.outputs[k].empty()) continue;
         Storage st;
-        st.bytes = static_cast<size_t>(shapeNumel(outs[k].shape)) * dataTypeSize(outs[k].dtype);
+        const bool nhwc = nhwcValues.count(n.outputs[k]) && outs[k].dtype == DataType::kFloat && outs[k].shape.size() == 4;
+        if (nhwcValues.count(n.outputs[k]) && !nhwc)
+          throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "': an FP16 NHWC value must be a 4-D float tensor");
+        st.bytes = static_cast<size_t>(shapeNumel(outs[k].shape)) * (nhwc ? 2 : dataTypeSize(outs[k].dtype));
         st.firstStep = st.lastStep = stepIndex;
         s.storages.push_back(st);
-        s.values[n.outputs[k]] = Value{outs[k].dtype, outs[k].shape, static_cast<int>(s.storages.size()) - 1};
+        s.values[n.outputs[k]] = Value{outs[k].dtype, outs[k].shape, static_cast<int>(s.storages.size()) - 1, nhwc};
       }
       Step step;
       step.node = static_cast<int>(ni);
@@ -610,6 +741,9 @@ struct GpuExecutor::Impl {
         if (roundFused.count(ni) || (n.opType == "RoundToFp16" && !n.outputs.empty()) || preservesRounding(s, n))
           s.roundedValues.insert(n.outputs[0]);
       } else {
+        for (const auto& name : n.outputs)
+          if (nhwcValues.count(name) || (!n.inputs.empty() && nhwcValues.count(n.inputs[0])))
+            throw BuildError(ErrorCode::kInternal, "layer " + n.opType + " '" + n.name + "' cannot run on the GPU but is part of an FP16 NHWC chain");
         ++s.stats.cpuLayers;
         s.stats.cpuLayerNames.push_back(n.opType + " '" + n.name + "'");
         for (const auto& in : n.inputs) {  // a deferred rounding that a CPU reader would miss: the producer rounds
@@ -667,17 +801,27 @@ struct GpuExecutor::Impl {
     for (const auto& d : deferredRound)
       if (!s.deferCancelled.count(d.first)) ++s.stats.deferredRounds;
     s.stats.cublasLt = ltDescription();
+    for (const auto& kv : s.values)
+      if (kv.second.nhwc16 && kv.second.storage >= 0) ++s.stats.nhwcValues;
+    std::map<std::string, int> byTactic;
     for (const Step& step : s.steps) {
       if (step.kind != Step::kGpu) continue;
       auto c = chosen.find(static_cast<size_t>(step.node));
       if (c != chosen.end() && isCublasLtTactic(c->second)) ++s.stats.cublasLtLayers;
       if (c != chosen.end() && isCublasLtF16Tactic(c->second)) ++s.stats.cublasLtF16Layers;
+      if (c != chosen.end() && isNhwcConvTactic(c->second)) ++s.stats.nhwcLayers;
+      const std::string& op = plan.graph.nodes[step.node].opType;
+      if (c != chosen.end() && (op.find("Conv") != std::string::npos || op.find("Gemm") != std::string::npos || op.find("MatMul") != std::string::npos))
+        ++byTactic[tacticName(c->second)];
       if (c != chosen.end() && (c->second == kTacticConvCublasLt || c->second == kTacticConvCublasLtF16) &&
-          s.ltEpilogueNodes.count(static_cast<size_t>(step.node)))
+          s.ltEpilogueNodes.count(static_cast<size_t>(step.node))) {
         ++s.stats.convEpiloguesOnLt;
+        s.stats.convEpilogueLayers.push_back(plan.graph.nodes[step.node].name);
+      }
       s.stats.launches += static_cast<int>(step.launches.size());
       for (const Launch& l : step.launches) s.hasLt = s.hasLt || l.lt != nullptr;
     }
+    for (const auto& kv : byTactic) s.stats.tactics += (s.stats.tactics.empty() ? "" : ",") + kv.first + ":" + std::to_string(kv.second);
     std::map<std::string, int> byCompute;
     for (const Step& step : s.steps)
       for (const Launch& l : step.launches)
@@ -757,7 +901,12 @@ struct GpuExecutor::Impl {
       for (Step& st : s.steps) {
         if (st.kind != Step::kGpu) continue;
         const Node& n = plan.graph.nodes[st.node];
-        const std::vector<int64_t> cands = tuningCandidates(plan.graph, n, ltApi != nullptr);
+        std::vector<int64_t> cands = tuningCandidates(plan.graph, n, ltApi != nullptr);
+        // Layout is fixed before tuning: NHWC-connected convolutions choose among the NHWC tiles,
+        // convolutions off the path never get them.
+        const bool connected = nhwcConnected(static_cast<size_t>(st.node)), member = nhwcConvs.count(static_cast<size_t>(st.node)) != 0;
+        cands.erase(std::remove_if(cands.begin(), cands.end(), [&](int64_t c) { return connected ? !isNhwcConvTactic(c) : (!member && isNhwcConvTactic(c)); }),
+                    cands.end());
         if (cands.size() < 2) continue;
         strictTactic = true;
         struct StrictOff {
@@ -827,6 +976,7 @@ struct GpuExecutor::Impl {
     CUdeviceptr ptr = 0;
     DataType dtype = DataType::kUndefined;  // on the device (host floats are uploaded as float32)
     Shape shape;
+    bool nhwc16 = false;  // FP16 NHWC storage (only the NHWC kernels read it; isF32 is false)
   };
 
   Operand operand(Spec& s, const Node& n, size_t i, bool dry) {
@@ -846,6 +996,7 @@ struct GpuExecutor::Impl {
     o.shape = v->second.shape;
     o.dtype = v->second.dtype;
     o.ptr = s.storages[v->second.storage].ptr;
+    o.nhwc16 = v->second.nhwc16;
     return o;
   }
   Operand output(Spec& s, const Node& n, size_t k) {
@@ -856,10 +1007,11 @@ struct GpuExecutor::Impl {
     o.shape = v->second.shape;
     o.dtype = v->second.dtype;
     o.ptr = s.storages[v->second.storage].ptr;
+    o.nhwc16 = v->second.nhwc16;
     return o;
   }
   const Tensor* hostInput(Spec& s, const Node& n, size_t i) { return i < n.inputs.size() && !n.inputs[i].empty() ? hostValue(s, n.inputs[i]) : nullptr; }
-  static bool isF32(const Operand& o) { return o.ok && o.dtype == DataType::kFloat; }
+  static bool isF32(const Operand& o) { return o.ok && o.dtype == DataType::kFloat && !o.nhwc16; }
   static bool onlyFirstOutput(const Node& n) {
     for (size_t k = 1; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty()) return false;
@@ -1049,17 +1201,13 @@ struct GpuExecutor::Impl {
     return true;
   }
 
-  bool lowerConv(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
-    Operand x = operand(s, n, 0, dry), w = operand(s, n, 1, dry), y = output(s, n, 0);
-    if (!isF32(x) || !isF32(w) || !isF32(y) || x.shape.size() != 4 || w.shape.size() != 4 || y.shape.size() != 4) return false;
-    PfConvParams p{};
-    p.N = static_cast<int>(x.shape[0]); p.C = static_cast<int>(x.shape[1]); p.H = static_cast<int>(x.shape[2]); p.W = static_cast<int>(x.shape[3]);
-    p.Co = static_cast<int>(y.shape[1]); p.OH = static_cast<int>(y.shape[2]); p.OW = static_cast<int>(y.shape[3]);
-    p.KH = static_cast<int>(w.shape[2]); p.KW = static_cast<int>(w.shape[3]);
+  // Geometry of a 2-D convolution from the input / weight / output shapes and the attributes.
+  static bool convGeometry(const Node& n, const Shape& xs, const Shape& ws, const Shape& ys, PfConvParams& p) {
+    p.N = static_cast<int>(xs[0]); p.C = static_cast<int>(xs[1]); p.H = static_cast<int>(xs[2]); p.W = static_cast<int>(xs[3]);
+    p.Co = static_cast<int>(ys[1]); p.OH = static_cast<int>(ys[2]); p.OW = static_cast<int>(ys[3]);
+    p.KH = static_cast<int>(ws[2]); p.KW = static_cast<int>(ws[3]);
     p.groups = static_cast<int>(n.attrs.getInt("group", 1));
-    if (p.groups < 1 || p.C % p.groups || p.Co % p.groups || w.shape[1] != p.C / p.groups || w.shape[0] != p.Co) return false;
-    // The conv kernels index with 32-bit integers.
-    if (shapeNumel(x.shape) >= INT32_MAX || shapeNumel(y.shape) >= INT32_MAX || shapeNumel(w.shape) >= INT32_MAX) return false;
+    if (p.groups < 1 || p.C % p.groups || p.Co % p.groups || ws[1] != p.C / p.groups || ws[0] != p.Co) return false;
     const std::vector<int64_t> strides = n.attrs.getInts("strides", {1, 1}), dil = n.attrs.getInts("dilations", {1, 1});
     if (strides.size() != 2 || dil.size() != 2) return false;
     p.sh = static_cast<int>(strides[0]); p.sw = static_cast<int>(strides[1]); p.dh = static_cast<int>(dil[0]); p.dw = static_cast<int>(dil[1]);
@@ -1075,6 +1223,24 @@ struct GpuExecutor::Impl {
       p.ph = autoPad == "SAME_LOWER" ? th - th / 2 : th / 2;
       p.pw = autoPad == "SAME_LOWER" ? tw - tw / 2 : tw / 2;
     }
+    return true;
+  }
+
+  bool lowerConv(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    int64_t tactic = resolveTactic(s, n, dry);
+    if (isNhwcConvTactic(tactic)) {
+      if (lowerConvNhwc(s, n, dry, tactic, out)) return true;
+      // Shapes the NHWC kernels do not take (a residual that broadcasts...): the NCHW kernels,
+      // unless the layer is part of an NHWC chain (then the CPU step reports it) or being timed.
+      if (nhwcConnected(nodeIndex(n)) || strictTactic) return false;
+      tactic = n.precision == "fp32" ? kTacticConvF32 : kTacticConvF16TensorCore;
+    }
+    Operand x = operand(s, n, 0, dry), w = operand(s, n, 1, dry), y = output(s, n, 0);
+    if (!isF32(x) || !isF32(w) || !isF32(y) || x.shape.size() != 4 || w.shape.size() != 4 || y.shape.size() != 4) return false;
+    PfConvParams p{};
+    if (!convGeometry(n, x.shape, w.shape, y.shape, p)) return false;
+    // The conv kernels index with 32-bit integers.
+    if (shapeNumel(x.shape) >= INT32_MAX || shapeNumel(y.shape) >= INT32_MAX || shapeNumel(w.shape) >= INT32_MAX) return false;
     PfEpilogue& e = p.epi;
     e.alpha = 1.f;
     e.beta = 1.f;
@@ -1095,7 +1261,6 @@ struct GpuExecutor::Impl {
     }
     p.input = x.ptr; p.weight = w.ptr; p.output = y.ptr;
     const bool depthwise = p.C / p.groups == 1 && p.groups > 1;
-    int64_t tactic = resolveTactic(s, n, dry);
     bool ltDryOk = false;
     const bool ltEligible = ltApi && cublasLtTacticFor(plan.graph, n) == kTacticConvCublasLt;
     const bool f16Capable = cublasLtF16TacticFor(plan.graph, n) != kTacticReference;
@@ -1153,6 +1318,150 @@ struct GpuExecutor::Impl {
     chosen[nodeIndex(n)] = tactic;
     if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
     if (round) ls.push_back(roundLaunch(y));
+    out.insert(out.end(), ls.begin(), ls.end());
+    return true;
+  }
+
+  // Weights of an NHWC convolution: FP16 [Co][KH][KW][Cp], input channels zero-padded to Cp.
+  CUdeviceptr nhwcWeight(Spec& s, const std::string& name, int cp) {
+    const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
+    const std::string key = name + "#nhwc" + std::to_string(cp);
+    if (isWeight) {
+      auto it = weightBuffers16.find(key);
+      if (it != weightBuffers16.end()) return it->second.first;
+    }
+    const Tensor* t = hostValue(s, name);
+    if (!t || !isFloatType(t->dtype) || t->shape.size() != 4) throw BuildError(ErrorCode::kInternal, "bad convolution weight '" + name + "'");
+    const int64_t co = t->shape[0], c = t->shape[1], kh = t->shape[2], kw = t->shape[3];
+    const std::vector<float> v = toFloatVector(*t);
+    std::vector<uint16_t> h(static_cast<size_t>(co * kh * kw * cp), 0);
+    for (int64_t o = 0; o < co; ++o)
+      for (int64_t i = 0; i < c; ++i)
+        for (int64_t y = 0; y < kh; ++y)
+          for (int64_t x = 0; x < kw; ++x)
+            h[static_cast<size_t>(((o * kh + y) * kw + x) * cp + i)] = floatToHalf(v[static_cast<size_t>(((o * c + i) * kh + y) * kw + x)]);
+    const size_t bytes = h.size() * 2;
+    const CUdeviceptr p = alloc(bytes);
+    checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload NHWC weights");
+    checkCuda(cu.cuStreamSynchronize(stream), "upload NHWC weights");
+    if (isWeight) {
+      weightBuffers16[key] = {p, bytes};
+      weightBytes += bytes;
+    } else {
+      s.owned.push_back(p);
+    }
+    return p;
+  }
+
+  int nhwcSplitsHere(const NhwcConvTile& t, long long M, long long Co, long long K, int* kTilesPerSplit) const {
+    static const bool disabled = [] {
+      const char* e = std::getenv("PLANFORGE_GPU_SPLITK");
+      return e && std::string(e) == "0";
+    }();
+    if (disabled) {
+      *kTilesPerSplit = static_cast<int>((K + 31) / 32);
+      return 1;
+    }
+    return nhwcSplits(t, M, Co, K, dev.multiprocessors, kTilesPerSplit);
+  }
+
+  // A convolution on the NHWC FP16 kernels (kernels/conv_nhwc.cuh): the input is the FP16 NHWC
+  // value or, for an FP32 NCHW one, its reformat into the column buffer; bias, residual (either
+  // layout), activation and the output's layout / rounding all in the GEMM's epilogue (or in the
+  // split-K reduce).
+  bool lowerConvNhwc(Spec& s, const Node& n, bool dry, int64_t tactic, std::vector<Launch>& out) {
+    const NhwcConvTile* tile = nhwcConvTile(tactic);
+    const size_t ni = nodeIndex(n);
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    const Tensor* wt = hostInput(s, n, 1);
+    if (!tile || !nhwcEnabled || !x.ok || !y.ok || !wt || x.shape.size() != 4 || wt->shape.size() != 4 || y.shape.size() != 4) return false;
+    if (!(x.nhwc16 || isF32(x)) || !(y.nhwc16 || isF32(y)) || !onlyFirstOutput(n)) return false;
+    PfConvParams g{};
+    if (!convGeometry(n, x.shape, wt->shape, y.shape, g) || g.groups != 1 || g.Co % 8 || (x.nhwc16 && g.C % 8)) return false;
+    PfConvNhwcParams p{};
+    p.N = g.N; p.H = g.H; p.W = g.W; p.C = (g.C + 7) / 8 * 8; p.Co = g.Co; p.OH = g.OH; p.OW = g.OW;
+    p.KH = g.KH; p.KW = g.KW; p.sh = g.sh; p.sw = g.sw; p.ph = g.ph; p.pw = g.pw; p.dh = g.dh; p.dw = g.dw;
+    const long long M = static_cast<long long>(g.N) * g.OH * g.OW, K = static_cast<long long>(g.KH) * g.KW * p.C;
+    if (M >= INT32_MAX || K >= INT32_MAX || static_cast<long long>(g.H) * g.W * p.C >= INT32_MAX) return false;
+    p.M = static_cast<int>(M);
+    p.K = static_cast<int>(K);
+    // Untuned plans (cross-compiled: the plan says "NHWC", not which tile): the shape heuristic.
+    if (!plan.header.tuned && !tacticOverride.count(ni)) {
+      tile = nhwcConvTile(nhwcHeuristicTile(M, g.Co, K, dev.sm, dev.multiprocessors));
+      tactic = tile->tactic;
+    }
+    PfEpilogue e{};
+    e.act = kUnaryCopy;
+    if (n.opType == "FusedConv" && !epilogueFromAttrs(n, e)) return false;
+    p.act = e.act;
+    p.actAlpha = e.actAlpha;
+    p.actBeta = e.actBeta;
+    Operand b = operand(s, n, 2, dry);
+    if (b.ok) {
+      if (!isF32(b) || shapeNumel(b.shape) != g.Co) return false;
+      p.bias = b.ptr;
+    }
+    if (n.opType == "FusedConv" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
+      Operand r = operand(s, n, 3, dry);
+      if (!r.ok || r.shape != y.shape || !(r.nhwc16 || isF32(r))) return false;
+      p.residual = r.ptr;
+      p.residualNchw = r.nhwc16 ? 0 : 1;
+    }
+    p.output = y.ptr;
+    p.outputNchw = y.nhwc16 ? 0 : 1;
+    p.roundOutput = !y.nhwc16 && roundFused.count(ni) ? 1 : 0;
+
+    std::vector<Launch> ls;
+    const size_t staged = x.nhwc16 ? 0 : static_cast<size_t>(g.N) * g.H * g.W * p.C * 2;
+    if (staged) {
+      if (dry) {
+        s.colBytes = std::max(s.colBytes, staged);
+      } else {
+        if (!s.colBuffer || s.colBytes < staged) return false;
+        const int hw = g.H * g.W;
+        Launch r;
+        r.fn = fns.at("pf_nchw_to_nhwc16");
+        r.grid[0] = static_cast<unsigned>((hw + 31) / 32);
+        r.grid[1] = static_cast<unsigned>((p.C + 31) / 32);
+        r.grid[2] = static_cast<unsigned>(g.N);
+        r.block[0] = 32;
+        r.block[1] = 8;
+        if (g.N > 65535) return false;
+        r.arg(x.ptr); r.arg(s.colBuffer); r.arg(g.C); r.arg(hw); r.arg(p.C);
+        ls.push_back(r);
+      }
+      p.input = s.colBuffer;
+    } else {
+      p.input = x.ptr;
+    }
+    p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C);
+    if (dry)  // split-K workspace of every tile the autotuner may time
+      for (const auto& t : nhwcConvTiles()) {
+        if (&t != tile && !options.autotune) continue;
+        int per = 0;
+        const int sp = nhwcSplitsHere(t, M, g.Co, K, &per);
+        if (sp > 1) s.workspaceBytes = std::max<size_t>(s.workspaceBytes, static_cast<size_t>(sp) * M * g.Co * 4);
+      }
+    p.splits = nhwcSplitsHere(*tile, M, g.Co, K, &p.kTilesPerSplit);
+    if (p.splits > 1) {
+      if (!dry && (!s.workspace || s.workspaceBytes < static_cast<size_t>(p.splits) * M * g.Co * 4)) return false;
+      p.workspace = s.workspace;
+    }
+    Launch l;
+    l.fn = fns.at(tile->kernel);
+    l.grid[0] = static_cast<unsigned>((M + tile->bm - 1) / tile->bm);
+    l.grid[1] = static_cast<unsigned>((g.Co + tile->bn - 1) / tile->bn);
+    l.grid[2] = static_cast<unsigned>(p.splits);
+    l.block[0] = static_cast<unsigned>(tile->threads);
+    l.shared = static_cast<unsigned>(tile->sharedBytes());
+    l.arg(p);
+    ls.push_back(l);
+    if (p.splits > 1) {
+      Launch r = elementwiseLaunch("pf_conv_nhwc_splitk_reduce", M * g.Co / 2);
+      r.arg(p);
+      ls.push_back(r);
+    }
+    chosen[ni] = tactic;
     out.insert(out.end(), ls.begin(), ls.end());
     return true;
   }
@@ -1240,7 +1549,9 @@ struct GpuExecutor::Impl {
     // Bias as C (a Co x HW matrix shared by the images) and ReLU / GELU as cuBLASLt's epilogue where
     // possible (planConvLtEpilogue); the rest in the pf_bias_act pass.
     const bool hostBias = p.epi.bias && n.inputs.size() > 2 && hostInput(s, n, 2);
-    ConvLtEpilogue ce = planConvLtEpilogue(p.epi.bias != 0, p.epi.residual != 0, p.epi.act, round, p.Co, HW, convEpilogue && hostBias);
+    // Enabled without a bias too (ReLU / GELU of a residual sum in cuBLASLt), as the dry pass assumed.
+    ConvLtEpilogue ce = planConvLtEpilogue(p.epi.bias != 0, p.epi.residual != 0, p.epi.act, round, p.Co, HW,
+                                           convEpilogue && (hostBias || !p.epi.bias));
     if ((!hostBias || !allowBiasC) && p.epi.bias) ce = planConvLtEpilogue(true, p.epi.residual != 0, p.epi.act, round, p.Co, HW, false);
     const CUdeviceptr biasC = ce.biasAsC ? biasMatrix(s, n.inputs[2], p.Co, HW) : 0;
     LtGemmDesc d;
@@ -1468,7 +1779,16 @@ struct GpuExecutor::Impl {
       if (t != kTacticReference) planned = t;
     }
     bool fellBack = false;
-    const int64_t t = runtimeTactic(plan.graph, n, planned, ltApi != nullptr, &fellBack);
+    int64_t t = runtimeTactic(plan.graph, n, planned, ltApi != nullptr, &fellBack);
+    // NHWC membership is per executor (computeNhwcLayout): convolutions next to NHWC values take an
+    // NHWC tactic whatever the plan says; the others never do (path off, older cubin, A/B runs).
+    const size_t ni = nodeIndex(n);
+    // Untuned plans keep a convolution next to no NHWC value in NCHW (no reformat to pay for);
+    // a tuned plan or the autotuner may still choose NHWC for it.
+    const bool isolatedHeuristic = !plan.header.tuned && !options.autotune && !nhwcConnected(ni);
+    if (isNhwcConvTactic(t) && (!nhwcConvs.count(ni) || isolatedHeuristic))
+      t = n.precision == "fp32" ? kTacticConvF32 : kTacticConvF16TensorCore;
+    else if (!isNhwcConvTactic(t) && nhwcConnected(ni)) t = kTacticConvNhwc128x128;
     if (fellBack && dry) {
       ++s.stats.cublasLtFallbacks;
       if (!ltWarned) {
@@ -1601,6 +1921,7 @@ struct GpuExecutor::Impl {
 
   bool lowerPool(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    if (x.nhwc16 || y.nhwc16) return lowerPoolNhwc(n, x, y, out);
     if (!isF32(x) || !isF32(y) || x.shape.size() != 4 || !onlyFirstOutput(n)) return false;
     const std::vector<int64_t> k = n.attrs.getInts("kernel_shape"), st = n.attrs.getInts("strides", {1, 1}),
                                dil = n.attrs.getInts("dilations", {1, 1});
@@ -1629,6 +1950,41 @@ struct GpuExecutor::Impl {
     return true;
   }
 
+  static void poolPads(const Node& n, int H, int W, int OH, int OW, const std::vector<int64_t>& k, const std::vector<int64_t>& st,
+                       const std::vector<int64_t>& dil, int& ph, int& pw) {
+    ph = pw = 0;
+    const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
+    if (autoPad == "NOTSET") {
+      const std::vector<int64_t> pads = n.attrs.getInts("pads", {0, 0, 0, 0});
+      if (pads.size() == 4) {
+        ph = static_cast<int>(pads[0]);
+        pw = static_cast<int>(pads[1]);
+      }
+    } else if (autoPad != "VALID") {
+      const int th = std::max<int>(0, (OH - 1) * st[0] + (k[0] - 1) * dil[0] + 1 - H), tw = std::max<int>(0, (OW - 1) * st[1] + (k[1] - 1) * dil[1] + 1 - W);
+      ph = autoPad == "SAME_LOWER" ? th - th / 2 : th / 2;
+      pw = autoPad == "SAME_LOWER" ? tw - tw / 2 : tw / 2;
+    }
+  }
+
+  // MaxPool from FP16 NHWC to FP16 NHWC (computeNhwcLayout makes both sides NHWC or neither).
+  bool lowerPoolNhwc(const Node& n, const Operand& x, const Operand& y, std::vector<Launch>& out) {
+    if (!x.nhwc16 || !y.nhwc16 || !nhwcPoolable(n) || x.shape.size() != 4 || x.shape[1] % 8) return false;
+    const std::vector<int64_t> k = n.attrs.getInts("kernel_shape"), st = n.attrs.getInts("strides", {1, 1}),
+                               dil = n.attrs.getInts("dilations", {1, 1});
+    if (n.attrs.has("pads") && n.attrs.getInts("pads").size() != 4) return false;
+    const int N = static_cast<int>(x.shape[0]), C = static_cast<int>(x.shape[1]), H = static_cast<int>(x.shape[2]), W = static_cast<int>(x.shape[3]);
+    const int OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
+    int ph = 0, pw = 0;
+    poolPads(n, H, W, OH, OW, k, st, dil, ph, pw);
+    Launch l = elementwiseLaunch("pf_maxpool_nhwc16", static_cast<long long>(N) * OH * OW * C / 8);
+    l.arg(x.ptr); l.arg(y.ptr); l.arg(N); l.arg(H); l.arg(W); l.arg(C); l.arg(OH); l.arg(OW);
+    l.arg(static_cast<int>(k[0])); l.arg(static_cast<int>(k[1])); l.arg(static_cast<int>(st[0])); l.arg(static_cast<int>(st[1]));
+    l.arg(ph); l.arg(pw); l.arg(static_cast<int>(dil[0])); l.arg(static_cast<int>(dil[1]));
+    out.push_back(l);
+    return true;
+  }
+
   Launch rowLaunch(const char* fn, long long rows) {
     Launch l;
     l.fn = fns.at(fn);
@@ -1639,6 +1995,14 @@ struct GpuExecutor::Impl {
 
   bool lowerRowReduce(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    if (x.nhwc16) {  // GlobalAveragePool of an FP16 NHWC value: FP32 [N][C][1][1]
+      if (n.opType != "GlobalAveragePool" || !isF32(y) || x.shape.size() != 4 || !onlyFirstOutput(n)) return false;
+      const int N = static_cast<int>(x.shape[0]), C = static_cast<int>(x.shape[1]), hw = static_cast<int>(x.shape[2] * x.shape[3]);
+      Launch l = elementwiseLaunch("pf_gap_nhwc16", static_cast<long long>(N) * C);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(N); l.arg(hw); l.arg(C);
+      out.push_back(l);
+      return true;
+    }
     if (!isF32(x) || !isF32(y) || !onlyFirstOutput(n) || x.shape.empty()) return false;
     const size_t r = x.shape.size();
     const long long total = shapeNumel(x.shape);
@@ -1816,6 +2180,7 @@ struct GpuExecutor::Impl {
       if (name.empty()) { ins.push_back(nullptr); continue; }
       if (const Tensor* hv = hostValue(s, name)) { ins.push_back(hv); continue; }
       const Value& v = s.values.at(name);
+      if (v.nhwc16) throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "' runs on the CPU but reads FP16 NHWC value '" + name + "'");
       tmp.emplace_back(v.dtype, v.shape);
       Tensor& t = tmp.back();
       if (!t.bytes.empty()) checkCuda(cu.cuMemcpyDtoHAsync(t.bytes.data(), s.storages[v.storage].ptr, t.bytes.size(), stream), "copy to host");

@@ -58,10 +58,14 @@ struct GpuLayerStats {
   // bias (as C) and / or the activation inside cuBLASLt, the bytes of the Co x HW bias matrices (part of weightBytes), and the FP16 plans'
   // RoundToFp16s left to the reading convolutions (deferrableConvRounds).
   int convEpiloguesOnLt = 0;
+  std::vector<std::string> convEpilogueLayers;  // their names
   size_t biasMatrixBytes = 0;
   int deferredRounds = 0;
   int convBiasAsCRefused = 0;  // lowerings where cuBLASLt had no algorithm for the bias matrix as C (stride 0): the pass instead
   int launches = 0;  // kernel launches + cuBLASLt calls of one execution (GPU steps)
+  int nhwcLayers = 0;  // convolutions on the NHWC FP16 kernels (kTacticConvNhwc*)
+  int nhwcValues = 0;  // activations stored as FP16 NHWC between them (views counted once per name)
+  std::string tactics;  // GEMM / convolution layers by tactic: "conv_nhwc_f16_128x64:12,gemm_cublaslt:1"
 };
 
 struct GpuTiming {

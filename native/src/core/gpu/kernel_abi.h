@@ -48,6 +48,19 @@ struct PfConvParams {
   int pad_;
 };
 
+struct PfConvNhwcParams {
+  uint64_t input, weight, bias, residual, output, workspace;
+  int N, H, W, C, Co, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw;
+  int M, K;
+  int kTilesPerSplit;
+  int act;
+  float actAlpha, actBeta;
+  int residualNchw, outputNchw;
+  int roundOutput;
+  int splits;
+  int pad_;
+};
+
 struct PfStrides {
   int rank;
   long long dims[kMaxRank];
@@ -66,6 +79,7 @@ struct PfStrides3 {
 static_assert(sizeof(PfEpilogue) == 56, "PfEpilogue layout must match kernels/common.cuh");
 static_assert(sizeof(PfGemmParams) == 24 + 24 + 32 + 16 + 56 + 24, "PfGemmParams layout must match kernels/gemm_conv.cuh");
 static_assert(sizeof(PfConvParams) == 24 + 64 + 56 + 24, "PfConvParams layout must match kernels/gemm_conv.cuh");
+static_assert(sizeof(PfConvNhwcParams) == 48 + 18 * 4 + 4 + 8 + 20, "PfConvNhwcParams layout must match kernels/conv_nhwc.cuh");
 static_assert(sizeof(PfStrides) == 8 + 3 * 8 * kMaxRank, "PfStrides layout must match kernels/planforge.cu");
 static_assert(sizeof(PfStrides3) == 8 + 4 * 8 * kMaxRank, "PfStrides3 layout must match kernels/planforge.cu");
 

@@ -39,7 +39,84 @@ bool isDepthwise(const Graph& g, const Node& n) {
   return w && w->hasShape && w->dims.size() == 4 && w->dims[1] == 1;
 }
 
+const std::set<std::string>& nhwcActivations() {
+  static const std::set<std::string> s{"", "None", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Gelu", "GeluTanh", "SiLU",
+                                       "Tanh", "LeakyRelu"};
+  return s;
+}
+
 }  // namespace
+
+bool nhwcConvEligible(const Graph& g, const Node& n) {
+  const bool onnx = n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge";
+  if (!onnx || !isConv(n) || !lowPrecision(n) || n.attrs.getInt("group", 1) != 1 || n.inputs.size() < 2) return false;
+  auto w = g.initializers.find(n.inputs[1]);
+  if (w == g.initializers.end() || w->second.shape.size() != 4 || w->second.shape[0] % 8 != 0 || w->second.shape[0] <= 0) return false;
+  if (n.opType == "FusedConv" && !nhwcActivations().count(n.attrs.getString("activation", ""))) return false;
+  return n.attrs.getInts("strides", {1, 1}).size() == 2 && n.attrs.getInts("dilations", {1, 1}).size() == 2;
+}
+
+const std::vector<NhwcConvTile>& nhwcConvTiles() {
+  static const std::vector<NhwcConvTile> t{{kTacticConvNhwc128x128, "pf_conv_nhwc_128x128", 128, 128, 128, 3, 225, 1.0},
+                                           {kTacticConvNhwc256x128, "pf_conv_nhwc_256x128", 256, 128, 256, 3, 225, 1.0},
+                                           {kTacticConvNhwc128x64, "pf_conv_nhwc_128x64", 128, 64, 128, 4, 126, 0.85},
+                                           {kTacticConvNhwc64x64, "pf_conv_nhwc_64x64", 64, 64, 128, 4, 78, 0.6}};
+  return t;
+}
+
+int nhwcBlocksPerSm(const NhwcConvTile& t, int sm) {
+  const int sharedPerSm = (sm == 86 || sm == 89) ? 100 * 1024 : 228 * 1024;  // sm_80 / 87: 164 KiB usable + L1; 228 on sm_90
+  const int bySmem = (sm == 80 || sm == 87 ? 164 * 1024 : sharedPerSm) / (t.sharedBytes() + 1024);
+  const int regsPerThread = (t.registers + 7) / 8 * 8;
+  const int byRegs = 65536 / (regsPerThread * t.threads);
+  const int byThreads = (sm == 86 || sm == 87 || sm == 89 ? 1536 : 2048) / t.threads;
+  return std::max(1, std::min({bySmem, byRegs, byThreads}));
+}
+
+int nhwcSplits(const NhwcConvTile& t, long long M, long long Co, long long K, int multiprocessors, int* kTilesPerSplit) {
+  const long long kt = (K + 31) / 32, tiles = ((M + t.bm - 1) / t.bm) * ((Co + t.bn - 1) / t.bn);
+  long long splits = 1;
+  if (tiles < multiprocessors && kt >= 8)
+    splits = std::max<long long>(1, std::min<long long>({(2LL * multiprocessors + tiles - 1) / tiles, kt / 4, 16}));
+  const long long per = (kt + splits - 1) / splits;
+  *kTilesPerSplit = static_cast<int>(per);
+  return static_cast<int>((kt + per - 1) / per);
+}
+
+int64_t nhwcHeuristicTile(long long M, long long Co, long long K, int sm, int multiprocessors) {
+  int64_t best = kTacticConvNhwc128x128;
+  double bestCost = 1e300;
+  const int sms = std::max(1, multiprocessors);
+  for (const auto& t : nhwcConvTiles()) {
+    int per = 0;
+    const int splits = nhwcSplits(t, M, Co, K, sms, &per);
+    const long long blocks = ((M + t.bm - 1) / t.bm) * ((Co + t.bn - 1) / t.bn) * splits;
+    const int occ = nhwcBlocksPerSm(t, sm);
+    // Per wave, the busiest SM's blocks (full waves: occ of them; the last: what is left) share
+    // its tensor cores; fewer than 8 resident warps leave them partly idle (latency-bound). A
+    // block's work is its whole tile (padding included) plus a fixed start.
+    const long long slots = static_cast<long long>(sms) * occ, full = blocks / slots, rest = blocks % slots;
+    const double work = static_cast<double>(t.bm) * t.bn * (per * 32.0 + 64.0);
+    auto wave = [&](long long resident) {
+      const double speed = std::min(1.0, static_cast<double>(resident) * (t.threads / 32) / 8.0) * t.efficiency;
+      return static_cast<double>(resident) * work / speed;
+    };
+    double cost = static_cast<double>(full) * wave(occ) + (rest ? wave((rest + sms - 1) / sms) : 0.0);
+    // Split-K: the reduction reads the FP32 slices (a byte ~ 48 MACs of an SM) and is one more launch.
+    if (splits > 1) cost += static_cast<double>(splits) * M * Co * 4.0 / sms * 48.0 + 1e6;
+    if (cost < bestCost * 0.999) {
+      bestCost = cost;
+      best = t.tactic;
+    }
+  }
+  return best;
+}
+const NhwcConvTile* nhwcConvTile(int64_t tactic) {
+  for (const auto& t : nhwcConvTiles())
+    if (t.tactic == tactic) return &t;
+  return nullptr;
+}
+bool isNhwcConvTactic(int64_t tactic) { return nhwcConvTile(tactic) != nullptr; }
 
 const char* tacticName(int64_t t) {
   switch (t) {
@@ -52,6 +129,10 @@ const char* tacticName(int64_t t) {
     case kTacticConvDepthwise: return "conv_depthwise";
     case kTacticConvCublasLt: return "conv_cublaslt";
     case kTacticConvCublasLtF16: return "conv_cublaslt_f16";
+    case kTacticConvNhwc128x128: return "conv_nhwc_f16_128x128";
+    case kTacticConvNhwc256x128: return "conv_nhwc_f16_256x128";
+    case kTacticConvNhwc128x64: return "conv_nhwc_f16_128x64";
+    case kTacticConvNhwc64x64: return "conv_nhwc_f16_64x64";
     case kTacticGemmF32: return "gemm_f32";
     case kTacticGemmF16TensorCore: return "gemm_f16_tensorcore";
     case kTacticGemmCublasLt: return "gemm_cublaslt";
@@ -70,6 +151,9 @@ std::vector<int64_t> candidateTactics(const Graph& g, const Node& n) {
   if (!onnx && !ours) return {};
   if (isConv(n)) {
     if (isDepthwise(g, n)) return {kTacticConvDepthwise, kTacticConvF32};
+    if (nhwcConvEligible(g, n))
+      return {kTacticConvNhwc128x128, kTacticConvNhwc256x128, kTacticConvNhwc128x64, kTacticConvNhwc64x64, kTacticConvF16TensorCore,
+              kTacticConvF32};
     if (lowPrecision(n)) return {kTacticConvF16TensorCore, kTacticConvF32};
     return {kTacticConvF32};
   }

@@ -24,6 +24,12 @@ enum Tactic : int64_t {
   kTacticConvDepthwise = 12,   // direct depthwise convolution
   kTacticConvCublasLt = 13,    // cuBLASLt GEMM per image (1x1 stride-1 convs directly, others after pf_im2col)
   kTacticConvCublasLtF16 = 14,  // the same with FP16 operands (FP16 weights, FP16 im2col / cast input), FP32 accumulation
+  // Implicit-GEMM convolution on NHWC FP16 activations (mma.sync tensor cores, FP32 accumulation,
+  // fused epilogue, split-K for small grids), one tactic per tile shape (kernels/conv_nhwc.cuh):
+  kTacticConvNhwc128x128 = 15,
+  kTacticConvNhwc256x128 = 16,
+  kTacticConvNhwc128x64 = 17,
+  kTacticConvNhwc64x64 = 18,
   kTacticGemmF32 = 20,         // tiled GEMM, FP32 SIMT
   kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
   kTacticGemmCublasLt = 22,    // cuBLASLt (strided batched for MatMul), epilogue fused where cuBLASLt has it
@@ -91,6 +97,33 @@ ConvLtEpilogue planConvLtEpilogue(bool hasBias, bool hasResidual, int act, bool 
 // producer where its epilogue pass stays anyway (planConvLtEpilogue(.., round = false).needsPass:
 // a residual, an activation cuBLASLt lacks, a bias matrix over the bound).
 std::vector<std::pair<size_t, std::string>> deferrableConvRounds(const Graph& g);
+
+// NHWC FP16 convolutions (kTacticConvNhwc*). A convolution is eligible when it is an FP16 / INT8
+// one-group 2-D convolution whose weights are a 4-D initializer with a multiple of 8 output
+// channels (the kernels store channel pairs and 16-byte chunks; input channels are padded to 8)
+// and whose fused activation the epilogue has. Eligible convolutions list these tactics first, so
+// the heuristic choice of a cross-compiled FP16 plan is the 128 x 128 tile.
+bool nhwcConvEligible(const Graph& g, const Node& n);
+bool isNhwcConvTactic(int64_t tactic);
+struct NhwcConvTile {
+  int64_t tactic;
+  const char* kernel;  // cubin entry point
+  int bm, bn, threads, stages;
+  int registers;       // per thread (ptxas, sm_90), for the occupancy estimate
+  double efficiency;   // relative tensor-core throughput of a full tile (larger tiles reuse more)
+  int sharedBytes() const { return stages * (bm + bn) * 80; }  // (BK + 8) halves per row
+};
+const std::vector<NhwcConvTile>& nhwcConvTiles();
+const NhwcConvTile* nhwcConvTile(int64_t tactic);
+// Blocks of the tile one SM holds at once (shared memory, registers, threads).
+int nhwcBlocksPerSm(const NhwcConvTile& t, int sm);
+// Split-K slices for a tile on a GPU with `multiprocessors` SMs: about two waves of blocks when
+// the grid is small, each slice at least 4 K tiles (128 of K), at most 16 slices.
+int nhwcSplits(const NhwcConvTile& t, long long M, long long Co, long long K, int multiprocessors, int* kTilesPerSplit);
+// The tile an untuned plan runs a convolution with (M = output pixels of the batch, Co output
+// channels, K = KH * KW * padded input channels): the smallest estimated time over the tiles, from
+// waves x blocks per SM x tile work / tile efficiency (+ the split-K reduction). Deterministic.
+int64_t nhwcHeuristicTile(long long M, long long Co, long long K, int sm, int multiprocessors);
 
 // Deterministic heuristic: the first candidate (FP16 tensor cores for fp16/int8 layers, FP32
 // otherwise; depthwise kernel for one-input-channel groups).

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One device call for the NHWC FP16 convolutions (native/kernels/conv_nhwc.cuh, tactics 15-18):
+# "nhwc" = the plan as built (heuristic: NHWC 128x128 tiles), "nhwc-autotune" = NHWC tiles timed per
+# layer (and the NCHW candidates for convolutions next to no NHWC value), against the previous best
+# paths with the NHWC path off (PLANFORGE_GPU_NHWC=0): "nchw-cublaslt-f16" and "nchw-autotune".
+# Every row of a model / batch runs on the same card in this call. Parts, most important first,
+# bounded to BUDGET (default 280 s):
+#   1. unit tests on the GPU   2. ResNet-50 / MobileNetV3 fp16 plans, verify   3. bs1 benches
+#   4. ResNet-50 bs256 / bs32 benches (+ per-layer profile)   5. conv epilogues on cuBLASLt (opt-in) A/B
+#   6. PyTorch baseline ResNet-50 bs 1 / 256
+# Run from the repo root on the GPU machine after prepare_carry.sh: bash .gpucarry/gpu/nhwc_run.sh
+set -u
+BUDGET=${BUDGET:-280}
+RUN_LOG=run.log
+. "$(dirname "$0")/common.sh"
+bench() {  # TAG MODEL BATCH [VAR=VALUE ...] [-- bench flags ...]
+  local tag=$1 m=$2 b=$3 it=100 envs=() flags=(); shift 3
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && flags=("$@")
+  [ "$b" -ge 32 ] && it=20; [ "$b" -ge 256 ] && it=8
+  env "${envs[@]}" timeout 90 "$GPU" bench "$W/plans/$m.fp16.plan" --shape "$(input_of "$m")=$(shape_of "$m" "$b")" --iterations $it \
+    --warmup 3 "${flags[@]}" --json >"$W/bn.out" 2>"$W/bn.err"
+  local rc=$?
+  record bench "\"tag\":\"$tag\",\"model\":\"$m\",\"batch\":$b,\"rc\":$rc,\"result\":$(json_or_error "$W/bn.out" "$W/bn.err")"
+  stamp "bench $tag $m bs$b rc=$rc $(grep -o '"p50":[0-9.]*' "$W/bn.out" | head -1) $(head -c 300 "$W/bn.err" | tr '\n' ' ')"
+}
+rows() {  # MODEL BATCH [extra flags for the nhwc row]
+  local m=$1 b=$2; shift 2
+  bench nhwc "$m" "$b" -- "$@"
+  bench nhwc-autotune "$m" "$b" -- --autotune --timing-cache "$W/tc_nhwc"
+  bench nchw-cublaslt-f16 "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --cublaslt-f16
+  bench nchw-autotune "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --autotune --timing-cache "$W/tc_nchw"
+}
+
+stamp "1. unit tests"
+nvidia-smi -L >>"$OUT/$RUN_LOG" 2>&1
+timeout 90 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1
+record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
+stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
+
+stamp "2. models + verify"
+PF_MODELS="resnet50 mobilenet_v3_large" PF_PRECISIONS=fp16 PF_VERIFY_VARIANTS="heuristic" \
+  bounded 200 bash "$C/gpu/run_on_device.sh" models verify >>"$OUT/$RUN_LOG" 2>&1
+for m in resnet50 mobilenet_v3_large; do
+  timeout 30 "$GPU" verify "$W/plans/$m.fp16.plan" --synthetic --shape "input=4x3x224x224" --rtol 5e-2 --atol 5e-2 --json >"$W/v.out" 2>"$W/v.err"
+  record verify "\"model\":\"$m\",\"precision\":\"fp16\",\"tag\":\"nhwc-bs4\",\"rc\":$?,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
+done
+stamp "verify: $(grep -c '"kind":"verify".*"rc":0' "$R") of $(grep -c '"kind":"verify"' "$R") pass"
+
+stamp "3. bs1"
+rows resnet50 1 --profile-layers
+rows mobilenet_v3_large 1
+
+stamp "4. ResNet-50 bs256 / bs32"
+[ "$(left)" -gt 60 ] && rows resnet50 256 --profile-layers
+[ "$(left)" -gt 40 ] && rows resnet50 32
+
+stamp "5a. light CNNs fp16 (heuristic: NHWC chains)"
+[ "$(left)" -gt 60 ] && PF_LIGHT_PRECISIONS=fp16 PF_LIGHT_VARIANTS=heuristic bounded 40 bash "$C/gpu/light_cnns.sh" >/dev/null 2>&1
+stamp "light: $(grep -c '"pass": true' "$OUT/light_cnns.jsonl" 2>/dev/null) of $(wc -l <"$OUT/light_cnns.jsonl" 2>/dev/null) pass"
+
+stamp "5. conv epilogues on cuBLASLt (NCHW path)"
+if [ "$(left)" -gt 30 ]; then
+  for m in resnet50 mobilenet_v3_large; do
+    bench nchw-cublaslt-f16-epilogue "$m" 1 PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_CONV_EPILOGUE=1 -- --cublaslt-f16
+  done
+  PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_CONV_EPILOGUE=1 timeout 30 "$GPU" verify "$W/plans/resnet50.fp16.plan" --synthetic \
+    --shape input=1x3x224x224 --rtol 5e-2 --atol 5e-2 --cublaslt-f16 --json >"$W/v.out" 2>"$W/v.err"
+  record verify "\"model\":\"resnet50\",\"precision\":\"fp16\",\"tag\":\"cublaslt-f16-epilogue\",\"rc\":$?,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
+fi
+
+stamp "6. PyTorch baseline"
+[ "$(left)" -gt 25 ] && PYTHONUNBUFFERED=1 bounded 3 python3 "$C/pytorch_baseline.py" --models resnet50 --batches 1,256 \
+  --json "$OUT/baseline.json" >"$OUT/baseline_rows.jsonl" 2>>"$OUT/$RUN_LOG"
+stamp "done"

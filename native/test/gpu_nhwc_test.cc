@@ -1,0 +1,311 @@
+// NHWC FP16 convolutions (tactics kTacticConvNhwc*, kernels/conv_nhwc.cuh). CPU side (CI): which
+// convolutions are eligible, the tactic table and its limits, the kernels in every SM's cubin,
+// tactic ids through plan serialization. GPU side (the device machine): a ResNet-like FP16 plan
+// whose activations stay FP16 NHWC between convolutions, MaxPool and GlobalAveragePool, against
+// the CPU reference, for every tile, with split-K, with FP32 NCHW neighbours (reformat in,
+// FP32 NCHW out, FP32 residual), autotuned, and with the path switched off.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "core/executor.h"
+#include "core/gpu/cubin.h"
+#include "core/gpu/cuda_driver.h"
+#include "core/gpu/device.h"
+#include "core/gpu/gpu_executor.h"
+#include "core/gpu/tactics.h"
+#include "core/plan/plan.h"
+#include "test_framework.h"
+#include "test_util.h"
+
+using namespace planforge;
+using namespace pftest;
+
+namespace {
+
+Node conv(const std::string& name, std::vector<std::string> ins, const std::string& out, const std::string& precision,
+          const std::string& activation = "") {
+  Node n = node(activation.empty() && ins.size() < 4 ? "Conv" : "FusedConv", name, std::move(ins), {out});
+  if (n.opType == "FusedConv") n.domain = "planforge";
+  if (!activation.empty()) n.attrs.values["activation"] = stringAttr(activation);
+  n.precision = precision;
+  return n;
+}
+Node roundNode(const std::string& in, const std::string& out) {
+  Node r = node("RoundToFp16", "round_" + in, {in}, {out});
+  r.domain = "planforge";
+  return r;
+}
+
+// ResNet-like FP16 plan as the precision pass writes it (a RoundToFp16 after every FP16 layer):
+// stem 3x3/2 on 3 channels (FP32 NCHW input: reformat, channels padded to 8) -> MaxPool ->
+// 1x1 (24 channels: a partial tile) -> 3x3 -> 1x1 + residual (the pool output) -> 3x3/2 HardSwish
+// and a 1x1/2 downsample -> 3x3 dilation 2 + residual (split-K at batch 1) -> GAP -> Flatten -> Gemm.
+// Side exits: c7 reads an NHWC value and writes a graph output (FP32 NCHW, rounded); c8 reads an
+// FP32 graph input with an FP32 residual (reformat in, NCHW out).
+constexpr int kConvs = 9;  // c0 .. c8, all eligible
+Plan resnetLike(int sm, int batch) {
+  const std::string pr = "fp16";
+  Plan p = emptyPlan(sm, pr);
+  Graph& g = p.graph;
+  addInput(g, "x", {batch, 3, 32, 32});
+  addInput(g, "x2", {batch, 8, 8, 8});
+  addInput(g, "r2", {batch, 16, 8, 8});
+  const std::vector<std::pair<std::string, Shape>> ws{{"w0", {16, 3, 3, 3}},  {"w1", {24, 16, 1, 1}}, {"w2", {40, 24, 3, 3}},
+                                                      {"w3", {16, 40, 1, 1}}, {"w4", {32, 16, 3, 3}}, {"w5", {32, 16, 1, 1}},
+                                                      {"w6", {32, 32, 3, 3}}, {"w7", {8, 40, 1, 1}},  {"w8", {16, 8, 3, 3}}};
+  uint32_t seed = 900;
+  for (const auto& w : ws) {
+    g.initializers[w.first] = uniformFloats(w.second, ++seed);
+    g.initializers["b" + w.first.substr(1)] = uniformFloats({w.second[0]}, ++seed);
+  }
+  g.initializers["wf"] = uniformFloats({32, 10}, ++seed);
+  g.initializers["bf"] = uniformFloats({10}, ++seed);
+  auto add = [&](Node n, const std::string& rounded) {
+    const std::string acc = n.outputs[0];
+    g.nodes.push_back(std::move(n));
+    g.nodes.push_back(roundNode(acc, rounded));
+  };
+  Node c0 = conv("c0", {"x", "w0", "b0"}, "c0acc", pr, "Relu");
+  c0.attrs.values["strides"] = intsAttr({2, 2});
+  c0.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  add(c0, "s0");
+  Node mp = node("MaxPool", "pool", {"s0"}, {"p0"});
+  mp.attrs.values["kernel_shape"] = intsAttr({3, 3});
+  mp.attrs.values["strides"] = intsAttr({2, 2});
+  mp.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  g.nodes.push_back(mp);
+  add(conv("c1", {"p0", "w1", "b1"}, "c1acc", pr, "Relu"), "a1");
+  Node c2 = conv("c2", {"a1", "w2", "b2"}, "c2acc", pr, "Relu");
+  c2.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  add(c2, "a2");
+  add(conv("c3", {"a2", "w3", "b3", "p0"}, "c3acc", pr, "Relu"), "a3");
+  Node c4 = conv("c4", {"a3", "w4", "b4"}, "c4acc", pr, "HardSwish");
+  c4.attrs.values["strides"] = intsAttr({2, 2});
+  c4.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  add(c4, "a4");
+  Node c5 = conv("c5", {"a3", "w5", "b5"}, "c5acc", pr);
+  c5.attrs.values["strides"] = intsAttr({2, 2});
+  add(c5, "a5");
+  Node c6 = conv("c6", {"a4", "w6", "b6", "a5"}, "c6acc", pr, "Relu");
+  c6.attrs.values["pads"] = intsAttr({2, 2, 2, 2});
+  c6.attrs.values["dilations"] = intsAttr({2, 2});
+  add(c6, "a6");
+  g.nodes.push_back(node("GlobalAveragePool", "gap", {"a6"}, {"gp"}));
+  g.nodes.push_back(node("Flatten", "flat", {"gp"}, {"fl"}));
+  Node fc = node("Gemm", "fc", {"fl", "wf", "bf"}, {"fcacc"});
+  fc.precision = pr;
+  add(fc, "logits");
+  add(conv("c7", {"a2", "w7", "b7"}, "c7acc", pr), "side");
+  Node c8 = conv("c8", {"x2", "w8", "b8", "r2"}, "c8acc", pr, "Relu");
+  c8.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  add(c8, "side2");
+  g.outputs = {"logits", "side", "side2"};
+  inferShapes(g);
+  return p;
+}
+std::map<std::string, Tensor> resnetInputs(int batch) {
+  return {{"x", uniformFloats({batch, 3, 32, 32}, 71)}, {"x2", uniformFloats({batch, 8, 8, 8}, 72)}, {"r2", uniformFloats({batch, 16, 8, 8}, 73)}};
+}
+
+double maxRelErr(const Tensor& got, const Tensor& want) {
+  double scale = 1e-6, err = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
+    if (std::isnan(d)) return INFINITY;
+    err = std::max(err, d);
+  }
+  return err / scale;
+}
+
+gpu::GpuLayerStats expectMatches(Plan p, const std::map<std::string, Tensor>& in, gpu::GpuExecutorOptions o = {}) {
+  if (!p.header.tuned) gpu::prepareGpuPlan(p);
+  const auto want = runGraph(p.graph, in);
+  gpu::GpuExecutor ex(p, o);
+  const auto got = ex.run(in);
+  const gpu::GpuLayerStats st = ex.stats(in);
+  CHECK_EQ(st.cpuLayers, 0);
+  CHECK(st.cudaGraph);
+  for (const auto& kv : want) {
+    const double e = maxRelErr(got.at(kv.first), kv.second);
+    if (!(e <= 2e-2)) PF_FAIL("output " << kv.first << " relative error " << e);
+  }
+  const auto again = ex.run(in);  // graph replay: bit-identical
+  for (const auto& kv : got) CHECK(again.at(kv.first).bytes == kv.second.bytes);
+  return st;
+}
+
+bool gpuHere(gpu::DeviceInfo* dev) {
+  if (!gpu::cudaDriverAvailable()) return false;
+  *dev = gpu::deviceInfo(0);
+  return gpu::embeddedCubin(dev->sm) != nullptr;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ CPU side
+
+TEST(gpu_nhwc_eligibility_candidates_and_heuristic) {
+  Plan p = resnetLike(90, 1);
+  const Graph& g = p.graph;
+  std::set<std::string> eligible;
+  for (const auto& n : g.nodes)
+    if (gpu::nhwcConvEligible(g, n)) eligible.insert(n.name);
+  CHECK_EQ(eligible.size(), size_t(kConvs));  // never the Gemm, the pool or the views
+  for (const auto& n : g.nodes) {
+    if (!eligible.count(n.name)) continue;
+    const auto c = gpu::candidateTactics(g, n);
+    CHECK_EQ(c.size(), size_t(6));
+    CHECK_EQ(c[0], int64_t(gpu::kTacticConvNhwc128x128));
+    CHECK_EQ(gpu::heuristicTactic(g, n), int64_t(gpu::kTacticConvNhwc128x128));
+    CHECK(std::find(c.begin(), c.end(), int64_t(gpu::kTacticConvF16TensorCore)) != c.end());  // still timed against NCHW
+  }
+  // Not eligible: FP32, output channels not a multiple of 8, two groups, weights computed at run
+  // time, an activation the epilogue lacks.
+  Node c = g.nodes[0];
+  Graph h = g;
+  c.precision = "fp32";
+  CHECK(!gpu::nhwcConvEligible(h, c));
+  c.precision = "fp16";
+  CHECK(gpu::nhwcConvEligible(h, c));
+  h.initializers["w0"] = uniformFloats({20, 3, 3, 3}, 5);
+  CHECK(!gpu::nhwcConvEligible(h, c));
+  h = g;
+  c.attrs.values["group"] = intAttr(2);
+  CHECK(!gpu::nhwcConvEligible(h, c));
+  c.attrs.values.erase("group");
+  h.initializers.erase("w0");
+  CHECK(!gpu::nhwcConvEligible(h, c));
+  h = g;
+  c.attrs.values["activation"] = stringAttr("Softplus");
+  CHECK(!gpu::nhwcConvEligible(h, c));
+  // A plan asking for an NHWC tile on a convolution that cannot have one runs the heuristic tactic.
+  CHECK_EQ(gpu::runtimeTactic(h, c, gpu::kTacticConvNhwc64x64, false), gpu::heuristicTactic(h, c));
+}
+
+TEST(gpu_nhwc_tiles_fit_every_target_and_are_in_every_cubin) {
+  std::set<int64_t> ids;
+  std::set<std::string> names;
+  for (const auto& t : gpu::nhwcConvTiles()) {
+    ids.insert(t.tactic);
+    names.insert(gpu::tacticName(t.tactic));
+    CHECK(gpu::isNhwcConvTactic(t.tactic));
+    CHECK_EQ(gpu::nhwcConvTile(t.tactic), &t);
+    CHECK(t.threads % 32 == 0 && t.threads <= 256);
+    CHECK((t.bm * 4) % t.threads == 0 && (t.bn * 4) % t.threads == 0);  // whole 16-byte chunks per thread
+    CHECK(t.sharedBytes() <= 99 * 1024);  // sm_86 / sm_87: 99 KiB of shared memory per block at most
+  }
+  CHECK_EQ(ids.size(), gpu::nhwcConvTiles().size());
+  CHECK_EQ(names.size(), gpu::nhwcConvTiles().size());
+  CHECK(!gpu::isNhwcConvTactic(gpu::kTacticConvCublasLtF16));
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvNhwc256x128)), std::string("conv_nhwc_f16_256x128"));
+  const auto& cubins = gpu::embeddedCubins();
+  if (cubins.empty()) return;  // built without nvcc
+  for (const auto& c : cubins) {
+    const std::string image(reinterpret_cast<const char*>(c.data), c.size);
+    for (const auto& t : gpu::nhwcConvTiles()) CHECK(image.find(t.kernel) != std::string::npos);
+    for (const char* k : {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"})
+      CHECK(image.find(k) != std::string::npos);
+  }
+}
+
+TEST(gpu_nhwc_tactics_survive_plan_serialization) {
+  Plan p = resnetLike(90, 1);
+  gpu::prepareGpuPlan(p);
+  int64_t t = gpu::kTacticConvNhwc128x128;
+  for (auto& n : p.graph.nodes)
+    if (gpu::nhwcConvEligible(p.graph, n)) n.tactic = t = (t == gpu::kTacticConvNhwc64x64 ? gpu::kTacticConvNhwc128x128 : t + 1);
+  p.header.tuned = true;
+  const std::vector<uint8_t> bytes = serializePlan(p);
+  const Plan q = parsePlan(bytes.data(), bytes.size());
+  for (size_t i = 0; i < p.graph.nodes.size(); ++i) {
+    CHECK_EQ(q.graph.nodes[i].tactic, p.graph.nodes[i].tactic);
+    CHECK_EQ(gpu::runtimeTactic(q.graph, q.graph.nodes[i], q.graph.nodes[i].tactic, false), p.graph.nodes[i].tactic);
+  }
+}
+
+// ------------------------------------------------------------------ GPU side
+
+TEST(gpu_nhwc_resnet_like_chain_matches_the_cpu_reference) {
+  CHECK_EQ(runGraph(resnetLike(90, 2).graph, resnetInputs(2)).size(), size_t(3));  // the graph itself is valid
+  gpu::DeviceInfo dev;
+  if (!gpuHere(&dev)) return;
+  for (int batch : {1, 3}) {
+    const gpu::GpuLayerStats st = expectMatches(resnetLike(dev.sm, batch), resnetInputs(batch));
+    CHECK_EQ(st.nhwcLayers, kConvs - 1);  // untuned: c8, next to no NHWC value, stays NCHW
+    // s0 (+ its view), p0, a1..a6 and their convolution outputs: everything between stem and GAP.
+    CHECK(st.nhwcValues >= 8);
+    std::cerr << "  (batch " << batch << ": " << st.nhwcLayers << " NHWC convolutions, " << st.nhwcValues << " NHWC values, " << st.launches
+              << " launches)\n";
+  }
+}
+
+TEST(gpu_nhwc_every_tile_and_the_switch_off_match) {
+  gpu::DeviceInfo dev;
+  if (!gpuHere(&dev)) return;
+  for (const auto& t : gpu::nhwcConvTiles()) {
+    Plan p = resnetLike(dev.sm, 2);
+    gpu::prepareGpuPlan(p);
+    for (auto& n : p.graph.nodes)
+      if (gpu::nhwcConvEligible(p.graph, n)) n.tactic = t.tactic;
+    p.header.tuned = true;
+    gpu::GpuExecutor probe(p);
+    const auto chosen = probe.chosenTactics(resnetInputs(2));
+    CHECK_EQ(chosen.at("c3"), t.tactic);
+    CHECK_EQ(chosen.at("c8"), t.tactic);
+    CHECK_EQ(expectMatches(p, resnetInputs(2)).nhwcLayers, kConvs);
+  }
+  setenv("PLANFORGE_GPU_NHWC", "0", 1);
+  gpu::GpuLayerStats off;
+  try {
+    off = expectMatches(resnetLike(dev.sm, 2), resnetInputs(2));
+  } catch (...) {
+    unsetenv("PLANFORGE_GPU_NHWC");
+    throw;
+  }
+  unsetenv("PLANFORGE_GPU_NHWC");
+  CHECK_EQ(off.nhwcLayers, 0);
+  CHECK_EQ(off.nhwcValues, 0);
+}
+
+TEST(gpu_nhwc_autotune_keeps_connected_layers_in_nhwc) {
+  gpu::DeviceInfo dev;
+  if (!gpuHere(&dev)) return;
+  Plan p = resnetLike(dev.sm, 2);
+  gpu::prepareGpuPlan(p);
+  p.header.tuned = false;
+  gpu::GpuExecutorOptions o;
+  o.autotune = true;
+  const gpu::GpuLayerStats st = expectMatches(p, resnetInputs(2), o);
+  CHECK(st.tunedLayers >= kConvs);
+  gpu::GpuExecutor ex(p, o);
+  const auto chosen = ex.chosenTactics(resnetInputs(2));
+  for (const char* c : {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"}) CHECK(gpu::isNhwcConvTactic(chosen.at(c)));
+  // c8 is next to no NHWC value: any candidate may win it.
+  std::cerr << "  (c8 tuned to " << gpu::tacticName(chosen.at("c8")) << ")\n";
+  // preferCublasLt (A/B runs) keeps every convolution off the NHWC path.
+  gpu::GpuExecutorOptions lt;
+  lt.preferCublasLt = true;
+  CHECK_EQ(expectMatches(resnetLike(dev.sm, 2), resnetInputs(2), lt).nhwcLayers, 0);
+}
+
+// The untuned plans' tile choice: deterministic, big grids on big tiles, small grids split K.
+TEST(gpu_nhwc_heuristic_tile_and_split_k) {
+  const long long big[3] = {256LL * 56 * 56, 256, 64}, small[3] = {49, 512, 9 * 512};  // ResNet-50 bs256 layer1 / bs1 layer4
+  const int64_t a = gpu::nhwcHeuristicTile(big[0], big[1], big[2], 90, 132);
+  CHECK_EQ(a, gpu::nhwcHeuristicTile(big[0], big[1], big[2], 90, 132));
+  CHECK(a == gpu::kTacticConvNhwc256x128 || a == gpu::kTacticConvNhwc128x128);
+  const int64_t b = gpu::nhwcHeuristicTile(small[0], small[1], small[2], 90, 132);
+  int per = 0;
+  const int splits = gpu::nhwcSplits(*gpu::nhwcConvTile(b), small[0], small[1], small[2], 132, &per);
+  CHECK(splits > 1);
+  CHECK(splits * per >= (small[2] + 31) / 32 && (splits - 1) * per < (small[2] + 31) / 32);  // every K tile in one slice
+  CHECK_EQ(gpu::nhwcSplits(*gpu::nhwcConvTile(a), big[0], big[1], big[2], 132, &per), 1);  // big grids never split
+  CHECK_EQ(per, 2);
+  for (const auto& t : gpu::nhwcConvTiles())
+    for (int sm : {80, 86, 87, 90}) CHECK(gpu::nhwcBlocksPerSm(t, sm) >= 1);
+  std::cerr << "  (heuristic: layer1 bs256 " << gpu::tacticName(a) << ", layer4 bs1 " << gpu::tacticName(b) << " x" << splits << ")\n";
+}
