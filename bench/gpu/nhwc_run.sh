@@ -6,8 +6,9 @@
 # Every row of a model / batch runs on the same card in this call. Parts, most important first,
 # bounded to BUDGET (default 280 s):
 #   1. unit tests on the GPU   2. ResNet-50 / MobileNetV3 fp16 plans, verify   3. bs1 benches
-#   4. ResNet-50 bs256 / bs32 benches (+ per-layer profile)   5. conv epilogues on cuBLASLt (opt-in) A/B
-#   6. PyTorch baseline ResNet-50 bs 1 / 256
+#   4. ResNet-50 bs256 / bs32 benches (+ per-layer profile)   5a. light CNNs fp16   5. conv epilogues on
+#   cuBLASLt: rows without them   5b. conformance --cublaslt   6. worker_steps.sh (PF_WORKER_STEPS=1)
+#   7. PyTorch baseline (PF_BASELINE=0 skips it; PF_BASELINE_MODELS / PF_BASELINE_BATCHES)
 # Run from the repo root on the GPU machine after prepare_carry.sh: bash .gpucarry/gpu/nhwc_run.sh
 set -u
 BUDGET=${BUDGET:-280}
@@ -39,10 +40,11 @@ record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
 stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
 
 stamp "2. models + verify"
-PF_MODELS="resnet50 mobilenet_v3_large" PF_PRECISIONS=fp16 PF_VERIFY_VARIANTS="heuristic" \
+PF_MODELS="${PF_NHWC_MODELS:-resnet50 mobilenet_v3_large bert-base}" PF_PRECISIONS=fp16 PF_VERIFY_VARIANTS="heuristic" \
   bounded 200 bash "$C/gpu/run_on_device.sh" models verify >>"$OUT/$RUN_LOG" 2>&1
-for m in resnet50 mobilenet_v3_large; do
-  timeout 30 "$GPU" verify "$W/plans/$m.fp16.plan" --synthetic --shape "input=4x3x224x224" --rtol 5e-2 --atol 5e-2 --json >"$W/v.out" 2>"$W/v.err"
+for m in resnet50 mobilenet_v3_large bert-base; do
+  [ -f "$W/plans/$m.fp16.plan" ] || continue
+  timeout 30 "$GPU" verify "$W/plans/$m.fp16.plan" --synthetic --shape "$(input_of "$m")=$(shape_of "$m" 4)" --rtol 5e-2 --atol 5e-2 --json >"$W/v.out" 2>"$W/v.err"
   record verify "\"model\":\"$m\",\"precision\":\"fp16\",\"tag\":\"nhwc-bs4\",\"rc\":$?,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
 done
 stamp "verify: $(grep -c '"kind":"verify".*"rc":0' "$R") of $(grep -c '"kind":"verify"' "$R") pass"
@@ -50,26 +52,32 @@ stamp "verify: $(grep -c '"kind":"verify".*"rc":0' "$R") of $(grep -c '"kind":"v
 stamp "3. bs1"
 rows resnet50 1 --profile-layers
 rows mobilenet_v3_large 1
+[ -f "$W/plans/bert-base.fp16.plan" ] && rows bert-base 1 --profile-layers
 
 stamp "4. ResNet-50 bs256 / bs32"
 [ "$(left)" -gt 60 ] && rows resnet50 256 --profile-layers
 [ "$(left)" -gt 40 ] && rows resnet50 32
+[ "$(left)" -gt 40 ] && [ -f "$W/plans/bert-base.fp16.plan" ] && rows bert-base 32 --profile-layers
 
 stamp "5a. light CNNs fp16 (heuristic: NHWC chains)"
 [ "$(left)" -gt 60 ] && PF_LIGHT_PRECISIONS=fp16 PF_LIGHT_VARIANTS=heuristic bounded 40 bash "$C/gpu/light_cnns.sh" >/dev/null 2>&1
 stamp "light: $(grep -c '"pass": true' "$OUT/light_cnns.jsonl" 2>/dev/null) of $(wc -l <"$OUT/light_cnns.jsonl" 2>/dev/null) pass"
 
-stamp "5. conv epilogues on cuBLASLt (NCHW path)"
+stamp "5. conv epilogues on cuBLASLt (NCHW path; on by default): the rows without them"
 if [ "$(left)" -gt 30 ]; then
   for m in resnet50 mobilenet_v3_large; do
-    bench nchw-cublaslt-f16-epilogue "$m" 1 PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_CONV_EPILOGUE=1 -- --cublaslt-f16
+    bench nchw-cublaslt-f16-noepilogue "$m" 1 PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_CONV_EPILOGUE=0 -- --cublaslt-f16
   done
-  PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_CONV_EPILOGUE=1 timeout 30 "$GPU" verify "$W/plans/resnet50.fp16.plan" --synthetic \
-    --shape input=1x3x224x224 --rtol 5e-2 --atol 5e-2 --cublaslt-f16 --json >"$W/v.out" 2>"$W/v.err"
-  record verify "\"model\":\"resnet50\",\"precision\":\"fp16\",\"tag\":\"cublaslt-f16-epilogue\",\"rc\":$?,\"result\":$(json_or_error "$W/v.out" "$W/v.err")"
 fi
 
-stamp "6. PyTorch baseline"
-[ "$(left)" -gt 25 ] && PYTHONUNBUFFERED=1 bounded 3 python3 "$C/pytorch_baseline.py" --models resnet50 --batches 1,256 \
+stamp "5b. conformance --cublaslt with the conv epilogues"
+[ "$(left)" -gt 60 ] && PF_CONF_VARIANTS=cublaslt bounded 25 bash "$C/gpu/run_on_device.sh" conformance >>"$OUT/$RUN_LOG" 2>&1
+stamp "conformance: $(grep -c '"rc":0,' "$OUT/conformance_cublaslt.jsonl" 2>/dev/null) of $(wc -l <"$OUT/conformance_cublaslt.jsonl" 2>/dev/null) pass"
+
+stamp "6. worker steps (tune with a shared timing cache, verify, bench)"
+[ "${PF_WORKER_STEPS:-0}" = 1 ] && [ "$(left)" -gt 70 ] && bounded 25 bash "$C/gpu/worker_steps.sh" >"$OUT/worker_steps.out" 2>&1
+
+stamp "7. PyTorch baseline"
+[ "${PF_BASELINE:-1}" = 1 ] && [ "$(left)" -gt 25 ] && PYTHONUNBUFFERED=1 bounded 3 python3 "$C/pytorch_baseline.py" --models ${PF_BASELINE_MODELS:-resnet50} --batches ${PF_BASELINE_BATCHES:-1,256} \
   --json "$OUT/baseline.json" >"$OUT/baseline_rows.jsonl" 2>>"$OUT/$RUN_LOG"
 stamp "done"

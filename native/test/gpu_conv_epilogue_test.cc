@@ -229,8 +229,7 @@ TEST(gpu_fp16_conv_roundings_are_left_to_fp16_conv_readers) {
 TEST(gpu_conv_bias_as_c_and_lt_activation_match_the_cpu_reference) {
   gpu::DeviceInfo dev;
   if (!haveGpuAndLt(&dev)) return;
-  // Off by default until this revision has run on a GPU (bench/gpu/REPORT.md, run 10): on for this test.
-  EnvGuard on("PLANFORGE_GPU_CONV_EPILOGUE", "1");
+  EnvGuard on("PLANFORGE_GPU_CONV_EPILOGUE", nullptr);  // the default (on), whatever the environment says
   const auto in = epilogueInputs();
   for (const char* pr : {"fp32", "fp16"}) {
     for (bool f16ops : {false, true}) {
@@ -293,8 +292,7 @@ TEST(gpu_conv_bias_as_c_and_lt_activation_match_the_cpu_reference) {
 TEST(gpu_fp16_deferred_conv_rounding_matches) {
   gpu::DeviceInfo dev;
   if (!haveGpuAndLt(&dev)) return;
-  // Off by default until this revision has run on a GPU (bench/gpu/REPORT.md, run 10): on for this test.
-  EnvGuard on("PLANFORGE_GPU_CONV_EPILOGUE", "1");
+  EnvGuard on("PLANFORGE_GPU_CONV_EPILOGUE", nullptr);  // the default (on), whatever the environment says
   auto chain = [&](bool withEpilogue) {
     Plan p = emptyPlan(dev.sm, "fp16");
     Graph& g = p.graph;

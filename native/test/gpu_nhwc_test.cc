@@ -15,6 +15,7 @@
 #include "core/gpu/cuda_driver.h"
 #include "core/gpu/device.h"
 #include "core/gpu/gpu_executor.h"
+#include "core/gpu/nhwc_layout.h"
 #include "core/gpu/tactics.h"
 #include "core/plan/plan.h"
 #include "test_framework.h"
@@ -227,6 +228,84 @@ TEST(gpu_nhwc_tactics_survive_plan_serialization) {
   }
 }
 
+// The executor's folded roundings for a test graph: layers whose one reader is their RoundToFp16.
+std::set<size_t> roundFusedOf(const Graph& g) {
+  std::map<std::string, int> readers;
+  for (const auto& n : g.nodes)
+    for (const auto& in : n.inputs)
+      if (!in.empty()) ++readers[in];
+  std::set<size_t> r;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const std::string& o = g.nodes[i].outputs[0];
+    if (readers[o] != 1 || std::find(g.outputs.begin(), g.outputs.end(), o) != g.outputs.end()) continue;
+    for (const auto& n : g.nodes)
+      if (n.opType == "RoundToFp16" && n.inputs[0] == o) r.insert(i);
+  }
+  return r;
+}
+std::set<size_t> eligibleConvs(const Graph& g) {
+  std::set<size_t> c;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (gpu::nhwcConvEligible(g, g.nodes[i])) c.insert(i);
+  return c;
+}
+std::set<std::string> convNames(const Graph& g, const std::set<size_t>& idx) {
+  std::set<std::string> s;
+  for (size_t i : idx) s.insert(g.nodes[i].name);
+  return s;
+}
+
+TEST(gpu_nhwc_layout_keeps_conv_chains_and_drops_reformats) {
+  // ResNet-like: everything between the stem and GAP is NHWC; the side exits write FP32 NCHW.
+  const Plan r = resnetLike(90, 1);
+  gpu::NhwcLayout l = gpu::planNhwcLayout(r.graph, eligibleConvs(r.graph), roundFusedOf(r.graph));
+  CHECK_EQ(l.convs.size(), size_t(kConvs));
+  CHECK(l.values == std::set<std::string>({"c0acc", "s0", "p0", "c1acc", "a1", "c2acc", "a2", "c3acc", "a3", "c4acc", "a4", "c5acc", "a5",
+                                           "c6acc", "a6"}));
+  // Not planned on NHWC: c4 out of the set; its input a3 is still read by c5 (NHWC) but now also
+  // by c4, which reads FP32 NCHW: a3 goes back to FP32 and with it c5's input -> c5 is dropped too
+  // (it would reformat), and a4 / a5 / c6 follow.
+  std::set<size_t> some = eligibleConvs(r.graph);
+  for (size_t i = 0; i < r.graph.nodes.size(); ++i)
+    if (r.graph.nodes[i].name == "c4") some.erase(i);
+  l = gpu::planNhwcLayout(r.graph, some, roundFusedOf(r.graph));
+  CHECK(convNames(r.graph, l.convs) == std::set<std::string>({"c0", "c1", "c2", "c3", "c7", "c8"}));
+  CHECK(!l.values.count("a3") && !l.values.count("a5") && l.values.count("a2"));
+
+  // MobileNet-like: stem -> depthwise -> 1x1 project -> 1x1 expand -> depthwise -> output. The
+  // depthwise convolutions write FP32 NCHW, so the 1x1 convolutions would each reformat: none is
+  // kept but the stem (graph input), and no value is NHWC.
+  Plan m = emptyPlan(90, "fp16");
+  Graph& g = m.graph;
+  addInput(g, "x", {1, 3, 16, 16});
+  g.initializers["w0"] = uniformFloats({16, 3, 3, 3}, 1);
+  g.initializers["wd"] = uniformFloats({16, 1, 3, 3}, 2);
+  g.initializers["w1"] = uniformFloats({24, 16, 1, 1}, 3);
+  g.initializers["w2"] = uniformFloats({48, 24, 1, 1}, 4);
+  g.initializers["we"] = uniformFloats({48, 1, 3, 3}, 5);
+  auto add = [&](Node n, const std::string& rounded) {
+    const std::string acc = n.outputs[0];
+    g.nodes.push_back(std::move(n));
+    g.nodes.push_back(roundNode(acc, rounded));
+  };
+  add(conv("stem", {"x", "w0"}, "s", "fp16", "HardSwish"), "sr");
+  Node dw = conv("dw", {"sr", "wd"}, "d", "fp16");
+  dw.attrs.values["group"] = intAttr(16);
+  dw.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  add(dw, "dr");
+  add(conv("project", {"dr", "w1"}, "p", "fp16"), "pr");
+  add(conv("expand", {"pr", "w2"}, "e", "fp16", "HardSwish"), "er");
+  Node dw2 = conv("dw2", {"er", "we"}, "d2", "fp16");
+  dw2.attrs.values["group"] = intAttr(48);
+  add(dw2, "out");
+  g.outputs = {"out"};
+  inferShapes(g);
+  CHECK_EQ(eligibleConvs(g).size(), size_t(3));
+  l = gpu::planNhwcLayout(g, eligibleConvs(g), roundFusedOf(g));
+  CHECK(convNames(g, l.convs) == std::set<std::string>({"stem"}));
+  CHECK(l.values.empty());
+}
+
 // ------------------------------------------------------------------ GPU side
 
 TEST(gpu_nhwc_resnet_like_chain_matches_the_cpu_reference) {
@@ -235,7 +314,7 @@ TEST(gpu_nhwc_resnet_like_chain_matches_the_cpu_reference) {
   if (!gpuHere(&dev)) return;
   for (int batch : {1, 3}) {
     const gpu::GpuLayerStats st = expectMatches(resnetLike(dev.sm, batch), resnetInputs(batch));
-    CHECK_EQ(st.nhwcLayers, kConvs - 1);  // untuned: c8, next to no NHWC value, stays NCHW
+    CHECK_EQ(st.nhwcLayers, kConvs);  // c8 too, on its own (reformat in, FP32 NCHW out)
     // s0 (+ its view), p0, a1..a6 and their convolution outputs: everything between stem and GAP.
     CHECK(st.nhwcValues >= 8);
     std::cerr << "  (batch " << batch << ": " << st.nhwcLayers << " NHWC convolutions, " << st.nhwcValues << " NHWC values, " << st.launches
@@ -308,4 +387,95 @@ TEST(gpu_nhwc_heuristic_tile_and_split_k) {
   for (const auto& t : gpu::nhwcConvTiles())
     for (int sm : {80, 86, 87, 90}) CHECK(gpu::nhwcBlocksPerSm(t, sm) >= 1);
   std::cerr << "  (heuristic: layer1 bs256 " << gpu::tacticName(a) << ", layer4 bs1 " << gpu::tacticName(b) << " x" << splits << ")\n";
+}
+
+// GEMMs on the NHWC kernels (a 1 x 1 convolution over the rows): Gemm with bias, Gemm with transB,
+// FusedGemm with ReLU + residual, a batched-rows FusedMatMul with erf-GELU, and an FC layer with a
+// long K (split-K at one row).
+Plan nhwcGemmPlan(int sm, const std::string& pr) {
+  Plan p = emptyPlan(sm, pr);
+  Graph& g = p.graph;
+  addInput(g, "a", {6, 40});
+  addInput(g, "x3", {2, 7, 24});
+  addInput(g, "f", {1, 2048});
+  g.initializers["w1"] = uniformFloats({40, 32}, 801);
+  g.initializers["b1"] = uniformFloats({32}, 802);
+  g.initializers["w2"] = uniformFloats({32, 40}, 803);
+  g.initializers["w3"] = uniformFloats({24, 48}, 804);
+  g.initializers["b3"] = uniformFloats({48}, 805);
+  g.initializers["wf"] = uniformFloats({2048, 1000}, 806);
+  g.initializers["bf"] = uniformFloats({1000}, 807);
+  auto gemm = [&](const std::string& op, const std::string& name, std::vector<std::string> ins, const std::string& out) {
+    Node n = node(op, name, std::move(ins), {out});
+    if (op.rfind("Fused", 0) == 0) n.domain = "planforge";
+    n.precision = pr;
+    return n;
+  };
+  g.nodes.push_back(gemm("Gemm", "g1", {"a", "w1", "b1"}, "y1"));
+  Node g2 = gemm("Gemm", "g2", {"a", "w2"}, "y2");
+  g2.attrs.values["transB"] = intAttr(1);
+  g.nodes.push_back(g2);
+  Node g3 = gemm("FusedGemm", "g3", {"a", "w1", "b1", "y1"}, "y3");
+  g3.attrs.values["activation"] = stringAttr("Relu");
+  g.nodes.push_back(g3);
+  Node m1 = gemm("FusedMatMul", "m1", {"x3", "w3", "b3"}, "y4");
+  m1.attrs.values["activation"] = stringAttr("Gelu");
+  g.nodes.push_back(m1);
+  g.nodes.push_back(gemm("Gemm", "fc", {"f", "wf", "bf"}, "y5"));
+  g.outputs = {"y1", "y2", "y3", "y4", "y5"};
+  inferShapes(g);
+  return p;
+}
+std::map<std::string, Tensor> nhwcGemmInputs() {
+  return {{"a", uniformFloats({6, 40}, 811)}, {"x3", uniformFloats({2, 7, 24}, 812)}, {"f", uniformFloats({1, 2048}, 813)}};
+}
+constexpr int kNhwcGemms = 5;
+
+TEST(gpu_nhwc_gemm_eligibility_and_tactics) {
+  const Plan p = nhwcGemmPlan(90, "fp16");
+  const Graph& g = p.graph;
+  for (const auto& n : g.nodes) {
+    CHECK(gpu::nhwcGemmEligible(g, n));
+    CHECK_EQ(gpu::heuristicTactic(g, n), int64_t(gpu::kTacticGemmNhwc128x128));
+  }
+  CHECK(!gpu::nhwcGemmEligible(nhwcGemmPlan(90, "fp32").graph, nhwcGemmPlan(90, "fp32").graph.nodes[0]));
+  Node n = g.nodes[0];
+  Graph h = g;
+  n.attrs.values["transA"] = intAttr(1);
+  CHECK(!gpu::nhwcGemmEligible(h, n));
+  n.attrs.values.erase("transA");
+  n.attrs.values["alpha"] = floatAttr(0.5f);
+  CHECK(!gpu::nhwcGemmEligible(h, n));
+  n.attrs.values.erase("alpha");
+  h.initializers["w1"] = uniformFloats({40, 33}, 1);  // N not a multiple of 8
+  CHECK(!gpu::nhwcGemmEligible(h, n));
+  h = g;
+  h.initializers.erase("b1");  // a bias computed at run time (an attention mask): not a bias of N values
+  CHECK(!gpu::nhwcGemmEligible(h, n));
+  for (const auto& t : gpu::nhwcConvTiles()) {
+    CHECK(gpu::isNhwcGemmTactic(t.gemmTactic) && !gpu::isNhwcConvTactic(t.gemmTactic));
+    CHECK(gpu::isNhwcConvTactic(t.tactic) && !gpu::isNhwcGemmTactic(t.tactic));
+    CHECK_EQ(gpu::nhwcConvTile(t.gemmTactic), &t);
+  }
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticGemmNhwc64x64)), std::string("gemm_nhwc_f16_64x64"));
+}
+
+TEST(gpu_nhwc_gemms_match_the_cpu_reference) {
+  CHECK_EQ(runGraph(nhwcGemmPlan(90, "fp16").graph, nhwcGemmInputs()).size(), size_t(kNhwcGemms));
+  gpu::DeviceInfo dev;
+  if (!gpuHere(&dev)) return;
+  CHECK_EQ(expectMatches(nhwcGemmPlan(dev.sm, "fp16"), nhwcGemmInputs()).nhwcLayers, kNhwcGemms);
+  for (const auto& t : gpu::nhwcConvTiles()) {
+    Plan p = nhwcGemmPlan(dev.sm, "fp16");
+    gpu::prepareGpuPlan(p);
+    for (auto& n : p.graph.nodes) n.tactic = t.gemmTactic;
+    p.header.tuned = true;
+    const gpu::GpuLayerStats st = expectMatches(p, nhwcGemmInputs());
+    CHECK_EQ(st.nhwcLayers, kNhwcGemms);
+    CHECK(st.tactics.find(gpu::tacticName(t.gemmTactic)) != std::string::npos);
+  }
+  gpu::GpuExecutorOptions o;
+  o.autotune = true;
+  const gpu::GpuLayerStats st = expectMatches(nhwcGemmPlan(dev.sm, "fp16"), nhwcGemmInputs(), o);
+  std::cerr << "  (GEMMs autotuned: " << st.tactics << ")\n";
 }

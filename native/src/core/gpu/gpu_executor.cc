@@ -19,6 +19,7 @@
 #include "cuda_driver.h"
 #include "kernel_abi.h"
 #include "memory_planner.h"
+#include "nhwc_layout.h"
 #include "tactics.h"
 #include "../version.h"
 
@@ -172,10 +173,9 @@ struct GpuExecutor::Impl {
   // a view. Node indices of those producers:
   std::set<size_t> roundFused;
   std::map<std::string, bool> fp16ExactWeights;  // initializer -> every element representable in FP16
-  // Convolution epilogues on cuBLASLt (tactics.h, planConvLtEpilogue / deferrableConvRounds).
-  // Opt-in (PLANFORGE_GPU_CONV_EPILOGUE=1) until its final revision has run on a GPU: an earlier
-  // one was measured (bench/gpu/REPORT.md, run 10), this one only by the CPU-side tests.
-  bool convEpilogue = false;
+  // Convolution epilogues on cuBLASLt (tactics.h, planConvLtEpilogue / deferrableConvRounds); on
+  // unless PLANFORGE_GPU_CONV_EPILOGUE=0 (A/B runs). Verified on the H100 (bench/gpu/REPORT.md, run 13).
+  bool convEpilogue = true;
   // NHWC FP16 convolutions (tactics.h kTacticConvNhwc*; computeNhwcLayout): the convolutions that
   // may run on them, and the values stored as FP16 NHWC because every layer between producer and
   // readers runs in NHWC (those convolutions, MaxPool, GlobalAveragePool, the RoundToFp16 views).
@@ -248,7 +248,7 @@ struct GpuExecutor::Impl {
     if (const char* e = std::getenv("PLANFORGE_CUBLASLT_WORKSPACE_MB"))
       ltWorkspaceBytes = std::max<size_t>(1, std::min<size_t>(4096, std::strtoull(e, nullptr, 10))) << 20;
     if (const char* e = std::getenv("PLANFORGE_CUBLASLT_ALGOS")) ltAlgos = std::max(1, std::min(32, std::atoi(e)));
-    if (const char* e = std::getenv("PLANFORGE_GPU_CONV_EPILOGUE")) convEpilogue = std::string(e) == "1";
+    if (const char* e = std::getenv("PLANFORGE_GPU_CONV_EPILOGUE")) convEpilogue = std::string(e) != "0";
     findFusableRounds();
     enableNhwc();
     computeNhwcLayout();
@@ -320,64 +320,23 @@ struct GpuExecutor::Impl {
     return runtimeTactic(plan.graph, n, planned, ltApi != nullptr);
   }
 
-  static bool nhwcPoolable(const Node& n) {
-    return n.opType == "MaxPool" && onlyFirstOutput(n) && n.attrs.getInt("storage_order", 0) == 0 &&
-           n.attrs.getInts("kernel_shape").size() == 2 && n.attrs.getInts("strides", {1, 1}).size() == 2 &&
-           n.attrs.getInts("dilations", {1, 1}).size() == 2;
-  }
-
-  // Which convolutions run on the NHWC kernels and which values stay FP16 NHWC between layers.
-  // Members: eligible convolutions planned on an NHWC tactic (all eligible ones while autotuning;
-  // none with preferCublasLt). A value is NHWC when its producer writes NHWC (a member whose own
-  // RoundToFp16 is folded into it, so FP16 storage is exactly that rounding; a MaxPool or
-  // RoundToFp16 of an NHWC value) and every reader takes NHWC (a member's input or residual,
-  // MaxPool and RoundToFp16 whose outputs are NHWC, GlobalAveragePool); never a graph output.
-  // Members next to no NHWC value read FP32 NCHW through a reformat and write FP32 NCHW.
+  // NHWC layout (nhwc_layout.h): candidates are the eligible convolutions planned on an NHWC
+  // tactic (all eligible ones while autotuning; none with preferCublasLt).
   void computeNhwcLayout() {
     if (!nhwcEnabled) return;
     const Graph& g = plan.graph;
+    std::set<size_t> candidates;
     for (size_t i = 0; i < g.nodes.size(); ++i) {
       const Node& n = g.nodes[i];
       if (!nhwcConvEligible(g, n) || (options.preferCublasLt && ltApi)) continue;
-      if (options.autotune || isNhwcConvTactic(plannedTactic(n))) nhwcConvs.insert(i);
+      if (options.autotune || isNhwcConvTactic(plannedTactic(n))) candidates.insert(i);
     }
-    std::map<std::string, std::vector<std::pair<size_t, size_t>>> readers;
-    for (size_t i = 0; i < g.nodes.size(); ++i)
-      for (size_t k = 0; k < g.nodes[i].inputs.size(); ++k)
-        if (!g.nodes[i].inputs[k].empty()) readers[g.nodes[i].inputs[k]].emplace_back(i, k);
-    std::set<std::string> v;
-    for (size_t i = 0; i < g.nodes.size(); ++i) {  // topological order: inputs are decided first
-      const Node& n = g.nodes[i];
-      if (n.outputs.empty() || n.outputs[0].empty()) continue;
-      if (nhwcConvs.count(i) && roundFused.count(i)) v.insert(n.outputs[0]);
-      if ((n.opType == "RoundToFp16" || nhwcPoolable(n)) && n.inputs.size() >= 1 && v.count(n.inputs[0])) v.insert(n.outputs[0]);
-    }
-    for (const auto& o : g.outputs) v.erase(o);
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (auto it = v.begin(); it != v.end();) {
-        bool ok = true;
-        for (const auto& r : readers[*it]) {
-          const Node& c = g.nodes[r.first];
-          const bool conv = nhwcConvs.count(r.first) && (r.second == 0 || r.second == 3);
-          const bool viewOrPool = (c.opType == "RoundToFp16" || nhwcPoolable(c)) && r.second == 0 && v.count(c.outputs[0]);
-          const bool gap = c.opType == "GlobalAveragePool" && r.second == 0;
-          if (!(conv || viewOrPool || gap)) ok = false;
-        }
-        // A view / pool whose input is no longer NHWC cannot produce NHWC either.
-        bool fed = true;
-        auto prod = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return !n.outputs.empty() && n.outputs[0] == *it; });
-        if (prod != g.nodes.end() && (prod->opType == "RoundToFp16" || prod->opType == "MaxPool")) fed = v.count(prod->inputs[0]) != 0;
-        if (!ok || !fed) {
-          it = v.erase(it);
-          changed = true;
-        } else {
-          ++it;
-        }
-      }
-    }
-    nhwcValues = std::move(v);
+    NhwcLayout l = planNhwcLayout(g, candidates, roundFused);
+    nhwcConvs = std::move(l.convs);
+    nhwcValues = std::move(l.values);
   }
+
+  bool nhwcUsable(const Node& n) const { return nhwcEnabled && !(options.preferCublasLt && ltApi) && nhwcConvEligible(plan.graph, n); }
 
   // A member convolution that reads or writes an NHWC value must run on an NHWC tactic.
   bool nhwcConnected(size_t ni) const {
@@ -809,7 +768,7 @@ struct GpuExecutor::Impl {
       auto c = chosen.find(static_cast<size_t>(step.node));
       if (c != chosen.end() && isCublasLtTactic(c->second)) ++s.stats.cublasLtLayers;
       if (c != chosen.end() && isCublasLtF16Tactic(c->second)) ++s.stats.cublasLtF16Layers;
-      if (c != chosen.end() && isNhwcConvTactic(c->second)) ++s.stats.nhwcLayers;
+      if (c != chosen.end() && (isNhwcConvTactic(c->second) || isNhwcGemmTactic(c->second))) ++s.stats.nhwcLayers;
       const std::string& op = plan.graph.nodes[step.node].opType;
       if (c != chosen.end() && (op.find("Conv") != std::string::npos || op.find("Gemm") != std::string::npos || op.find("MatMul") != std::string::npos))
         ++byTactic[tacticName(c->second)];
@@ -904,9 +863,11 @@ struct GpuExecutor::Impl {
         std::vector<int64_t> cands = tuningCandidates(plan.graph, n, ltApi != nullptr);
         // Layout is fixed before tuning: NHWC-connected convolutions choose among the NHWC tiles,
         // convolutions off the path never get them.
-        const bool connected = nhwcConnected(static_cast<size_t>(st.node)), member = nhwcConvs.count(static_cast<size_t>(st.node)) != 0;
-        cands.erase(std::remove_if(cands.begin(), cands.end(), [&](int64_t c) { return connected ? !isNhwcConvTactic(c) : (!member && isNhwcConvTactic(c)); }),
+        const bool connected = nhwcConnected(static_cast<size_t>(st.node)), usable = nhwcUsable(n);
+        cands.erase(std::remove_if(cands.begin(), cands.end(), [&](int64_t c) { return connected ? !isNhwcConvTactic(c) : (!usable && isNhwcConvTactic(c)); }),
                     cands.end());
+        const bool gemmUsable = nhwcEnabled && !(options.preferCublasLt && ltApi) && nhwcGemmEligible(plan.graph, n);
+        if (!gemmUsable) cands.erase(std::remove_if(cands.begin(), cands.end(), [](int64_t c) { return isNhwcGemmTactic(c); }), cands.end());
         if (cands.size() < 2) continue;
         strictTactic = true;
         struct StrictOff {
@@ -1435,32 +1396,135 @@ struct GpuExecutor::Impl {
       p.input = x.ptr;
     }
     p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C);
-    if (dry)  // split-K workspace of every tile the autotuner may time
+    if (!nhwcGemmLaunches(s, ni, dry, *tile, p, ls)) return false;
+    chosen[ni] = tactic;
+    out.insert(out.end(), ls.begin(), ls.end());
+    return true;
+  }
+
+  // The GEMM launch (+ split-K reduce) of an NHWC layer whose parameters are filled but for the
+  // split; sizes the split-K workspace of every tile the autotuner may time.
+  bool nhwcGemmLaunches(Spec& s, size_t ni, bool dry, const NhwcConvTile& tile, PfConvNhwcParams p, std::vector<Launch>& ls) {
+    (void)ni;
+    const long long M = p.M, Co = p.Co, K = p.K;
+    if (dry)
       for (const auto& t : nhwcConvTiles()) {
-        if (&t != tile && !options.autotune) continue;
+        if (&t != &tile && !options.autotune) continue;
         int per = 0;
-        const int sp = nhwcSplitsHere(t, M, g.Co, K, &per);
-        if (sp > 1) s.workspaceBytes = std::max<size_t>(s.workspaceBytes, static_cast<size_t>(sp) * M * g.Co * 4);
+        const int sp = nhwcSplitsHere(t, M, Co, K, &per);
+        if (sp > 1) s.workspaceBytes = std::max<size_t>(s.workspaceBytes, static_cast<size_t>(sp) * M * Co * 4);
       }
-    p.splits = nhwcSplitsHere(*tile, M, g.Co, K, &p.kTilesPerSplit);
+    p.splits = nhwcSplitsHere(tile, M, Co, K, &p.kTilesPerSplit);
     if (p.splits > 1) {
-      if (!dry && (!s.workspace || s.workspaceBytes < static_cast<size_t>(p.splits) * M * g.Co * 4)) return false;
+      if (!dry && (!s.workspace || s.workspaceBytes < static_cast<size_t>(p.splits) * M * Co * 4)) return false;
       p.workspace = s.workspace;
     }
+    if ((Co + tile.bn - 1) / tile.bn > 65535) return false;
     Launch l;
-    l.fn = fns.at(tile->kernel);
-    l.grid[0] = static_cast<unsigned>((M + tile->bm - 1) / tile->bm);
-    l.grid[1] = static_cast<unsigned>((g.Co + tile->bn - 1) / tile->bn);
+    l.fn = fns.at(tile.kernel);
+    l.grid[0] = static_cast<unsigned>((M + tile.bm - 1) / tile.bm);
+    l.grid[1] = static_cast<unsigned>((Co + tile.bn - 1) / tile.bn);
     l.grid[2] = static_cast<unsigned>(p.splits);
-    l.block[0] = static_cast<unsigned>(tile->threads);
-    l.shared = static_cast<unsigned>(tile->sharedBytes());
+    l.block[0] = static_cast<unsigned>(tile.threads);
+    l.shared = static_cast<unsigned>(tile.sharedBytes());
     l.arg(p);
     ls.push_back(l);
     if (p.splits > 1) {
-      Launch r = elementwiseLaunch("pf_conv_nhwc_splitk_reduce", M * g.Co / 2);
+      Launch r = elementwiseLaunch("pf_conv_nhwc_splitk_reduce", M * Co / 2);
       r.arg(p);
       ls.push_back(r);
     }
+    return true;
+  }
+
+  // Weights of a GEMM on the NHWC kernels: FP16 [N][K] (the kernel's [Co][KH = 1][KW = 1][C]) from
+  // W [K][N] (MatMul, Gemm) or [N][K] (Gemm with transB).
+  CUdeviceptr nhwcGemmWeight(Spec& s, const std::string& name, bool transB) {
+    const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
+    const std::string key = name + (transB ? "#nk" : "#kn");
+    if (isWeight) {
+      auto it = weightBuffers16.find(key);
+      if (it != weightBuffers16.end()) return it->second.first;
+    }
+    const Tensor* t = hostValue(s, name);
+    if (!t || !isFloatType(t->dtype) || t->shape.size() != 2) throw BuildError(ErrorCode::kInternal, "bad GEMM weight '" + name + "'");
+    const int64_t rows = t->shape[0], cols = t->shape[1], N = transB ? rows : cols, K = transB ? cols : rows;
+    const std::vector<float> v = toFloatVector(*t);
+    std::vector<uint16_t> h(static_cast<size_t>(N * K));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < N; ++j) h[static_cast<size_t>(j * K + k)] = floatToHalf(v[static_cast<size_t>(transB ? j * K + k : k * N + j)]);
+    const size_t bytes = h.size() * 2;
+    const CUdeviceptr p = alloc(bytes);
+    checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload GEMM weights");
+    checkCuda(cu.cuStreamSynchronize(stream), "upload GEMM weights");
+    if (isWeight) {
+      weightBuffers16[key] = {p, bytes};
+      weightBytes += bytes;
+    } else {
+      s.owned.push_back(p);
+    }
+    return p;
+  }
+
+  // A GEMM / MatMul with FP16 weights on the NHWC kernels, as a 1 x 1 convolution over M = rows
+  // "pixels": the FP32 row-major input is cast to FP16 (pf_cast_f16), the output written FP32
+  // row-major (= NCHW with 1 x 1 pixels), bias / residual / activation / rounding in the epilogue.
+  bool lowerGemmNhwc(Spec& s, const Node& n, bool dry, int64_t tactic, std::vector<Launch>& out) {
+    const NhwcConvTile* tile = nhwcConvTile(tactic);
+    const size_t ni = nodeIndex(n);
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    const Tensor* wt = hostInput(s, n, 1);
+    const bool gemm = n.opType == "Gemm" || n.opType == "FusedGemm";
+    const bool transB = gemm && n.attrs.getInt("transB", 0) != 0;
+    if (!tile || !nhwcEnabled || !fns.count("pf_cast_f16") || !isF32(x) || !isF32(y) || !wt || wt->shape.size() != 2 || x.shape.empty() ||
+        !onlyFirstOutput(n))
+      return false;
+    if (gemm && (n.attrs.getInt("transA", 0) != 0 || n.attrs.getFloat("alpha", 1.f) != 1.f || n.attrs.getFloat("beta", 1.f) != 1.f)) return false;
+    const long long K = transB ? wt->shape[1] : wt->shape[0], N = transB ? wt->shape[0] : wt->shape[1];
+    if (x.shape.back() != K || y.shape.back() != N || K % 8 || N % 8) return false;
+    const long long M = shapeNumel(x.shape) / K;
+    if (shapeNumel(y.shape) != M * N || M >= INT32_MAX || M * K >= INT32_MAX) return false;
+    PfConvNhwcParams p{};
+    p.N = static_cast<int>(M); p.H = p.W = 1; p.C = static_cast<int>(K); p.Co = static_cast<int>(N); p.OH = p.OW = 1;
+    p.KH = p.KW = 1; p.sh = p.sw = 1; p.dh = p.dw = 1;
+    p.M = static_cast<int>(M);
+    p.K = static_cast<int>(K);
+    if (!plan.header.tuned && !tacticOverride.count(ni)) tile = nhwcConvTile(nhwcHeuristicTile(M, N, K, dev.sm, dev.multiprocessors));
+    tactic = tile->gemmTactic;
+    PfEpilogue e{};
+    e.act = kUnaryCopy;
+    if ((n.opType == "FusedMatMul" || n.opType == "FusedGemm") && !epilogueFromAttrs(n, e)) return false;
+    p.act = e.act;
+    p.actAlpha = e.actAlpha;
+    p.actBeta = e.actBeta;
+    Operand b = operand(s, n, 2, dry);
+    if (b.ok) {
+      if (!isF32(b) || shapeNumel(b.shape) != N || b.shape.back() != N) return false;
+      p.bias = b.ptr;
+    }
+    if ((n.opType == "FusedMatMul" || n.opType == "FusedGemm") && n.inputs.size() > 3 && !n.inputs[3].empty()) {
+      Operand r = operand(s, n, 3, dry);
+      if (!isF32(r) || r.shape != y.shape) return false;
+      p.residual = r.ptr;
+      p.residualNchw = 1;
+    }
+    p.output = y.ptr;
+    p.outputNchw = 1;
+    p.roundOutput = roundFused.count(ni) ? 1 : 0;
+    std::vector<Launch> ls;
+    const size_t staged = static_cast<size_t>(M * K * 2);
+    if (dry) {
+      s.colBytes = std::max(s.colBytes, staged);
+    } else {
+      if (!s.colBuffer || s.colBytes < staged) return false;
+      const long long cnt = M * K;
+      Launch c = elementwiseLaunch("pf_cast_f16", std::max<long long>(1, cnt / 4));
+      c.arg(x.ptr); c.arg(s.colBuffer); c.arg(cnt);
+      ls.push_back(c);
+    }
+    p.input = s.colBuffer;
+    p.weight = dry ? 0 : nhwcGemmWeight(s, n.inputs[1], transB);
+    if (!nhwcGemmLaunches(s, ni, dry, *tile, p, ls)) return false;
     chosen[ni] = tactic;
     out.insert(out.end(), ls.begin(), ls.end());
     return true;
@@ -1737,6 +1801,10 @@ struct GpuExecutor::Impl {
   bool gemmOrLt(Spec& s, const Node& n, bool dry, const PfGemmParams& p, long long batch, const Operand& y, const Operand& bcast,
                 std::vector<Launch>& out) {
     int64_t tactic = resolveTactic(s, n, dry);
+    if (isNhwcGemmTactic(tactic)) {  // a shape the NHWC kernels do not take (lowerNhwcGemmFirst failed): ours
+      if (strictTactic) return false;
+      tactic = n.precision == "fp32" ? kTacticGemmF32 : kTacticGemmF16TensorCore;
+    }
     const bool round = roundFused.count(nodeIndex(n)) != 0;
     bool ltDryOk = false;
     if (dry && options.autotune && ltApi && cublasLtF16TacticFor(plan.graph, n) != kTacticReference) {
@@ -1770,6 +1838,17 @@ struct GpuExecutor::Impl {
 
   // The tactic of a layer on this machine (autotune override, else preferCublasLt, else the plan's;
   // see runtimeTactic). Counts and warns about cuBLASLt tactics that cannot be honoured here.
+  // GEMMs planned on an NHWC tactic try those kernels first (no fallback counting: gemmOrLt
+  // resolves the tactic again when they do not apply).
+  bool lowerNhwcGemmFirst(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    const auto ov = tacticOverride.find(nodeIndex(n));
+    int64_t t = ov != tacticOverride.end() ? ov->second : n.tactic;
+    if (ov == tacticOverride.end() && options.preferCublasLt && ltApi) return false;
+    t = runtimeTactic(plan.graph, n, t, ltApi != nullptr);
+    if (!isNhwcGemmTactic(t) || !nhwcEnabled || !nhwcGemmEligible(plan.graph, n)) return false;
+    return lowerGemmNhwc(s, n, dry, t, out);
+  }
+
   int64_t resolveTactic(Spec& s, const Node& n, bool dry) {
     auto ov = tacticOverride.find(nodeIndex(n));
     int64_t planned = ov != tacticOverride.end() ? ov->second : n.tactic;
@@ -1780,14 +1859,14 @@ struct GpuExecutor::Impl {
     }
     bool fellBack = false;
     int64_t t = runtimeTactic(plan.graph, n, planned, ltApi != nullptr, &fellBack);
-    // NHWC membership is per executor (computeNhwcLayout): convolutions next to NHWC values take an
-    // NHWC tactic whatever the plan says; the others never do (path off, older cubin, A/B runs).
+    // NHWC chains are fixed per executor (computeNhwcLayout): a convolution next to an NHWC value
+    // takes an NHWC tactic whatever the plan says. Others may still run the NHWC kernels on their
+    // own (FP32 NCHW reformatted in, FP32 NCHW out) where the plan says so; never where the path is
+    // off (PLANFORGE_GPU_NHWC=0, older cubin, preferCublasLt A/B runs).
     const size_t ni = nodeIndex(n);
-    // Untuned plans keep a convolution next to no NHWC value in NCHW (no reformat to pay for);
-    // a tuned plan or the autotuner may still choose NHWC for it.
-    const bool isolatedHeuristic = !plan.header.tuned && !options.autotune && !nhwcConnected(ni);
-    if (isNhwcConvTactic(t) && (!nhwcConvs.count(ni) || isolatedHeuristic))
-      t = n.precision == "fp32" ? kTacticConvF32 : kTacticConvF16TensorCore;
+    if (isNhwcConvTactic(t) && !nhwcUsable(n)) t = n.precision == "fp32" ? kTacticConvF32 : kTacticConvF16TensorCore;
+    if (isNhwcGemmTactic(t) && !(nhwcEnabled && !(options.preferCublasLt && ltApi) && nhwcGemmEligible(plan.graph, n)))
+      t = n.precision == "fp32" ? kTacticGemmF32 : kTacticGemmF16TensorCore;
     else if (!isNhwcConvTactic(t) && nhwcConnected(ni)) t = kTacticConvNhwc128x128;
     if (fellBack && dry) {
       ++s.stats.cublasLtFallbacks;
@@ -1836,6 +1915,7 @@ struct GpuExecutor::Impl {
   size_t nodeIndex(const Node& n) const { return static_cast<size_t>(&n - plan.graph.nodes.data()); }
 
   bool lowerGemm(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    if (lowerNhwcGemmFirst(s, n, dry, out)) return true;
     Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
     if (!isF32(a) || !isF32(b) || !isF32(y) || a.shape.size() != 2 || b.shape.size() != 2 || y.shape.size() != 2) return false;
     const bool ta = n.attrs.getInt("transA", 0) != 0, tb = n.attrs.getInt("transB", 0) != 0;
@@ -1869,6 +1949,7 @@ struct GpuExecutor::Impl {
   }
 
   bool lowerMatMul(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    if (lowerNhwcGemmFirst(s, n, dry, out)) return true;
     Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
     if (!isF32(a) || !isF32(b) || !isF32(y) || a.shape.size() < 2 || b.shape.size() < 2 || y.shape.size() < 2) return false;
     PfGemmParams p{};

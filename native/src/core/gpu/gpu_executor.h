@@ -63,7 +63,7 @@ struct GpuLayerStats {
   int deferredRounds = 0;
   int convBiasAsCRefused = 0;  // lowerings where cuBLASLt had no algorithm for the bias matrix as C (stride 0): the pass instead
   int launches = 0;  // kernel launches + cuBLASLt calls of one execution (GPU steps)
-  int nhwcLayers = 0;  // convolutions on the NHWC FP16 kernels (kTacticConvNhwc*)
+  int nhwcLayers = 0;  // convolutions and GEMMs on the NHWC FP16 kernels (kTacticConvNhwc* / kTacticGemmNhwc*)
   int nhwcValues = 0;  // activations stored as FP16 NHWC between them (views counted once per name)
   std::string tactics;  // GEMM / convolution layers by tactic: "conv_nhwc_f16_128x64:12,gemm_cublaslt:1"
 };

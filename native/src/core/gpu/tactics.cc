@@ -57,10 +57,11 @@ bool nhwcConvEligible(const Graph& g, const Node& n) {
 }
 
 const std::vector<NhwcConvTile>& nhwcConvTiles() {
-  static const std::vector<NhwcConvTile> t{{kTacticConvNhwc128x128, "pf_conv_nhwc_128x128", 128, 128, 128, 3, 225, 1.0},
-                                           {kTacticConvNhwc256x128, "pf_conv_nhwc_256x128", 256, 128, 256, 3, 225, 1.0},
-                                           {kTacticConvNhwc128x64, "pf_conv_nhwc_128x64", 128, 64, 128, 4, 126, 0.85},
-                                           {kTacticConvNhwc64x64, "pf_conv_nhwc_64x64", 64, 64, 128, 4, 78, 0.6}};
+  static const std::vector<NhwcConvTile> t{
+      {kTacticConvNhwc128x128, kTacticGemmNhwc128x128, "pf_conv_nhwc_128x128", 128, 128, 128, 3, 225, 1.0},
+      {kTacticConvNhwc256x128, kTacticGemmNhwc256x128, "pf_conv_nhwc_256x128", 256, 128, 256, 3, 225, 1.0},
+      {kTacticConvNhwc128x64, kTacticGemmNhwc128x64, "pf_conv_nhwc_128x64", 128, 64, 128, 4, 126, 0.85},
+      {kTacticConvNhwc64x64, kTacticGemmNhwc64x64, "pf_conv_nhwc_64x64", 64, 64, 128, 4, 78, 0.6}};
   return t;
 }
 
@@ -113,10 +114,35 @@ int64_t nhwcHeuristicTile(long long M, long long Co, long long K, int sm, int mu
 }
 const NhwcConvTile* nhwcConvTile(int64_t tactic) {
   for (const auto& t : nhwcConvTiles())
-    if (t.tactic == tactic) return &t;
+    if (t.tactic == tactic || t.gemmTactic == tactic) return &t;
   return nullptr;
 }
-bool isNhwcConvTactic(int64_t tactic) { return nhwcConvTile(tactic) != nullptr; }
+bool isNhwcConvTactic(int64_t tactic) {
+  const NhwcConvTile* t = nhwcConvTile(tactic);
+  return t && t->tactic == tactic;
+}
+bool isNhwcGemmTactic(int64_t tactic) {
+  const NhwcConvTile* t = nhwcConvTile(tactic);
+  return t && t->gemmTactic == tactic;
+}
+
+bool nhwcGemmEligible(const Graph& g, const Node& n) {
+  const bool onnx = n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge";
+  if (!onnx || !isGemm(n) || !lowPrecision(n) || n.inputs.size() < 2) return false;
+  const bool gemm = n.opType == "Gemm" || n.opType == "FusedGemm";
+  if (gemm && (n.attrs.getInt("transA", 0) != 0 || n.attrs.getFloat("alpha", 1.f) != 1.f || n.attrs.getFloat("beta", 1.f) != 1.f)) return false;
+  auto w = g.initializers.find(n.inputs[1]);
+  if (w == g.initializers.end() || w->second.shape.size() != 2) return false;
+  const bool transB = gemm && n.attrs.getInt("transB", 0) != 0;
+  const int64_t K = transB ? w->second.shape[1] : w->second.shape[0], N = transB ? w->second.shape[0] : w->second.shape[1];
+  if (K <= 0 || N <= 0 || K % 8 || N % 8) return false;
+  if (n.inputs.size() > 2 && !n.inputs[2].empty()) {  // a bias of N values; a broadcast mask is not a bias
+    auto b = g.initializers.find(n.inputs[2]);
+    if (b == g.initializers.end() || b->second.numel() != N || b->second.shape.empty() || b->second.shape.back() != N) return false;
+  }
+  if ((n.opType == "FusedMatMul" || n.opType == "FusedGemm") && !nhwcActivations().count(n.attrs.getString("activation", ""))) return false;
+  return true;
+}
 
 const char* tacticName(int64_t t) {
   switch (t) {
@@ -133,6 +159,10 @@ const char* tacticName(int64_t t) {
     case kTacticConvNhwc256x128: return "conv_nhwc_f16_256x128";
     case kTacticConvNhwc128x64: return "conv_nhwc_f16_128x64";
     case kTacticConvNhwc64x64: return "conv_nhwc_f16_64x64";
+    case kTacticGemmNhwc128x128: return "gemm_nhwc_f16_128x128";
+    case kTacticGemmNhwc256x128: return "gemm_nhwc_f16_256x128";
+    case kTacticGemmNhwc128x64: return "gemm_nhwc_f16_128x64";
+    case kTacticGemmNhwc64x64: return "gemm_nhwc_f16_64x64";
     case kTacticGemmF32: return "gemm_f32";
     case kTacticGemmF16TensorCore: return "gemm_f16_tensorcore";
     case kTacticGemmCublasLt: return "gemm_cublaslt";
@@ -158,6 +188,9 @@ std::vector<int64_t> candidateTactics(const Graph& g, const Node& n) {
     return {kTacticConvF32};
   }
   if (isGemm(n)) {
+    if (nhwcGemmEligible(g, n))
+      return {kTacticGemmNhwc128x128, kTacticGemmNhwc256x128, kTacticGemmNhwc128x64, kTacticGemmNhwc64x64, kTacticGemmF16TensorCore,
+              kTacticGemmF32};
     if (lowPrecision(n)) return {kTacticGemmF16TensorCore, kTacticGemmF32};
     return {kTacticGemmF32};
   }

@@ -34,6 +34,12 @@ enum Tactic : int64_t {
   kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
   kTacticGemmCublasLt = 22,    // cuBLASLt (strided batched for MatMul), epilogue fused where cuBLASLt has it
   kTacticGemmCublasLtF16 = 23,  // the same with FP16 operands (FP16 weights, activations cast once), FP32 accumulation
+  // GEMM / MatMul with FP16 weights on the NHWC convolution kernels (a 1 x 1 convolution over the
+  // rows; input cast to FP16, FP32 row-major output), one per tile shape:
+  kTacticGemmNhwc128x128 = 24,
+  kTacticGemmNhwc256x128 = 25,
+  kTacticGemmNhwc128x64 = 26,
+  kTacticGemmNhwc64x64 = 27,
   kTacticPool = 30,            // pf_pool2d
   kTacticRowReduce = 31,       // pf_row_mean / pf_softmax / pf_layernorm
 };
@@ -83,7 +89,7 @@ struct ConvLtEpilogue {
   bool needsPass = false;  // pf_bias_act runs (passBias || passActivation || round)
 };
 // act: the layer's kUnary* activation (kUnaryCopy = none). enabled = false gives the old epilogue
-// (bias + activation always in the pass). Opt-in: PLANFORGE_GPU_CONV_EPILOGUE=1 (not yet verified on a GPU in this revision).
+// (bias + activation always in the pass). On by default; PLANFORGE_GPU_CONV_EPILOGUE=0 turns it off (A/B runs).
 ConvLtEpilogue planConvLtEpilogue(bool hasBias, bool hasResidual, int act, bool round, int64_t Co, int64_t HW, bool enabled,
                                   size_t maxBiasBytes = kConvBiasMatrixMaxBytes);
 
@@ -105,8 +111,14 @@ std::vector<std::pair<size_t, std::string>> deferrableConvRounds(const Graph& g)
 // the heuristic choice of a cross-compiled FP16 plan is the 128 x 128 tile.
 bool nhwcConvEligible(const Graph& g, const Node& n);
 bool isNhwcConvTactic(int64_t tactic);
+// GEMMs on the same kernels: FP16 / INT8 Gemm / MatMul (+ Fused*) whose weights are a 2-D
+// initializer, K and N multiples of 8, Gemm without transA and with alpha = beta = 1, a bias of N
+// values (no broadcast mask), an activation the epilogue has.
+bool nhwcGemmEligible(const Graph& g, const Node& n);
+bool isNhwcGemmTactic(int64_t tactic);
 struct NhwcConvTile {
-  int64_t tactic;
+  int64_t tactic;      // the convolution tactic
+  int64_t gemmTactic;  // the GEMM tactic on the same kernel
   const char* kernel;  // cubin entry point
   int bm, bn, threads, stages;
   int registers;       // per thread (ptxas, sm_90), for the occupancy estimate
@@ -114,13 +126,13 @@ struct NhwcConvTile {
   int sharedBytes() const { return stages * (bm + bn) * 80; }  // (BK + 8) halves per row
 };
 const std::vector<NhwcConvTile>& nhwcConvTiles();
-const NhwcConvTile* nhwcConvTile(int64_t tactic);
+const NhwcConvTile* nhwcConvTile(int64_t tactic);  // by either tactic id
 // Blocks of the tile one SM holds at once (shared memory, registers, threads).
 int nhwcBlocksPerSm(const NhwcConvTile& t, int sm);
 // Split-K slices for a tile on a GPU with `multiprocessors` SMs: about two waves of blocks when
 // the grid is small, each slice at least 4 K tiles (128 of K), at most 16 slices.
 int nhwcSplits(const NhwcConvTile& t, long long M, long long Co, long long K, int multiprocessors, int* kTilesPerSplit);
-// The tile an untuned plan runs a convolution with (M = output pixels of the batch, Co output
+// The tile (its convolution tactic) an untuned plan runs a convolution or GEMM with (M = output pixels of the batch, Co output
 // channels, K = KH * KW * padded input channels): the smallest estimated time over the tiles, from
 // waves x blocks per SM x tile work / tile efficiency (+ the split-K reduction). Deterministic.
 int64_t nhwcHeuristicTile(long long M, long long Co, long long K, int sm, int multiprocessors);
