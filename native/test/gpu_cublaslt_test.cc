@@ -548,7 +548,7 @@ TEST(gpu_cublaslt_is_timed_by_the_autotuner_and_cached) {
   const gpu::GpuLayerStats st = gpu::tunePlan(tuned, in, 0, &cache);
   CHECK_EQ(st.tunedLayers, 1);
   const auto cands = gpu::tuningCandidates(tuned.graph, tuned.graph.nodes[0], true);
-  CHECK_EQ(cands.size(), size_t(4));  // f16 wmma, f32, cuBLASLt FP32 operands, cuBLASLt FP16 operands
+  CHECK_EQ(cands.size(), size_t(8));  // 4 NHWC tiles, f16 wmma, f32, cuBLASLt FP32 operands, cuBLASLt FP16 operands
   CHECK(std::find(cands.begin(), cands.end(), tuned.graph.nodes[0].tactic) != cands.end());
   std::cerr << "  (ffn 256x768x3072 fp16 tuned to " << gpu::tacticName(tuned.graph.nodes[0].tactic) << ")\n";
   CHECK_EQ(cache.size(), size_t(1));
