@@ -36,6 +36,11 @@ __device__ __forceinline__ void pfCpAsync16(void* smem, const void* gmem, bool v
   const int bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled (padding, tails)
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
 }
+__device__ __forceinline__ void pfCpAsync8(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 8 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+}
 __device__ __forceinline__ void pfCpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void pfCpAsyncWait() {
@@ -102,7 +107,10 @@ __device__ __forceinline__ void pfConvNhwcStore(const PfConvNhwcParams& p, int m
   }
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+// C4 (stems with at most 4 input channels, C = 4): a 16-byte chunk holds two kernel positions of
+// 4 channels, each loaded with its own 8-byte copy (zero-filled outside the image), so K is
+// KH * KW * 4 (rounded up to 8; the weights' rows are padded) instead of KH * KW * 8.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool C4 = false>
 __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
   constexpr int BK = 32, LDS = BK + 8;  // halves per shared-memory row: 80 bytes
   constexpr int T = 32 * WARPS_M * WARPS_N;
@@ -140,7 +148,7 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
     }
   }
   int kc = ktBegin * BK + chunk * 8;
-  int pos = kc / p.C, ci = kc - pos * p.C;
+  int pos = C4 ? kc / 4 : kc / p.C, ci = C4 ? 0 : kc - pos * p.C;
   int kh = pos / p.KW, kw = pos - kh * p.KW;
   int kb = kc;  // this thread's K offset into the weights (same chunk)
 
@@ -148,12 +156,27 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
     __half* as = As + stage * BM * LDS;
     __half* bs = Bs + stage * BN * LDS;
     const bool kOk = kh < p.KH;
+    if (C4) {
+      const int kh2 = kw + 1 == p.KW ? kh + 1 : kh, kw2 = kw + 1 == p.KW ? 0 : kw + 1;  // the chunk's second position
+      const bool kOk2 = kh2 < p.KH;
 #pragma unroll
-    for (int i = 0; i < A_ROWS; ++i) {
-      const int ih = aIh[i] + kh * p.dh, iw = aIw[i] + kw * p.dw;
-      const bool ok = kOk && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
-      const __half* src = ok ? aImage[i] + (static_cast<long long>(ih) * p.W + iw) * p.C + ci : p.input;
-      pfCpAsync16(as + (rowBase + i * (T / 4)) * LDS + chunk * 8, src, ok);
+      for (int i = 0; i < A_ROWS; ++i) {
+        __half* dst = as + (rowBase + i * (T / 4)) * LDS + chunk * 8;
+        const int ih = aIh[i] + kh * p.dh, iw = aIw[i] + kw * p.dw;
+        const bool ok = kOk && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
+        pfCpAsync8(dst, ok ? aImage[i] + (static_cast<long long>(ih) * p.W + iw) * 4 : p.input, ok);
+        const int ih2 = aIh[i] + kh2 * p.dh, iw2 = aIw[i] + kw2 * p.dw;
+        const bool ok2 = kOk2 && ih2 >= 0 && ih2 < p.H && iw2 >= 0 && iw2 < p.W;
+        pfCpAsync8(dst + 4, ok2 ? aImage[i] + (static_cast<long long>(ih2) * p.W + iw2) * 4 : p.input, ok2);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < A_ROWS; ++i) {
+        const int ih = aIh[i] + kh * p.dh, iw = aIw[i] + kw * p.dw;
+        const bool ok = kOk && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
+        const __half* src = ok ? aImage[i] + (static_cast<long long>(ih) * p.W + iw) * p.C + ci : p.input;
+        pfCpAsync16(as + (rowBase + i * (T / 4)) * LDS + chunk * 8, src, ok);
+      }
     }
 #pragma unroll
     for (int i = 0; i < B_ROWS; ++i) {
@@ -162,14 +185,22 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
       const __half* src = ok ? p.weight + static_cast<long long>(co) * p.K + kb : p.weight;
       pfCpAsync16(bs + (rowBase + i * (T / 4)) * LDS + chunk * 8, src, ok);
     }
-    // Next K slice: 32 channels on, wrapping into the next kernel position(s).
+    // Next K slice: 32 channels on (C4: 8 kernel positions), wrapping into the next kernel position(s).
     kb += BK;
-    ci += BK;
-    while (ci >= p.C) {
-      ci -= p.C;
-      if (++kw == p.KW) {
-        kw = 0;
+    if (C4) {
+      kw += BK / 4;
+      while (kw >= p.KW) {
+        kw -= p.KW;
         ++kh;
+      }
+    } else {
+      ci += BK;
+      while (ci >= p.C) {
+        ci -= p.C;
+        if (++kw == p.KW) {
+          kw = 0;
+          ++kh;
+        }
       }
     }
   };
@@ -289,6 +320,10 @@ extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x128(PfConvNhw
 extern "C" __global__ void __launch_bounds__(256) pf_conv_nhwc_256x128(PfConvNhwcParams p) { pfConvNhwcGemm<256, 128, 4, 2, 3>(p); }
 extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x64(PfConvNhwcParams p) { pfConvNhwcGemm<128, 64, 2, 2, 4>(p); }
 extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_64x64(PfConvNhwcParams p) { pfConvNhwcGemm<64, 64, 2, 2, 4>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x128_c4(PfConvNhwcParams p) { pfConvNhwcGemm<128, 128, 2, 2, 3, true>(p); }
+extern "C" __global__ void __launch_bounds__(256) pf_conv_nhwc_256x128_c4(PfConvNhwcParams p) { pfConvNhwcGemm<256, 128, 4, 2, 3, true>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x64_c4(PfConvNhwcParams p) { pfConvNhwcGemm<128, 64, 2, 2, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_64x64_c4(PfConvNhwcParams p) { pfConvNhwcGemm<64, 64, 2, 2, 4, true>(p); }
 
 // Split-K: one thread per (pixel, channel pair) sums the slices and runs the epilogue.
 extern "C" __global__ void pf_conv_nhwc_splitk_reduce(PfConvNhwcParams p) {

@@ -207,7 +207,10 @@ TEST(gpu_nhwc_tiles_fit_every_target_and_are_in_every_cubin) {
   if (cubins.empty()) return;  // built without nvcc
   for (const auto& c : cubins) {
     const std::string image(reinterpret_cast<const char*>(c.data), c.size);
-    for (const auto& t : gpu::nhwcConvTiles()) CHECK(image.find(t.kernel) != std::string::npos);
+    for (const auto& t : gpu::nhwcConvTiles()) {
+      CHECK(image.find(t.kernel) != std::string::npos);
+      CHECK(image.find(t.kernelC4) != std::string::npos);
+    }
     for (const char* k : {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"})
       CHECK(image.find(k) != std::string::npos);
   }

@@ -296,16 +296,17 @@ struct GpuExecutor::Impl {
       if (cu.cuModuleGetFunction(&f, module, k) != 0 || !f) return;
       fns[k] = f;
     }
-    for (const auto& t : nhwcConvTiles()) {
-      CUfunction f = nullptr;
-      if (cu.cuModuleGetFunction(&f, module, t.kernel) != 0 || !f) return;
-      if (cu.cuFuncSetAttribute(f, kFuncAttributeMaxDynamicSharedBytes, t.sharedBytes()) != 0) {
-        std::cerr << "planforge: warning: " << t.kernel << " cannot have " << t.sharedBytes()
-                  << " bytes of shared memory on this GPU; convolutions stay in NCHW\n";
-        return;
+    for (const auto& t : nhwcConvTiles())
+      for (const char* k : {t.kernel, t.kernelC4}) {
+        CUfunction f = nullptr;
+        if (cu.cuModuleGetFunction(&f, module, k) != 0 || !f) return;
+        if (cu.cuFuncSetAttribute(f, kFuncAttributeMaxDynamicSharedBytes, t.sharedBytes()) != 0) {
+          std::cerr << "planforge: warning: " << k << " cannot have " << t.sharedBytes()
+                    << " bytes of shared memory on this GPU; convolutions stay in NCHW\n";
+          return;
+        }
+        fns[k] = f;
       }
-      fns[t.kernel] = f;
-    }
     nhwcEnabled = true;
   }
 
@@ -1283,10 +1284,11 @@ struct GpuExecutor::Impl {
     return true;
   }
 
-  // Weights of an NHWC convolution: FP16 [Co][KH][KW][Cp], input channels zero-padded to Cp.
-  CUdeviceptr nhwcWeight(Spec& s, const std::string& name, int cp) {
+  // Weights of an NHWC convolution: FP16 [Co][KH][KW][Cp], input channels zero-padded to Cp, each
+  // output channel's row zero-padded to rowLen (>= KH * KW * Cp).
+  CUdeviceptr nhwcWeight(Spec& s, const std::string& name, int cp, int64_t rowLen) {
     const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
-    const std::string key = name + "#nhwc" + std::to_string(cp);
+    const std::string key = name + "#nhwc" + std::to_string(cp) + "x" + std::to_string(rowLen);
     if (isWeight) {
       auto it = weightBuffers16.find(key);
       if (it != weightBuffers16.end()) return it->second.first;
@@ -1295,12 +1297,13 @@ struct GpuExecutor::Impl {
     if (!t || !isFloatType(t->dtype) || t->shape.size() != 4) throw BuildError(ErrorCode::kInternal, "bad convolution weight '" + name + "'");
     const int64_t co = t->shape[0], c = t->shape[1], kh = t->shape[2], kw = t->shape[3];
     const std::vector<float> v = toFloatVector(*t);
-    std::vector<uint16_t> h(static_cast<size_t>(co * kh * kw * cp), 0);
+    if (rowLen < kh * kw * cp || c > cp) throw BuildError(ErrorCode::kInternal, "bad NHWC weight layout for '" + name + "'");
+    std::vector<uint16_t> h(static_cast<size_t>(co * rowLen), 0);
     for (int64_t o = 0; o < co; ++o)
       for (int64_t i = 0; i < c; ++i)
         for (int64_t y = 0; y < kh; ++y)
           for (int64_t x = 0; x < kw; ++x)
-            h[static_cast<size_t>(((o * kh + y) * kw + x) * cp + i)] = floatToHalf(v[static_cast<size_t>(((o * c + i) * kh + y) * kw + x)]);
+            h[static_cast<size_t>(o * rowLen + (y * kw + x) * cp + i)] = floatToHalf(v[static_cast<size_t>(((o * c + i) * kh + y) * kw + x)]);
     const size_t bytes = h.size() * 2;
     const CUdeviceptr p = alloc(bytes);
     checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload NHWC weights");
@@ -1340,9 +1343,11 @@ struct GpuExecutor::Impl {
     PfConvParams g{};
     if (!convGeometry(n, x.shape, wt->shape, y.shape, g) || g.groups != 1 || g.Co % 8 || (x.nhwc16 && g.C % 8)) return false;
     PfConvNhwcParams p{};
-    p.N = g.N; p.H = g.H; p.W = g.W; p.C = (g.C + 7) / 8 * 8; p.Co = g.Co; p.OH = g.OH; p.OW = g.OW;
+    // Stems (at most 4 input channels, FP32 input): the C4 kernels, half the K of padding to 8.
+    const bool c4 = !x.nhwc16 && g.C <= 4;
+    p.N = g.N; p.H = g.H; p.W = g.W; p.C = c4 ? 4 : (g.C + 7) / 8 * 8; p.Co = g.Co; p.OH = g.OH; p.OW = g.OW;
     p.KH = g.KH; p.KW = g.KW; p.sh = g.sh; p.sw = g.sw; p.ph = g.ph; p.pw = g.pw; p.dh = g.dh; p.dw = g.dw;
-    const long long M = static_cast<long long>(g.N) * g.OH * g.OW, K = static_cast<long long>(g.KH) * g.KW * p.C;
+    const long long M = static_cast<long long>(g.N) * g.OH * g.OW, K = (static_cast<long long>(g.KH) * g.KW * p.C + 7) / 8 * 8;
     if (M >= INT32_MAX || K >= INT32_MAX || static_cast<long long>(g.H) * g.W * p.C >= INT32_MAX) return false;
     p.M = static_cast<int>(M);
     p.K = static_cast<int>(K);
@@ -1395,8 +1400,8 @@ struct GpuExecutor::Impl {
     } else {
       p.input = x.ptr;
     }
-    p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C);
-    if (!nhwcGemmLaunches(s, ni, dry, *tile, p, ls)) return false;
+    p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C, K);
+    if (!nhwcGemmLaunches(s, dry, *tile, c4 ? tile->kernelC4 : tile->kernel, p, ls)) return false;
     chosen[ni] = tactic;
     out.insert(out.end(), ls.begin(), ls.end());
     return true;
@@ -1404,8 +1409,7 @@ struct GpuExecutor::Impl {
 
   // The GEMM launch (+ split-K reduce) of an NHWC layer whose parameters are filled but for the
   // split; sizes the split-K workspace of every tile the autotuner may time.
-  bool nhwcGemmLaunches(Spec& s, size_t ni, bool dry, const NhwcConvTile& tile, PfConvNhwcParams p, std::vector<Launch>& ls) {
-    (void)ni;
+  bool nhwcGemmLaunches(Spec& s, bool dry, const NhwcConvTile& tile, const char* kernel, PfConvNhwcParams p, std::vector<Launch>& ls) {
     const long long M = p.M, Co = p.Co, K = p.K;
     if (dry)
       for (const auto& t : nhwcConvTiles()) {
@@ -1421,7 +1425,7 @@ struct GpuExecutor::Impl {
     }
     if ((Co + tile.bn - 1) / tile.bn > 65535) return false;
     Launch l;
-    l.fn = fns.at(tile.kernel);
+    l.fn = fns.at(kernel);
     l.grid[0] = static_cast<unsigned>((M + tile.bm - 1) / tile.bm);
     l.grid[1] = static_cast<unsigned>((Co + tile.bn - 1) / tile.bn);
     l.grid[2] = static_cast<unsigned>(p.splits);
@@ -1524,7 +1528,7 @@ struct GpuExecutor::Impl {
     }
     p.input = s.colBuffer;
     p.weight = dry ? 0 : nhwcGemmWeight(s, n.inputs[1], transB);
-    if (!nhwcGemmLaunches(s, ni, dry, *tile, p, ls)) return false;
+    if (!nhwcGemmLaunches(s, dry, *tile, tile->kernel, p, ls)) return false;
     chosen[ni] = tactic;
     out.insert(out.end(), ls.begin(), ls.end());
     return true;

@@ -58,10 +58,10 @@ bool nhwcConvEligible(const Graph& g, const Node& n) {
 
 const std::vector<NhwcConvTile>& nhwcConvTiles() {
   static const std::vector<NhwcConvTile> t{
-      {kTacticConvNhwc128x128, kTacticGemmNhwc128x128, "pf_conv_nhwc_128x128", 128, 128, 128, 3, 225, 1.0},
-      {kTacticConvNhwc256x128, kTacticGemmNhwc256x128, "pf_conv_nhwc_256x128", 256, 128, 256, 3, 225, 1.0},
-      {kTacticConvNhwc128x64, kTacticGemmNhwc128x64, "pf_conv_nhwc_128x64", 128, 64, 128, 4, 126, 0.85},
-      {kTacticConvNhwc64x64, kTacticGemmNhwc64x64, "pf_conv_nhwc_64x64", 64, 64, 128, 4, 78, 0.6}};
+      {kTacticConvNhwc128x128, kTacticGemmNhwc128x128, "pf_conv_nhwc_128x128", "pf_conv_nhwc_128x128_c4", 128, 128, 128, 3, 225, 1.0},
+      {kTacticConvNhwc256x128, kTacticGemmNhwc256x128, "pf_conv_nhwc_256x128", "pf_conv_nhwc_256x128_c4", 256, 128, 256, 3, 225, 1.0},
+      {kTacticConvNhwc128x64, kTacticGemmNhwc128x64, "pf_conv_nhwc_128x64", "pf_conv_nhwc_128x64_c4", 128, 64, 128, 4, 126, 0.85},
+      {kTacticConvNhwc64x64, kTacticGemmNhwc64x64, "pf_conv_nhwc_64x64", "pf_conv_nhwc_64x64_c4", 64, 64, 128, 4, 78, 0.6}};
   return t;
 }
 

@@ -119,7 +119,8 @@ bool isNhwcGemmTactic(int64_t tactic);
 struct NhwcConvTile {
   int64_t tactic;      // the convolution tactic
   int64_t gemmTactic;  // the GEMM tactic on the same kernel
-  const char* kernel;  // cubin entry point
+  const char* kernel;    // cubin entry point
+  const char* kernelC4;  // the same tile for inputs of at most 4 channels (stems: C padded to 4, not 8)
   int bm, bn, threads, stages;
   int registers;       // per thread (ptxas, sm_90), for the occupancy estimate
   double efficiency;   // relative tensor-core throughput of a full tile (larger tiles reuse more)
