@@ -38,6 +38,7 @@ TEST(fusion_passes_are_in_the_default_pipeline_after_folding) {
   }
   CHECK(pos("fuse_gelu") < pos("fuse_conv_bias_activation"));  // Gelu must exist before it fuses as an activation
   CHECK(pos("fold_conv_batchnorm") < pos("fuse_conv_bias_activation"));
+  CHECK(pos("fold_constants") < pos("fold_matmul_scale") && pos("fold_matmul_scale") < pos("fuse_gemm_bias_activation"));
 }
 
 TEST(fold_conv_batchnorm_folds_into_weights) {
@@ -495,4 +496,76 @@ TEST(fused_ops_reject_bad_attributes_and_residual_shapes) {
   addInput(g, "skip", {2, 4, 5, 5});
   g.nodes[0].inputs.push_back("skip");
   CHECK_THROWS_CODE(inferShapes(g), ErrorCode::kShape, "residual");
+}
+
+// BERT-style attention scaling: MatMul + bias -> Reshape -> Transpose -> Mul(scalar) folds into the
+// weights and bias; a Gemm scales alpha and beta; a Mul by a tensor, a Mul of a value with a second
+// reader, and a MatMul of two activations stay.
+TEST(fold_matmul_scale_through_bias_and_views) {
+  {
+    Graph g;
+    g.opset = 17;
+    addInput(g, "x", {2, 4, 16});
+    addConst(g, "w", seeded({16, 16}, 1, 0.4f));
+    addConst(g, "b", seeded({16}, 2, 0.3f));
+    addConst(g, "shape", int64s({4}, {2, 4, 2, 8}));
+    addConst(g, "c", scalar(0.35f));
+    g.nodes.push_back(node("MatMul", "q", {"x", "w"}, {"m"}));
+    g.nodes.push_back(node("Add", "bias", {"m", "b"}, {"a"}));
+    g.nodes.push_back(node("Reshape", "heads", {"a", "shape"}, {"r"}));
+    Node tr = node("Transpose", "t", {"r"}, {"t"});
+    tr.attrs.values["perm"] = intsAttr({0, 2, 1, 3});
+    g.nodes.push_back(tr);
+    g.nodes.push_back(node("Mul", "scale", {"t", "c"}, {"y"}));
+    g.nodes.push_back(node("Relu", "after", {"y"}, {"z"}));
+    g.outputs = {"z"};
+    PassCheck r = runPassAndCompare(g, "fold_matmul_scale");
+    CHECK_EQ(r.stats.nodesBefore, 6);
+    CHECK_EQ(r.stats.nodesAfter, 5);
+    CHECK(r.maxDiff <= 1e-5);
+    CHECK(findOp(g, "Mul") == nullptr);
+    CHECK_EQ(r.stats.changes.size(), 1u);
+    CHECK(r.stats.changes[0].find("through 2 view(s)") != std::string::npos);
+    CHECK_EQ(joined(findOp(g, "MatMul")->originalNames), std::string("q,scale"));
+  }
+  {  // Gemm: alpha and beta
+    Graph g;
+    g.opset = 13;
+    addInput(g, "x", {3, 8});
+    addConst(g, "w", seeded({6, 8}, 3, 0.4f));
+    addConst(g, "cc", seeded({6}, 4, 0.3f));
+    addConst(g, "s", scalar(-0.5f));
+    Node gemm = node("Gemm", "fc", {"x", "w", "cc"}, {"m"});
+    gemm.attrs.values["transB"] = intAttr(1);
+    gemm.attrs.values["alpha"] = floatAttr(2.f);
+    g.nodes.push_back(gemm);
+    g.nodes.push_back(node("Mul", "scale", {"s", "m"}, {"y"}));
+    g.nodes.push_back(node("Relu", "after", {"y"}, {"z"}));
+    g.outputs = {"z"};
+    PassCheck r = runPassAndCompare(g, "fold_matmul_scale");
+    CHECK_EQ(r.stats.nodesAfter, 2);
+    CHECK(r.maxDiff <= 1e-5);
+    CHECK_NEAR(findOp(g, "Gemm")->attrs.getFloat("alpha", 0), -1.0, 1e-7);
+    CHECK_NEAR(findOp(g, "Gemm")->attrs.getFloat("beta", 0), -0.5, 1e-7);
+  }
+  {  // unchanged: a per-element Mul, a second reader of the MatMul output, two activations
+    Graph g;
+    g.opset = 17;
+    addInput(g, "x", {4, 8});
+    addInput(g, "k", {8, 4});
+    addConst(g, "w", seeded({8, 4}, 5, 0.4f));
+    addConst(g, "v", seeded({4}, 6, 0.4f));
+    addConst(g, "c", scalar(0.25f));
+    g.nodes.push_back(node("MatMul", "a", {"x", "w"}, {"m1"}));
+    g.nodes.push_back(node("Mul", "vec", {"m1", "v"}, {"y1"}));
+    g.nodes.push_back(node("MatMul", "b", {"x", "w"}, {"m2"}));
+    g.nodes.push_back(node("Mul", "shared", {"m2", "c"}, {"y2"}));
+    g.nodes.push_back(node("Relu", "second", {"m2"}, {"y3"}));
+    g.nodes.push_back(node("MatMul", "act", {"x", "k"}, {"m3"}));
+    g.nodes.push_back(node("Mul", "actscale", {"m3", "c"}, {"y4"}));
+    g.outputs = {"y1", "y2", "y3", "y4"};
+    PassCheck r = runPassAndCompare(g, "fold_matmul_scale");
+    CHECK_EQ(r.stats.nodesAfter, 7);
+    CHECK(r.stats.changes.empty());
+  }
 }
