@@ -198,3 +198,38 @@ TEST(passes_respect_cancellation) {
   ctx.cancel = &cancel;
   CHECK_THROWS_CODE(runPasses(g, {"eliminate_identity"}, ctx), ErrorCode::kCancelled, "cancelled");
 }
+
+// Repeated computations (same op, attributes, inputs) are computed once; graph outputs, random ops
+// and different attributes keep their nodes.
+TEST(eliminate_common_subexpressions_merges_repeats) {
+  Graph g;
+  g.opset = 17;
+  addInput(g, "x", {2, 3});
+  addInput(g, "m", {2, 3}, DataType::kBool);
+  g.initializers["a"] = floats({}, {0.f});
+  g.initializers["b"] = floats({}, {-1e4f});
+  g.nodes.push_back(node("Where", "mask1", {"m", "a", "b"}, {"w1"}));
+  g.nodes.push_back(node("Where", "mask2", {"m", "a", "b"}, {"w2"}));  // same as mask1
+  g.nodes.push_back(node("Add", "s1", {"x", "w1"}, {"y1"}));
+  g.nodes.push_back(node("Add", "s2", {"x", "w2"}, {"y2"}));  // then repeats s1, but writes a graph output: kept
+  Node t1 = node("Transpose", "t1", {"x"}, {"t1"});
+  t1.attrs.values["perm"] = intsAttr({1, 0});
+  Node t2 = t1;
+  t2.name = "t2";
+  t2.outputs = {"t2"};
+  t2.attrs.values["perm"] = intsAttr({0, 1});  // different attributes: kept
+  g.nodes.push_back(t1);
+  g.nodes.push_back(t2);
+  g.nodes.push_back(node("Neg", "n1", {"x"}, {"o1"}));
+  g.nodes.push_back(node("Neg", "n2", {"x"}, {"o2"}));  // writes a graph output: kept
+  g.outputs = {"y1", "y2", "t1", "t2", "o1", "o2"};
+  inferShapes(g);
+  std::map<std::string, Tensor> in{{"x", floats({2, 3}, {1, 2, 3, 4, 5, 6})}, {"m", Tensor(DataType::kBool, {2, 3})}};
+  in["m"].data<uint8_t>()[1] = 1;
+  const auto before = runGraph(g, in);
+  const auto stats = runPasses(g, {"eliminate_common_subexpressions"}, PassContext{});
+  CHECK_EQ(stats[0].changes.size(), 1u);  // mask2 (s2 writes y2, a graph output)
+  CHECK_EQ(g.nodes.size(), 7u);
+  const auto after = runGraph(g, in);
+  for (const auto& kv : before) CHECK(after.at(kv.first).bytes == kv.second.bytes);
+}

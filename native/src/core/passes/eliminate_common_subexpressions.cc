@@ -1,0 +1,104 @@
+// eliminate_common_subexpressions: two nodes with the same op, attributes and inputs compute the
+// same values, so the later one goes and its readers use the earlier one's outputs. Exports repeat
+// work per layer (BERT builds its attention mask with the same Where in each of its 12 layers).
+// Nodes with subgraphs or a random / stateful op, and nodes writing a graph output, are kept.
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "fusion_util.h"
+
+namespace planforge {
+namespace {
+
+bool deterministic(const Node& n) {
+  static const std::set<std::string> random{"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                                            "Bernoulli", "Dropout"};
+  return !random.count(n.opType);
+}
+
+// Canonical text of a node's computation (op, domain, attributes, inputs); empty when it cannot
+// be compared (graph attributes).
+std::string signature(const Node& n) {
+  std::string k = n.domain + "|" + n.opType + "|" + std::to_string(n.outputs.size()) + "|";
+  for (const auto& in : n.inputs) k += in + ",";
+  k += "|";
+  for (const auto& kv : n.attrs.values) {
+    const Attribute& a = kv.second;
+    k += kv.first + "=" + std::to_string(static_cast<int>(a.kind)) + ":";
+    switch (a.kind) {
+      case Attribute::Kind::kFloat: {
+        uint32_t bits = 0;
+        std::memcpy(&bits, &a.f, 4);
+        k += std::to_string(bits);
+        break;
+      }
+      case Attribute::Kind::kInt: k += std::to_string(a.i); break;
+      case Attribute::Kind::kString: k += std::to_string(a.s.size()) + ":" + a.s; break;
+      case Attribute::Kind::kFloats:
+        for (float f : a.floats) {
+          uint32_t bits = 0;
+          std::memcpy(&bits, &f, 4);
+          k += std::to_string(bits) + ",";
+        }
+        break;
+      case Attribute::Kind::kInts:
+        for (int64_t v : a.ints) k += std::to_string(v) + ",";
+        break;
+      case Attribute::Kind::kStrings:
+        for (const auto& s : a.strings) k += std::to_string(s.size()) + ":" + s;
+        break;
+      case Attribute::Kind::kTensor:
+        if (!a.t) return "";
+        k += std::to_string(static_cast<int>(a.t->dtype)) + "[";
+        for (int64_t d : a.t->shape) k += std::to_string(d) + ",";
+        k += "]" + std::string(a.t->bytes.begin(), a.t->bytes.end());
+        break;
+      case Attribute::Kind::kGraph: return "";
+    }
+    k += ";";
+  }
+  return k;
+}
+
+class EliminateCommonSubexpressions : public Pass {
+ public:
+  void run(Graph& g, const PassContext& ctx, std::vector<std::string>& changes) override {
+    const std::set<std::string> outputs(g.outputs.begin(), g.outputs.end());
+    std::map<std::string, size_t> first;  // signature -> node index
+    std::vector<size_t> dead;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {  // topological order: inputs renamed before readers are seen
+      ctx.checkCancelled();
+      const Node& n = g.nodes[i];
+      if (n.outputs.empty() || !deterministic(n)) continue;
+      const std::string sig = signature(n);
+      if (sig.empty()) continue;
+      auto it = first.find(sig);
+      if (it == first.end()) {
+        first.emplace(sig, i);
+        continue;
+      }
+      bool writesOutput = false;
+      for (const auto& o : n.outputs) writesOutput = writesOutput || outputs.count(o);
+      if (writesOutput) continue;
+      const Node& keep = g.nodes[it->second];
+      for (size_t k = 0; k < n.outputs.size(); ++k)
+        if (!n.outputs[k].empty()) {
+          if (keep.outputs[k].empty()) { writesOutput = true; break; }
+        }
+      if (writesOutput) continue;
+      for (size_t k = 0; k < n.outputs.size(); ++k)
+        if (!n.outputs[k].empty()) replaceAllUses(g, n.outputs[k], keep.outputs[k]);
+      changes.push_back("removed " + nodeLabel(n) + ": same as " + nodeLabel(keep));
+      dead.push_back(i);
+    }
+    fusion::eraseNodes(g, dead);
+  }
+};
+
+}  // namespace
+
+PLANFORGE_REGISTER_PASS("eliminate_common_subexpressions", "remove nodes that repeat another node's computation (same op, attributes, inputs)",
+                        850, EliminateCommonSubexpressions);
+
+}  // namespace planforge
