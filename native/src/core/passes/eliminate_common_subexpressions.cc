@@ -1,6 +1,8 @@
 // eliminate_common_subexpressions: two nodes with the same op, attributes and inputs compute the
-// same values, so the later one goes and its readers use the earlier one's outputs. Exports repeat
-// work per layer (BERT builds its attention mask with the same Where in each of its 12 layers).
+// same values, so the later one goes and its readers use the earlier one's outputs. Small
+// constants with the same type, shape and bytes count as the same input (exporters write one
+// copy per use). Exports repeat work per layer (BERT builds its attention mask with the same
+// Where on per-layer copies of the same two scalars in each of its 12 layers).
 // Nodes with subgraphs or a random / stateful op, and nodes writing a graph output, are kept.
 #include <cstring>
 #include <map>
@@ -65,6 +67,26 @@ class EliminateCommonSubexpressions : public Pass {
  public:
   void run(Graph& g, const PassContext& ctx, std::vector<std::string>& changes) override {
     const std::set<std::string> outputs(g.outputs.begin(), g.outputs.end());
+    // Equal small constants -> one name (the first by name, so the result is deterministic).
+    constexpr size_t kMaxConstantBytes = 4096;
+    std::map<std::string, std::string> canonical;  // type|shape|bytes -> initializer name
+    size_t merged = 0;
+    for (const auto& kv : g.initializers) {
+      const Tensor& t = kv.second;
+      if (t.bytes.size() > kMaxConstantBytes || outputs.count(kv.first)) continue;
+      std::string key = std::to_string(static_cast<int>(t.dtype)) + "[";
+      for (int64_t d : t.shape) key += std::to_string(d) + ",";
+      key += "]" + std::string(t.bytes.begin(), t.bytes.end());
+      auto it = canonical.emplace(key, kv.first).first;
+      if (it->second == kv.first) continue;
+      for (auto& n : g.nodes)
+        for (auto& in : n.inputs)
+          if (in == kv.first) {
+            in = it->second;
+            ++merged;
+          }
+    }
+    if (merged) changes.push_back("read " + std::to_string(merged) + " input(s) from an equal constant");
     std::map<std::string, size_t> first;  // signature -> node index
     std::vector<size_t> dead;
     for (size_t i = 0; i < g.nodes.size(); ++i) {  // topological order: inputs renamed before readers are seen
