@@ -59,16 +59,6 @@ struct EnvGuard {  // sets (or unsets) one variable for a scope, then restores w
   }
 };
 
-double relErr(const Tensor& got, const Tensor& want) {
-  double scale = 1e-6, err = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
-    if (std::isnan(d)) return INFINITY;
-    err = std::max(err, d);
-  }
-  return err / scale;
-}
 
 // Runs the plan on the GPU (CUDA graph, replayed once: bit-identical) and checks every output
 // against the CPU reference within tol. Returns the stats and the outputs.
@@ -84,7 +74,7 @@ gpu::GpuLayerStats matchCpu(Plan p, const std::map<std::string, Tensor>& in, dou
   for (const auto& kv : want) {
     const Tensor& g = got.at(kv.first);
     CHECK(g.shape == kv.second.shape);
-    const double e = relErr(g, kv.second);
+    const double e = maxRelErr(g, kv.second);
     if (!(e <= tol)) PF_FAIL(p.header.precision << " output " << kv.first << " relative error " << e << " > " << tol);
   }
   const auto again = ex.run(in);
@@ -272,7 +262,7 @@ TEST(gpu_conv_bias_as_c_and_lt_activation_match_the_cpu_reference) {
         for (int64_t i = 0; i < outAfter.at(y).numel(); ++i) CHECK(outAfter.at(y).data<float>()[i] >= 0.f);
       // Same math, another rounding order: close to the previous path.
       for (const auto& kv : outBefore) {
-        const double e = relErr(outAfter.at(kv.first), kv.second);
+        const double e = maxRelErr(outAfter.at(kv.first), kv.second);
         if (!(e <= tol)) PF_FAIL(pr << " " << kv.first << " before/after relative difference " << e);
       }
     }

@@ -150,16 +150,6 @@ bool gpuWithCublasLt(gpu::DeviceInfo* dev) {
   return true;
 }
 
-double maxRelErr(const Tensor& got, const Tensor& want) {
-  double scale = 1e-6, err = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
-    if (std::isnan(d)) return INFINITY;
-    err = std::max(err, d);
-  }
-  return err / scale;
-}
 
 // Runs the plan with the given options; every output within tol (max abs error / max |reference|).
 gpu::GpuLayerStats expectMatchesCpu(Plan p, const std::map<std::string, Tensor>& in, double tol, gpu::GpuExecutorOptions o) {

@@ -111,16 +111,6 @@ std::map<std::string, Tensor> resnetInputs(int batch) {
   return {{"x", uniformFloats({batch, 3, 32, 32}, 71)}, {"x2", uniformFloats({batch, 8, 8, 8}, 72)}, {"r2", uniformFloats({batch, 16, 8, 8}, 73)}};
 }
 
-double maxRelErr(const Tensor& got, const Tensor& want) {
-  double scale = 1e-6, err = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
-    if (std::isnan(d)) return INFINITY;
-    err = std::max(err, d);
-  }
-  return err / scale;
-}
 
 gpu::GpuLayerStats expectMatches(Plan p, const std::map<std::string, Tensor>& in, gpu::GpuExecutorOptions o = {}) {
   if (!p.header.tuned) gpu::prepareGpuPlan(p);

@@ -1,5 +1,7 @@
 // Helpers for building tiny graphs in C++ tests.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -103,5 +105,17 @@ inline Plan emptyPlan(int sm, const std::string& precision) {
 // Registers minimal definitions of the ops these tests use when the real kernels
 // (native/src/core/ops/) do not provide them yet; never replaces a real kernel.
 void ensureTestOps();
+
+// Largest absolute difference relative to the largest |want| (NaN anywhere: infinity).
+inline double maxRelErr(const Tensor& got, const Tensor& want) {
+  double scale = 1e-6, err = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
+    if (std::isnan(d)) return INFINITY;
+    err = std::max(err, d);
+  }
+  return err / scale;
+}
 
 }  // namespace pftest

@@ -491,6 +491,22 @@ struct GpuExecutor::Impl {
     return p;
   }
 
+  // Uploads host bytes; a weight's copy is kept in `cache` under `key` for the executor's life (and
+  // counted in weightBytes), anything else belongs to the specialization.
+  CUdeviceptr uploadKept(Spec& s, std::map<std::string, std::pair<CUdeviceptr, size_t>>& cache, const std::string& key, bool isWeight,
+                         const void* data, size_t bytes, const char* what) {
+    const CUdeviceptr p = alloc(bytes);
+    checkCuda(cu.cuMemcpyHtoDAsync(p, data, bytes, stream), what);
+    checkCuda(cu.cuStreamSynchronize(stream), what);
+    if (isWeight) {
+      cache[key] = {p, bytes};
+      weightBytes += bytes;
+    } else {
+      s.owned.push_back(p);
+    }
+    return p;
+  }
+
   // FP16 copy of a host-known float tensor (weights: once per executor) for the FP16-operand
   // cuBLASLt tactics.
   CUdeviceptr deviceConstHalf(Spec& s, const std::string& name) {
@@ -508,17 +524,7 @@ struct GpuExecutor::Impl {
       const std::vector<float> v = toFloatVector(*t);
       for (size_t i = 0; i < h.size(); ++i) h[i] = floatToHalf(v[i]);
     }
-    const size_t bytes = h.size() * 2;
-    const CUdeviceptr p = alloc(bytes);
-    checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload fp16 constant");
-    checkCuda(cu.cuStreamSynchronize(stream), "upload fp16 constant");
-    if (isWeight) {
-      weightBuffers16[name] = {p, bytes};
-      weightBytes += bytes;
-    } else {
-      s.owned.push_back(p);
-    }
-    return p;
+    return uploadKept(s, weightBuffers16, name, isWeight, h.data(), h.size() * 2, "upload fp16 constant");
   }
 
   // The bias of a convolution broadcast over the pixels of one image: a Co x HW FP32 matrix, the C
@@ -1304,17 +1310,7 @@ struct GpuExecutor::Impl {
         for (int64_t y = 0; y < kh; ++y)
           for (int64_t x = 0; x < kw; ++x)
             h[static_cast<size_t>(o * rowLen + (y * kw + x) * cp + i)] = floatToHalf(v[static_cast<size_t>(((o * c + i) * kh + y) * kw + x)]);
-    const size_t bytes = h.size() * 2;
-    const CUdeviceptr p = alloc(bytes);
-    checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload NHWC weights");
-    checkCuda(cu.cuStreamSynchronize(stream), "upload NHWC weights");
-    if (isWeight) {
-      weightBuffers16[key] = {p, bytes};
-      weightBytes += bytes;
-    } else {
-      s.owned.push_back(p);
-    }
-    return p;
+    return uploadKept(s, weightBuffers16, key, isWeight, h.data(), h.size() * 2, "upload NHWC weights");
   }
 
   int nhwcSplitsHere(const NhwcConvTile& t, long long M, long long Co, long long K, int* kTilesPerSplit) const {
@@ -1457,17 +1453,7 @@ struct GpuExecutor::Impl {
     std::vector<uint16_t> h(static_cast<size_t>(N * K));
     for (int64_t k = 0; k < K; ++k)
       for (int64_t j = 0; j < N; ++j) h[static_cast<size_t>(j * K + k)] = floatToHalf(v[static_cast<size_t>(transB ? j * K + k : k * N + j)]);
-    const size_t bytes = h.size() * 2;
-    const CUdeviceptr p = alloc(bytes);
-    checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), bytes, stream), "upload GEMM weights");
-    checkCuda(cu.cuStreamSynchronize(stream), "upload GEMM weights");
-    if (isWeight) {
-      weightBuffers16[key] = {p, bytes};
-      weightBytes += bytes;
-    } else {
-      s.owned.push_back(p);
-    }
-    return p;
+    return uploadKept(s, weightBuffers16, key, isWeight, h.data(), h.size() * 2, "upload GEMM weights");
   }
 
   // A GEMM / MatMul with FP16 weights on the NHWC kernels, as a 1 x 1 convolution over M = rows

@@ -19,14 +19,7 @@ bool isLinearView(const Node& n) {
 class FoldMatMulScale : public Pass {
  public:
   void run(Graph& g, const PassContext& ctx, std::vector<std::string>& changes) override {
-    for (bool changed = true; changed;) {
-      changed = false;
-      fusion::UseMap uses(g);
-      for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
-        ctx.checkCancelled();
-        changed = tryFold(g, uses, i, changes);
-      }
-    }
+    fusion::rewriteToFixedPoint(g, ctx, changes, tryFold);
   }
 
  private:

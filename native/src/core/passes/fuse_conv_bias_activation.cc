@@ -10,14 +10,7 @@ namespace {
 class FuseConvBiasActivation : public Pass {
  public:
   void run(Graph& g, const PassContext& ctx, std::vector<std::string>& changes) override {
-    for (bool changed = true; changed;) {
-      changed = false;
-      fusion::UseMap uses(g);
-      for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
-        ctx.checkCancelled();
-        changed = tryFuse(g, uses, i, changes);
-      }
-    }
+    fusion::rewriteToFixedPoint(g, ctx, changes, tryFuse);
   }
 
  private:

@@ -44,6 +44,20 @@ class UseMap {
   std::set<std::string> outputs_;
 };
 
+// The loop of the rewrite passes: applies rewrite(g, uses, i, changes) node by node until one
+// succeeds, rebuilds the use map and starts over, until a sweep changes nothing.
+template <typename Rewrite>
+void rewriteToFixedPoint(Graph& g, const PassContext& ctx, std::vector<std::string>& changes, Rewrite rewrite) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    UseMap uses(g);
+    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
+      ctx.checkCancelled();
+      changed = rewrite(g, uses, i, changes);
+    }
+  }
+}
+
 inline bool isOp(const Node& n, const char* op) { return n.opType == op && (n.domain.empty() || n.domain == "ai.onnx"); }
 
 // A float32 constant's values (empty when not a float32 initializer).
