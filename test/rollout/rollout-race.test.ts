@@ -85,6 +85,8 @@ describe('rollout watch across instances', () => {
       counted += m ? Number(m[1]) : 0;
     }
     expect(counted).toBe(1);
+    // Stop the two loops: they would race the next test's instance for its rollback ('lost_race').
+    for (const api of apis.splice(2)) await api.app.close();
   });
 
   it('a rollback notice outlives the instance that wrote it: another instance delivers it, once, with one delivery id', async () => {
