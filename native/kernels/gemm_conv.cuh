@@ -245,7 +245,9 @@ extern "C" __global__ void pf_conv_splitk_reduce(PfConvParams p) {
 }
 
 // Depthwise-style convolution (one input channel per group): one thread per output element.
-extern "C" __global__ void pf_conv_depthwise(PfConvParams p) {
+// ROUND: the FP16 plans' RoundToFp16 of the output, folded in (one launch instead of two).
+template <bool ROUND>
+__device__ __forceinline__ void pfConvDepthwise(const PfConvParams& p) {
   const long long total = (long long)p.N * p.Co * p.OH * p.OW;
   const int coPerGroup = p.Co / p.groups;
   for (long long o64 = blockIdx.x * (long long)blockDim.x + threadIdx.x; o64 < total; o64 += (long long)gridDim.x * blockDim.x) {
@@ -269,6 +271,9 @@ extern "C" __global__ void pf_conv_depthwise(PfConvParams p) {
         acc += x[(long long)ih * p.W + iw] * w[kh * p.KW + kw];
       }
     }
-    p.output[o] = pfEpilogue(p.epi, acc, co, 0, o);
+    const float v = pfEpilogue(p.epi, acc, co, 0, o);
+    p.output[o] = ROUND ? __half2float(__float2half_rn(v)) : v;
   }
 }
+extern "C" __global__ void pf_conv_depthwise(PfConvParams p) { pfConvDepthwise<false>(p); }
+extern "C" __global__ void pf_conv_depthwise_round(PfConvParams p) { pfConvDepthwise<true>(p); }

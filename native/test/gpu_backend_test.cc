@@ -355,3 +355,38 @@ TEST(gpu_tuning_with_a_timing_cache_reuses_measurements) {
   CHECK_EQ(second.timingCacheHits, second.tunedLayers);
   for (size_t i = 0; i < a.graph.nodes.size(); ++i) CHECK_EQ(a.graph.nodes[i].tactic, b.graph.nodes[i].tactic);
 }
+
+// FP16 plans: a depthwise convolution rounds its own output (pf_conv_depthwise_round), so its
+// RoundToFp16 is a view and the layer is one launch; the values are the CPU reference's.
+TEST(gpu_depthwise_convolution_rounds_in_its_kernel) {
+  Plan p = emptyPlan(90, "fp16");
+  Graph& g = p.graph;
+  addInput(g, "x", {2, 16, 9, 9});
+  g.initializers["wd"] = uniformFloats({16, 1, 3, 3}, 41);
+  g.initializers["bd"] = uniformFloats({16}, 42);
+  Node dw = node("FusedConv", "dw", {"x", "wd", "bd"}, {"acc"});
+  dw.domain = "planforge";
+  dw.attrs.values["group"] = intAttr(16);
+  dw.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  dw.attrs.values["activation"] = stringAttr("HardSwish");
+  dw.precision = "fp16";
+  g.nodes.push_back(dw);
+  Node r = node("RoundToFp16", "round", {"acc"}, {"y"});
+  r.domain = "planforge";
+  g.nodes.push_back(r);
+  g.nodes.push_back(node("Relu", "after", {"y"}, {"z"}));  // the rounded value is not a graph output itself
+  g.outputs = {"z"};
+  inferShapes(g);
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 16, 9, 9}, 43)}};
+  CHECK_EQ(runGraph(g, in).size(), size_t(1));
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  p.header.targetSm = dev.sm;
+  expectGpuMatchesCpu(p, in, 1e-6);  // same FP16 rounding on both sides
+  gpu::prepareGpuPlan(p);
+  gpu::GpuExecutor ex(p);
+  const auto st = ex.stats(in);
+  CHECK_EQ(st.aliasLayers, 1);
+  CHECK_EQ(st.launches, 2);  // the depthwise convolution (rounding inside) and the ReLU
+}

@@ -38,7 +38,7 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
 // Kernels of the cuBLASLt convolution tactic: optional, so plans carrying an older cubin still load
 // (their convolutions then stay on our kernels).
 const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act", "pf_im2col_h", "pf_im2col_h8", "pf_cast_f16",
-                                            "pf_softmax_round", "pf_layernorm_round"};
+                                            "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
 // every one must be present (plans with older cubins keep their convolutions in NCHW).
 const char* const kNhwcKernelNames[] = {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"};
@@ -1282,10 +1282,12 @@ struct GpuExecutor::Impl {
     if (tactic == kTacticConvDepthwise && !depthwise) tactic = kTacticConvF32;
     std::vector<Launch> ls;
     if (roundInput) ls.push_back(roundLaunch(x));
-    if (!ourConvLaunches(s, p, tactic, ls)) return ltDryOk;
+    // The depthwise kernel rounds its own output when it can (older cubins: a separate pass).
+    const bool roundInKernel = round && tactic == kTacticConvDepthwise && !bcastResidual.ok && fns.count("pf_conv_depthwise_round");
+    if (!ourConvLaunches(s, p, tactic, ls, roundInKernel)) return ltDryOk;
     chosen[nodeIndex(n)] = tactic;
     if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
-    if (round) ls.push_back(roundLaunch(y));
+    if (round && !roundInKernel) ls.push_back(roundLaunch(y));
     out.insert(out.end(), ls.begin(), ls.end());
     return true;
   }
@@ -1521,12 +1523,12 @@ struct GpuExecutor::Impl {
   }
 
   // Our implicit-GEMM / depthwise convolution kernels (+ split-K reduce).
-  bool ourConvLaunches(Spec& s, PfConvParams p, int64_t tactic, std::vector<Launch>& ls) {
+  bool ourConvLaunches(Spec& s, PfConvParams p, int64_t tactic, std::vector<Launch>& ls, bool roundDepthwise = false) {
     p.splits = 1;
     Launch l;
     if (tactic == kTacticConvDepthwise) {
       const long long cnt = static_cast<long long>(p.N) * p.Co * p.OH * p.OW;
-      l = elementwiseLaunch("pf_conv_depthwise", cnt);
+      l = elementwiseLaunch(roundDepthwise ? "pf_conv_depthwise_round" : "pf_conv_depthwise", cnt);
       l.arg(p);
       ls.push_back(l);
     } else {
