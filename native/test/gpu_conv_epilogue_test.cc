@@ -18,6 +18,7 @@
 #include "core/gpu/tactics.h"
 #include "core/plan/plan.h"
 #include "test_framework.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
 
 using namespace planforge;
@@ -60,28 +61,6 @@ struct EnvGuard {  // sets (or unsets) one variable for a scope, then restores w
 };
 
 
-// Runs the plan on the GPU (CUDA graph, replayed once: bit-identical) and checks every output
-// against the CPU reference within tol. Returns the stats and the outputs.
-gpu::GpuLayerStats matchCpu(Plan p, const std::map<std::string, Tensor>& in, double tol, gpu::GpuExecutorOptions o,
-                            std::map<std::string, Tensor>* outs = nullptr) {
-  if (!p.header.tuned) gpu::prepareGpuPlan(p);
-  const auto want = runGraph(p.graph, in);
-  gpu::GpuExecutor ex(p, o);
-  const auto got = ex.run(in);
-  const gpu::GpuLayerStats st = ex.stats(in);
-  CHECK_EQ(st.cpuLayers, 0);
-  CHECK(st.cudaGraph);
-  for (const auto& kv : want) {
-    const Tensor& g = got.at(kv.first);
-    CHECK(g.shape == kv.second.shape);
-    const double e = maxRelErr(g, kv.second);
-    if (!(e <= tol)) PF_FAIL(p.header.precision << " output " << kv.first << " relative error " << e << " > " << tol);
-  }
-  const auto again = ex.run(in);
-  for (const auto& kv : got) CHECK(again.at(kv.first).bytes == kv.second.bytes);
-  if (outs) *outs = got;
-  return st;
-}
 
 // Convolutions with every epilogue case, batch 3: bias + ReLU, bias + tanh-GELU, bias only (all:
 // bias as C, nothing left for the pass in fp32), bias + HardSwish (bias as C, activation in the

@@ -19,6 +19,7 @@
 #include "core/gpu/tactics.h"
 #include "core/plan/plan.h"
 #include "test_framework.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
 
 using namespace planforge;
@@ -113,20 +114,7 @@ std::map<std::string, Tensor> resnetInputs(int batch) {
 
 
 gpu::GpuLayerStats expectMatches(Plan p, const std::map<std::string, Tensor>& in, gpu::GpuExecutorOptions o = {}) {
-  if (!p.header.tuned) gpu::prepareGpuPlan(p);
-  const auto want = runGraph(p.graph, in);
-  gpu::GpuExecutor ex(p, o);
-  const auto got = ex.run(in);
-  const gpu::GpuLayerStats st = ex.stats(in);
-  CHECK_EQ(st.cpuLayers, 0);
-  CHECK(st.cudaGraph);
-  for (const auto& kv : want) {
-    const double e = maxRelErr(got.at(kv.first), kv.second);
-    if (!(e <= 2e-2)) PF_FAIL("output " << kv.first << " relative error " << e);
-  }
-  const auto again = ex.run(in);  // graph replay: bit-identical
-  for (const auto& kv : got) CHECK(again.at(kv.first).bytes == kv.second.bytes);
-  return st;
+  return matchCpu(std::move(p), in, 2e-2, o);
 }
 
 bool gpuHere(gpu::DeviceInfo* dev) {

@@ -48,6 +48,15 @@ constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // cuBLASLt workspace, o
 constexpr size_t kF16ScratchCap = size_t(1) << 30;      // FP16 operand casts of one cuBLASLt GEMM
 constexpr size_t kColBytesCap = size_t(128) << 20;      // im2col buffer of the cuBLASLt conv tactic, per specialization
 
+// PLANFORGE_GPU_SPLITK=0: no split-K (A/B runs), for our NCHW and NHWC kernels alike.
+bool splitKDisabled() {
+  static const bool disabled = [] {
+    const char* e = std::getenv("PLANFORGE_GPU_SPLITK");
+    return e && std::string(e) == "0";
+  }();
+  return disabled;
+}
+
 const std::set<std::string>& nondeterministicOps() {
   static const std::set<std::string> s{"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"};
   return s;
@@ -310,15 +319,17 @@ struct GpuExecutor::Impl {
     nhwcEnabled = true;
   }
 
-  // The tactic a layer's plan entry asks for on this machine (before NHWC membership).
-  int64_t plannedTactic(const Node& n) const {
-    int64_t planned = n.tactic;
+  // The tactic asked for: the autotuner's override, else preferCublasLt's choice, else the plan's
+  // (before runtimeTactic's checks and NHWC membership).
+  int64_t requestedTactic(const Node& n) const {
+    auto ov = tacticOverride.find(nodeIndex(n));
+    if (ov != tacticOverride.end()) return ov->second;
     if (options.preferCublasLt && ltApi) {
       int64_t t = cublasLtTacticFor(plan.graph, n);
       if (options.preferCublasLtF16 && cublasLtF16TacticFor(plan.graph, n) != kTacticReference) t = cublasLtF16TacticFor(plan.graph, n);
-      if (t != kTacticReference) planned = t;
+      if (t != kTacticReference) return t;
     }
-    return runtimeTactic(plan.graph, n, planned, ltApi != nullptr);
+    return n.tactic;
   }
 
   // NHWC layout (nhwc_layout.h): candidates are the eligible convolutions planned on an NHWC
@@ -330,14 +341,22 @@ struct GpuExecutor::Impl {
     for (size_t i = 0; i < g.nodes.size(); ++i) {
       const Node& n = g.nodes[i];
       if (!nhwcConvEligible(g, n) || (options.preferCublasLt && ltApi)) continue;
-      if (options.autotune || isNhwcConvTactic(plannedTactic(n))) candidates.insert(i);
+      if (options.autotune || isNhwcConvTactic(runtimeTactic(g, n, requestedTactic(n), ltApi != nullptr))) candidates.insert(i);
     }
     NhwcLayout l = planNhwcLayout(g, candidates, roundFused);
     nhwcConvs = std::move(l.convs);
     nhwcValues = std::move(l.values);
   }
 
-  bool nhwcUsable(const Node& n) const { return nhwcEnabled && !(options.preferCublasLt && ltApi) && nhwcConvEligible(plan.graph, n); }
+  // The NHWC kernels may run this convolution or GEMM here (path on, not an all-cuBLASLt A/B run).
+  bool nhwcUsable(const Node& n) const {
+    return nhwcEnabled && !(options.preferCublasLt && ltApi) && (nhwcConvEligible(plan.graph, n) || nhwcGemmEligible(plan.graph, n));
+  }
+  // Our NCHW kernel for a convolution or GEMM whose NHWC tactic cannot be used.
+  static int64_t nchwTactic(const Node& n) {
+    const bool conv = n.opType == "Conv" || n.opType == "FusedConv", fp32 = n.precision == "fp32";
+    return conv ? (fp32 ? kTacticConvF32 : kTacticConvF16TensorCore) : (fp32 ? kTacticGemmF32 : kTacticGemmF16TensorCore);
+  }
 
   // A member convolution that reads or writes an NHWC value must run on an NHWC tactic.
   bool nhwcConnected(size_t ni) const {
@@ -871,10 +890,9 @@ struct GpuExecutor::Impl {
         // Layout is fixed before tuning: NHWC-connected convolutions choose among the NHWC tiles,
         // convolutions off the path never get them.
         const bool connected = nhwcConnected(static_cast<size_t>(st.node)), usable = nhwcUsable(n);
-        cands.erase(std::remove_if(cands.begin(), cands.end(), [&](int64_t c) { return connected ? !isNhwcConvTactic(c) : (!usable && isNhwcConvTactic(c)); }),
+        cands.erase(std::remove_if(cands.begin(), cands.end(),
+                                   [&](int64_t c) { return connected ? !isNhwcConvTactic(c) : (!usable && nhwcConvTile(c) != nullptr); }),
                     cands.end());
-        const bool gemmUsable = nhwcEnabled && !(options.preferCublasLt && ltApi) && nhwcGemmEligible(plan.graph, n);
-        if (!gemmUsable) cands.erase(std::remove_if(cands.begin(), cands.end(), [](int64_t c) { return isNhwcGemmTactic(c); }), cands.end());
         if (cands.size() < 2) continue;
         strictTactic = true;
         struct StrictOff {
@@ -1140,11 +1158,7 @@ struct GpuExecutor::Impl {
   // into slices written to a shared workspace, then a reduce kernel applies the epilogue.
   // PLANFORGE_GPU_SPLITK=0 turns it off (A/B comparisons, debugging).
   int chooseSplits(long long blocks, long long K) const {
-    static const bool disabled = [] {
-      const char* e = std::getenv("PLANFORGE_GPU_SPLITK");
-      return e && std::string(e) == "0";
-    }();
-    if (disabled || K < 512 || blocks >= dev.multiprocessors) return 1;
+    if (splitKDisabled() || K < 512 || blocks >= dev.multiprocessors) return 1;
     long long splits = (2LL * dev.multiprocessors + blocks - 1) / blocks;
     splits = std::min<long long>({splits, K / 256, 32});
     return static_cast<int>(std::max<long long>(1, splits));
@@ -1201,7 +1215,7 @@ struct GpuExecutor::Impl {
       // Shapes the NHWC kernels do not take (a residual that broadcasts...): the NCHW kernels,
       // unless the layer is part of an NHWC chain (then the CPU step reports it) or being timed.
       if (nhwcConnected(nodeIndex(n)) || strictTactic) return false;
-      tactic = n.precision == "fp32" ? kTacticConvF32 : kTacticConvF16TensorCore;
+      tactic = nchwTactic(n);
     }
     Operand x = operand(s, n, 0, dry), w = operand(s, n, 1, dry), y = output(s, n, 0);
     if (!isF32(x) || !isF32(w) || !isF32(y) || x.shape.size() != 4 || w.shape.size() != 4 || y.shape.size() != 4) return false;
@@ -1316,11 +1330,7 @@ struct GpuExecutor::Impl {
   }
 
   int nhwcSplitsHere(const NhwcConvTile& t, long long M, long long Co, long long K, int* kTilesPerSplit) const {
-    static const bool disabled = [] {
-      const char* e = std::getenv("PLANFORGE_GPU_SPLITK");
-      return e && std::string(e) == "0";
-    }();
-    if (disabled) {
+    if (splitKDisabled()) {
       *kTilesPerSplit = static_cast<int>((K + 31) / 32);
       return 1;
     }
@@ -1795,7 +1805,7 @@ struct GpuExecutor::Impl {
     int64_t tactic = resolveTactic(s, n, dry);
     if (isNhwcGemmTactic(tactic)) {  // a shape the NHWC kernels do not take (lowerNhwcGemmFirst failed): ours
       if (strictTactic) return false;
-      tactic = n.precision == "fp32" ? kTacticGemmF32 : kTacticGemmF16TensorCore;
+      tactic = nchwTactic(n);
     }
     const bool round = roundFused.count(nodeIndex(n)) != 0;
     bool ltDryOk = false;
@@ -1833,32 +1843,19 @@ struct GpuExecutor::Impl {
   // GEMMs planned on an NHWC tactic try those kernels first (no fallback counting: gemmOrLt
   // resolves the tactic again when they do not apply).
   bool lowerNhwcGemmFirst(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
-    const auto ov = tacticOverride.find(nodeIndex(n));
-    int64_t t = ov != tacticOverride.end() ? ov->second : n.tactic;
-    if (ov == tacticOverride.end() && options.preferCublasLt && ltApi) return false;
-    t = runtimeTactic(plan.graph, n, t, ltApi != nullptr);
-    if (!isNhwcGemmTactic(t) || !nhwcEnabled || !nhwcGemmEligible(plan.graph, n)) return false;
-    return lowerGemmNhwc(s, n, dry, t, out);
+    const int64_t t = runtimeTactic(plan.graph, n, requestedTactic(n), ltApi != nullptr);
+    return isNhwcGemmTactic(t) && nhwcUsable(n) && lowerGemmNhwc(s, n, dry, t, out);
   }
 
   int64_t resolveTactic(Spec& s, const Node& n, bool dry) {
-    auto ov = tacticOverride.find(nodeIndex(n));
-    int64_t planned = ov != tacticOverride.end() ? ov->second : n.tactic;
-    if (ov == tacticOverride.end() && options.preferCublasLt && ltApi) {
-      int64_t t = cublasLtTacticFor(plan.graph, n);
-      if (options.preferCublasLtF16 && cublasLtF16TacticFor(plan.graph, n) != kTacticReference) t = cublasLtF16TacticFor(plan.graph, n);
-      if (t != kTacticReference) planned = t;
-    }
     bool fellBack = false;
-    int64_t t = runtimeTactic(plan.graph, n, planned, ltApi != nullptr, &fellBack);
+    int64_t t = runtimeTactic(plan.graph, n, requestedTactic(n), ltApi != nullptr, &fellBack);
     // NHWC chains are fixed per executor (computeNhwcLayout): a convolution next to an NHWC value
     // takes an NHWC tactic whatever the plan says. Others may still run the NHWC kernels on their
     // own (FP32 NCHW reformatted in, FP32 NCHW out) where the plan says so; never where the path is
     // off (PLANFORGE_GPU_NHWC=0, older cubin, preferCublasLt A/B runs).
     const size_t ni = nodeIndex(n);
-    if (isNhwcConvTactic(t) && !nhwcUsable(n)) t = n.precision == "fp32" ? kTacticConvF32 : kTacticConvF16TensorCore;
-    if (isNhwcGemmTactic(t) && !(nhwcEnabled && !(options.preferCublasLt && ltApi) && nhwcGemmEligible(plan.graph, n)))
-      t = n.precision == "fp32" ? kTacticGemmF32 : kTacticGemmF16TensorCore;
+    if (nhwcConvTile(t) && !nhwcUsable(n)) t = nchwTactic(n);
     else if (!isNhwcConvTactic(t) && nhwcConnected(ni)) t = kTacticConvNhwc128x128;
     if (fellBack && dry) {
       ++s.stats.cublasLtFallbacks;
@@ -2001,16 +1998,7 @@ struct GpuExecutor::Impl {
     if (k.size() != 2 || st.size() != 2 || dil.size() != 2) return false;
     const int H = static_cast<int>(x.shape[2]), W = static_cast<int>(x.shape[3]), OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
     int ph = 0, pw = 0;
-    const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
-    if (autoPad == "NOTSET") {
-      const std::vector<int64_t> pads = n.attrs.getInts("pads", {0, 0, 0, 0});
-      if (pads.size() != 4) return false;
-      ph = static_cast<int>(pads[0]); pw = static_cast<int>(pads[1]);
-    } else if (autoPad != "VALID") {
-      const int th = std::max<int>(0, (OH - 1) * st[0] + (k[0] - 1) * dil[0] + 1 - H), tw = std::max<int>(0, (OW - 1) * st[1] + (k[1] - 1) * dil[1] + 1 - W);
-      ph = autoPad == "SAME_LOWER" ? th - th / 2 : th / 2;
-      pw = autoPad == "SAME_LOWER" ? tw - tw / 2 : tw / 2;
-    }
+    if (!poolPads(n, H, W, OH, OW, k, st, dil, ph, pw)) return false;
     int mode = 0;
     if (n.opType == "AveragePool") mode = n.attrs.getInt("count_include_pad", 0) ? 1 : 2;
     const long long nc = x.shape[0] * x.shape[1];
@@ -2023,21 +2011,22 @@ struct GpuExecutor::Impl {
     return true;
   }
 
-  static void poolPads(const Node& n, int H, int W, int OH, int OW, const std::vector<int64_t>& k, const std::vector<int64_t>& st,
+  // Leading pads of a 2-D pooling layer (explicit or auto_pad); false for malformed pads.
+  static bool poolPads(const Node& n, int H, int W, int OH, int OW, const std::vector<int64_t>& k, const std::vector<int64_t>& st,
                        const std::vector<int64_t>& dil, int& ph, int& pw) {
     ph = pw = 0;
     const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
     if (autoPad == "NOTSET") {
       const std::vector<int64_t> pads = n.attrs.getInts("pads", {0, 0, 0, 0});
-      if (pads.size() == 4) {
-        ph = static_cast<int>(pads[0]);
-        pw = static_cast<int>(pads[1]);
-      }
+      if (pads.size() != 4) return false;
+      ph = static_cast<int>(pads[0]);
+      pw = static_cast<int>(pads[1]);
     } else if (autoPad != "VALID") {
       const int th = std::max<int>(0, (OH - 1) * st[0] + (k[0] - 1) * dil[0] + 1 - H), tw = std::max<int>(0, (OW - 1) * st[1] + (k[1] - 1) * dil[1] + 1 - W);
       ph = autoPad == "SAME_LOWER" ? th - th / 2 : th / 2;
       pw = autoPad == "SAME_LOWER" ? tw - tw / 2 : tw / 2;
     }
+    return true;
   }
 
   // MaxPool from FP16 NHWC to FP16 NHWC (computeNhwcLayout makes both sides NHWC or neither).
@@ -2045,11 +2034,10 @@ struct GpuExecutor::Impl {
     if (!x.nhwc16 || !y.nhwc16 || !nhwcPoolable(n) || x.shape.size() != 4 || x.shape[1] % 8) return false;
     const std::vector<int64_t> k = n.attrs.getInts("kernel_shape"), st = n.attrs.getInts("strides", {1, 1}),
                                dil = n.attrs.getInts("dilations", {1, 1});
-    if (n.attrs.has("pads") && n.attrs.getInts("pads").size() != 4) return false;
     const int N = static_cast<int>(x.shape[0]), C = static_cast<int>(x.shape[1]), H = static_cast<int>(x.shape[2]), W = static_cast<int>(x.shape[3]);
     const int OH = static_cast<int>(y.shape[2]), OW = static_cast<int>(y.shape[3]);
     int ph = 0, pw = 0;
-    poolPads(n, H, W, OH, OW, k, st, dil, ph, pw);
+    if (!poolPads(n, H, W, OH, OW, k, st, dil, ph, pw)) return false;
     Launch l = elementwiseLaunch("pf_maxpool_nhwc16", static_cast<long long>(N) * OH * OW * C / 8);
     l.arg(x.ptr); l.arg(y.ptr); l.arg(N); l.arg(H); l.arg(W); l.arg(C); l.arg(OH); l.arg(OW);
     l.arg(static_cast<int>(k[0])); l.arg(static_cast<int>(k[1])); l.arg(static_cast<int>(st[0])); l.arg(static_cast<int>(st[1]));

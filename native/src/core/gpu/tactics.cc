@@ -66,8 +66,9 @@ const std::vector<NhwcConvTile>& nhwcConvTiles() {
 }
 
 int nhwcBlocksPerSm(const NhwcConvTile& t, int sm) {
-  const int sharedPerSm = (sm == 86 || sm == 89) ? 100 * 1024 : 228 * 1024;  // sm_80 / 87: 164 KiB usable + L1; 228 on sm_90
-  const int bySmem = (sm == 80 || sm == 87 ? 164 * 1024 : sharedPerSm) / (t.sharedBytes() + 1024);
+  // Shared memory per SM: sm_86 / sm_89 100 KiB, sm_80 / sm_87 164 KiB, sm_90 228 KiB (1 KiB of it reserved per block).
+  const int sharedPerSm = (sm == 86 || sm == 89 ? 100 : sm == 80 || sm == 87 ? 164 : 228) * 1024;
+  const int bySmem = sharedPerSm / (t.sharedBytes() + 1024);
   const int regsPerThread = (t.registers + 7) / 8 * 8;
   const int byRegs = 65536 / (regsPerThread * t.threads);
   const int byThreads = (sm == 86 || sm == 87 || sm == 89 ? 1536 : 2048) / t.threads;

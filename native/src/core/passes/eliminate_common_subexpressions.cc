@@ -79,14 +79,10 @@ class EliminateCommonSubexpressions : public Pass {
       key += "]" + std::string(t.bytes.begin(), t.bytes.end());
       auto it = canonical.emplace(key, kv.first).first;
       if (it->second == kv.first) continue;
-      for (auto& n : g.nodes)
-        for (auto& in : n.inputs)
-          if (in == kv.first) {
-            in = it->second;
-            ++merged;
-          }
+      replaceAllUses(g, kv.first, it->second);
+      ++merged;
     }
-    if (merged) changes.push_back("read " + std::to_string(merged) + " input(s) from an equal constant");
+    if (merged) changes.push_back("read " + std::to_string(merged) + " constant(s) from an equal one");
     std::map<std::string, size_t> first;  // signature -> node index
     std::vector<size_t> dead;
     for (size_t i = 0; i < g.nodes.size(); ++i) {  // topological order: inputs renamed before readers are seen
@@ -100,15 +96,11 @@ class EliminateCommonSubexpressions : public Pass {
         first.emplace(sig, i);
         continue;
       }
-      bool writesOutput = false;
-      for (const auto& o : n.outputs) writesOutput = writesOutput || outputs.count(o);
-      if (writesOutput) continue;
       const Node& keep = g.nodes[it->second];
+      bool mergeable = true;  // not a graph output, and every output it has, the kept node has too
       for (size_t k = 0; k < n.outputs.size(); ++k)
-        if (!n.outputs[k].empty()) {
-          if (keep.outputs[k].empty()) { writesOutput = true; break; }
-        }
-      if (writesOutput) continue;
+        if (!n.outputs[k].empty() && (outputs.count(n.outputs[k]) || keep.outputs[k].empty())) mergeable = false;
+      if (!mergeable) continue;
       for (size_t k = 0; k < n.outputs.size(); ++k)
         if (!n.outputs[k].empty()) replaceAllUses(g, n.outputs[k], keep.outputs[k]);
       changes.push_back("removed " + nodeLabel(n) + ": same as " + nodeLabel(keep));

@@ -35,22 +35,16 @@ class FoldMatMulScale : public Pass {
     if (!c || c->numel() != 1 || fusion::floatConst(g, mul.inputs[dataIdx])) return false;
     const float scale = c->data<float>()[0];
     // Walk back through single-use views to a bias Add and / or the GEMM.
-    std::map<std::string, size_t> producer;
-    for (size_t i = 0; i < g.nodes.size(); ++i)
-      for (const auto& o : g.nodes[i].outputs)
-        if (!o.empty()) producer[o] = i;
     std::string v = mul.inputs[dataIdx];
-    std::vector<size_t> chain;
+    int views = 0, p = -1;
     for (;;) {
-      if (!uses.singleUse(v)) return false;
-      auto p = producer.find(v);
-      if (p == producer.end()) return false;
-      const Node& n = g.nodes[p->second];
+      if (!uses.singleUse(v) || (p = g.producerIndex(v)) < 0) return false;
+      const Node& n = g.nodes[static_cast<size_t>(p)];
       if (!isLinearView(n) || n.inputs.empty() || n.outputs.size() != 1) break;
-      chain.push_back(p->second);
+      ++views;
       v = n.inputs[0];
     }
-    size_t gi = producer.at(v);
+    size_t gi = static_cast<size_t>(p);
     int addIdx = -1;
     std::string biasName;
     if (fusion::isOp(g.nodes[gi], "Add") && g.nodes[gi].inputs.size() == 2) {
@@ -60,8 +54,8 @@ class FoldMatMulScale : public Pass {
       addIdx = static_cast<int>(gi);
       biasName = add.inputs[static_cast<size_t>(k)];
       v = add.inputs[static_cast<size_t>(1 - k)];
-      if (!uses.singleUse(v) || !producer.count(v)) return false;
-      gi = producer.at(v);
+      if (!uses.singleUse(v) || (p = g.producerIndex(v)) < 0) return false;
+      gi = static_cast<size_t>(p);
     }
     const Node& gemm = g.nodes[gi];
     const bool isGemm = fusion::isOp(gemm, "Gemm");
@@ -90,7 +84,7 @@ class FoldMatMulScale : public Pass {
     const std::string label = fusion::nodeLabelPair(g.nodes[gi], mul);
     if (!bypassNode(g, mi, dataIdx)) return false;
     changes.push_back("folded the scalar " + label + " into the weights" + (addIdx >= 0 ? " and bias" : "") + " through " +
-                      std::to_string(chain.size()) + " view(s)");
+                      std::to_string(views) + " view(s)");
     return true;
   }
 };
