@@ -4,6 +4,7 @@
 #include "common.cuh"
 #include "gemm_conv.cuh"
 #include "conv_nhwc.cuh"
+#include "attention.cuh"
 
 #define PF_GRID_STRIDE(i, n) \
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
@@ -227,6 +228,36 @@ extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, cons
 extern "C" __global__ void pf_layernorm_round(const float* x, const float* gamma, const float* beta, float* y, long long rows,
                                               long long len, float eps) {
   pfLayernorm<true>(x, gamma, beta, y, rows, len, eps);
+}
+
+// LayerNormalization with FP16 storage on either side (the half values of FP16 plans, see
+// src/core/gpu/half_layout.h): x and y are float or half per xHalf / yHalf; round rounds a float y.
+__device__ __forceinline__ float pfLoadAny(const void* p, int half, long long i) {
+  return half ? __half2float(static_cast<const __half*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+extern "C" __global__ void pf_layernorm_io(const void* x, int xHalf, const float* gamma, const float* beta, void* y, int yHalf, long long rows,
+                                           long long len, float eps, int round) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    float s = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += pfLoadAny(x, xHalf, r * len + j);
+    const float mean = pfBlockReduce<false>(s) / (float)len;
+    float v = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) {
+      const float d = pfLoadAny(x, xHalf, r * len + j) - mean;
+      v += d * d;
+    }
+    const float rstd = rsqrtf(pfBlockReduce<false>(v) / (float)len + eps);
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) {
+      const float o = (pfLoadAny(x, xHalf, r * len + j) - mean) * rstd * (gamma ? gamma[j] : 1.f) + (beta ? beta[j] : 0.f);
+      if (yHalf) static_cast<__half*>(y)[r * len + j] = __float2half_rn(o);
+      else static_cast<float*>(y)[r * len + j] = round ? __half2float(__float2half_rn(o)) : o;
+    }
+  }
+}
+
+// In place y = act(y) on FP16 storage (the activation cuBLASLt's epilogue lacks, e.g. erf GELU).
+extern "C" __global__ void pf_act_h(__half* y, long long n, int act, float alpha, float beta) {
+  PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(pfActivate(__half2float(y[i]), act, alpha, beta));
 }
 
 // IsNaN (float -> bool byte) and Where(cond, a, b) with numpy broadcasting of all three.

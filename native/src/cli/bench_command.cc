@@ -196,7 +196,7 @@ void writeLayerStats(JsonWriter& w, const gpu::GpuLayerStats& st) {
   w.field("cublasLt", st.cublasLt).field("cublasLtLayers", st.cublasLtLayers).field("cublasLtFallbacks", st.cublasLtFallbacks);
   w.field("cublasLtF16Layers", st.cublasLtF16Layers).field("cublasLtComputeTypes", st.cublasLtComputeTypes);
   w.field("convEpiloguesOnLt", st.convEpiloguesOnLt).field("biasMatrixBytes", static_cast<uint64_t>(st.biasMatrixBytes));
-  w.field("nhwcLayers", st.nhwcLayers).field("nhwcValues", st.nhwcValues).field("tactics", st.tactics);
+  w.field("nhwcLayers", st.nhwcLayers).field("nhwcValues", st.nhwcValues).field("halfValues", st.halfValues).field("tactics", st.tactics);
   w.field("deferredRounds", st.deferredRounds).field("launches", st.launches).field("convBiasAsCRefused", st.convBiasAsCRefused);
 }
 
@@ -225,9 +225,9 @@ int cmdBench(int argc, char** argv) {
   const gpu::GpuLayerStats st = ex.stats(inputs);
   if (o.has("--timing-cache")) cache.save(o.get("--timing-cache"));
   const double setupS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::vector<std::pair<std::string, double>> prof;
+  std::vector<std::pair<std::string, double>> prof, inOrder;
   if (o.has("--profile-layers")) {
-    prof = ex.profileLayers(inputs, std::min(iterations, 20));
+    inOrder = prof = ex.profileLayers(inputs, std::min(iterations, 20));
     std::stable_sort(prof.begin(), prof.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   }
   const Stats g = summarize(timing.gpuMs), h = summarize(timing.hostMs);
@@ -253,6 +253,10 @@ int cmdBench(int argc, char** argv) {
     if (!prof.empty()) {
       w.key("slowestLayers").beginArray();
       for (size_t i = 0; i < prof.size() && i < 25; ++i) w.beginObject().field("layer", prof[i].first).field("ms", prof[i].second).endObject();
+      w.endArray();
+      // Every layer in execution order: where the time of a launch-bound plan goes.
+      w.key("layerProfile").beginArray();
+      for (const auto& l : inOrder) w.beginObject().field("layer", l.first).field("ms", l.second).endObject();
       w.endArray();
     }
     w.endObject();

@@ -2,5 +2,5 @@
 
 namespace planforge {
 // Optimizer version: recorded in every plan header; bump when plan bytes for the same input change.
-constexpr const char* kOptimizerVersion = "0.2.0";  // 0.2.0: NHWC FP16 convolutions and GEMMs (tactics 15-18, 24-27)
+constexpr const char* kOptimizerVersion = "0.3.0";  // 0.3.0: fuse_attention (FusedAttention layers)
 }  // namespace planforge

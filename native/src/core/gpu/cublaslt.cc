@@ -200,12 +200,13 @@ std::shared_ptr<LtMatmul> LtMatmul::createOne(lt::Handle handle, const LtGemmDes
   }
   // Layouts (column-major; A' and B' FP32 or FP16, C and D FP32): A' = our B, B' = our A, C and D = Y^T.
   if (g.abType != lt::kR32F && g.abType != lt::kR16F) return fail("bad operand type");
+  if (g.yType != lt::kR32F && !(g.yType == lt::kR16F && g.abType == lt::kR16F)) return fail("bad output type");
   const uint64_t aRows = g.transB ? g.K : g.N, aCols = g.transB ? g.N : g.K;
   const uint64_t bRows = g.transA ? g.M : g.K, bCols = g.transA ? g.K : g.M;
   if (!ok(api->cublasLtMatrixLayoutCreate(&m->a_, g.abType, aRows, aCols, g.ldb)) ||
       !ok(api->cublasLtMatrixLayoutCreate(&m->b_, g.abType, bRows, bCols, g.lda)) ||
-      !ok(api->cublasLtMatrixLayoutCreate(&m->c_, lt::kR32F, g.N, g.M, g.C && g.ldc ? g.ldc : g.ldy)) ||
-      !ok(api->cublasLtMatrixLayoutCreate(&m->d_, lt::kR32F, g.N, g.M, g.ldy)))
+      !ok(api->cublasLtMatrixLayoutCreate(&m->c_, g.yType, g.N, g.M, g.C && g.ldc ? g.ldc : g.ldy)) ||
+      !ok(api->cublasLtMatrixLayoutCreate(&m->d_, g.yType, g.N, g.M, g.ldy)))
     return fail("cublasLtMatrixLayoutCreate failed");
   if (g.batch > 1) {
     const int32_t count = static_cast<int32_t>(g.batch);

@@ -126,6 +126,7 @@ struct LtGemmDesc {
   uint32_t epilogue = lt::kEpiDefault;  // kEpiBias* require bias
   int computeType = lt::kCompute32F;
   int abType = lt::kR32F;
+  int yType = lt::kR32F;  // C and Y (and the bias): lt::kR16F for FP16 activations (half_layout.h)
   int requestAlgos = 1;  // heuristic results asked for; >1 lets the caller time them (selectAlgo)
 };
 

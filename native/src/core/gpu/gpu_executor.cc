@@ -19,6 +19,7 @@
 #include "cuda_driver.h"
 #include "kernel_abi.h"
 #include "memory_planner.h"
+#include "half_layout.h"
 #include "nhwc_layout.h"
 #include "tactics.h"
 #include "../version.h"
@@ -38,7 +39,9 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
 // Kernels of the cuBLASLt convolution tactic: optional, so plans carrying an older cubin still load
 // (their convolutions then stay on our kernels).
 const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act", "pf_im2col_h", "pf_im2col_h8", "pf_cast_f16",
-                                            "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round"};
+                                            "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round", "pf_attention",
+                                            "pf_attention_f16_d32", "pf_attention_f16_d64", "pf_attention_f16_d128",
+                                            "pf_layernorm_io", "pf_act_h"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
 // every one must be present (plans with older cubins keep their convolutions in NCHW).
 const char* const kNhwcKernelNames[] = {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"};
@@ -140,6 +143,7 @@ struct GpuExecutor::Impl {
     Shape shape;
     int storage = -1;  // device storage; -1 for host-known values
     bool nhwc16 = false;  // stored as FP16 NHWC (shape stays the logical NCHW one): nhwcValues
+    bool half = false;    // stored as FP16 row-major: halfValues
   };
   struct Step {
     int node = 0;
@@ -192,6 +196,8 @@ struct GpuExecutor::Impl {
   bool nhwcEnabled = false;
   std::set<size_t> nhwcConvs;
   std::set<std::string> nhwcValues;
+  std::set<std::string> halfValues;  // half_layout.h: FP16 activations of the transformer path
+  std::set<size_t> halfGemms;        // GEMMs reading or writing one: cuBLASLt FP16 only
   std::map<size_t, std::string> deferredRound;   // producer conv -> its RoundToFp16 output, rounded by the readers
   std::map<std::string, size_t> deferredInputs;  // that output -> the producer
   // Co x HW bias matrices (bias as C), once per executor: (bias initializer, HW) -> buffer.
@@ -261,6 +267,7 @@ struct GpuExecutor::Impl {
     findFusableRounds();
     enableNhwc();
     computeNhwcLayout();
+    computeHalfLayout();
     if (convEpilogue && fns.count("pf_im2col_h"))
       for (const auto& d : deferrableConvRounds(plan.graph))
         if (roundFused.count(d.first) && !nhwcConvs.count(d.first) && !nhwcReadsValue(d.second)) {
@@ -290,7 +297,8 @@ struct GpuExecutor::Impl {
                               n.opType == "MatMul" || n.opType == "FusedMatMul";
       // Softmax / LayerNorm: their _round kernels (absent from older cubins: then the RoundToFp16 stays).
       const bool rowOp = ((n.opType == "Softmax" || n.opType == "LogSoftmax") && fns.count("pf_softmax_round")) ||
-                         (n.opType == "LayerNormalization" && fns.count("pf_layernorm_round"));
+                         (n.opType == "LayerNormalization" && fns.count("pf_layernorm_round")) ||
+                         (n.opType == "FusedAttention" && fns.count("pf_attention"));
       if ((gemmOrConv || rowOp) && !n.outputs.empty() && n.outputs[0] == x && onlyFirstOutput(n)) roundFused.insert(p->second);
     }
   }
@@ -346,6 +354,20 @@ struct GpuExecutor::Impl {
     NhwcLayout l = planNhwcLayout(g, candidates, roundFused);
     nhwcConvs = std::move(l.convs);
     nhwcValues = std::move(l.values);
+  }
+
+  // FP16 activations between the transformer layers (PLANFORGE_GPU_HALF=0: off): needs cuBLASLt for
+  // the GEMMs and this cubin's kernels; not in A/B runs that ask for FP32 cuBLASLt operands.
+  void computeHalfLayout() {
+    const char* e = std::getenv("PLANFORGE_GPU_HALF");
+    if ((e && std::string(e) == "0") || !ltApi || (options.preferCublasLt && !options.preferCublasLtF16)) return;
+    for (const char* k : {"pf_layernorm_io", "pf_act_h", "pf_attention", "pf_cast_f16", "pf_bias_act"})
+      if (!fns.count(k)) return;
+    HalfLayout l = planHalfLayout(plan.graph, roundFused);
+    for (const auto& v : l.values)
+      if (nhwcValues.count(v)) return;  // never both (they are different graphs' paths)
+    halfValues = std::move(l.values);
+    halfGemms = std::move(l.gemms);
   }
 
   // The NHWC kernels may run this convolution or GEMM here (path on, not an all-cuBLASLt A/B run).
@@ -694,12 +716,14 @@ struct GpuExecutor::Impl {
                             n.opType == "Identity" || (n.opType == "Dropout" && (n.outputs.size() == 1 || n.outputs[1].empty())) ||
                             (n.opType == "Cast" && infos[0].dtype == outs[0].dtype) ||
                             (n.opType == "RoundToFp16" && n.inputs.size() == 1 &&
-                             (s.roundedValues.count(n.inputs[0]) || nhwcValues.count(n.inputs[0]))));
+                             (s.roundedValues.count(n.inputs[0]) || nhwcValues.count(n.inputs[0]) || halfValues.count(n.inputs[0]))));
       if (aliasOp && !outs.empty() && s.values.count(n.inputs[0])) {
         const Value& in = s.values[n.inputs[0]];
         if (in.nhwc16 != (nhwcValues.count(n.outputs[0]) != 0))
           throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "' would view an FP16 NHWC value as another layout");
-        s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage, in.nhwc16};
+        if (in.half != (halfValues.count(n.outputs[0]) != 0))
+          throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "' would view an FP16 value as FP32 or the reverse");
+        s.values[n.outputs[0]] = Value{outs[0].dtype, outs[0].shape, in.storage, in.nhwc16, in.half};
         if (s.roundedValues.count(n.inputs[0])) s.roundedValues.insert(n.outputs[0]);
         ++s.stats.aliasLayers;
         continue;
@@ -712,10 +736,13 @@ struct GpuExecutor::Impl {
         const bool nhwc = nhwcValues.count(n.outputs[k]) && outs[k].dtype == DataType::kFloat && outs[k].shape.size() == 4;
         if (nhwcValues.count(n.outputs[k]) && !nhwc)
           throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "': an FP16 NHWC value must be a 4-D float tensor");
-        st.bytes = static_cast<size_t>(shapeNumel(outs[k].shape)) * (nhwc ? 2 : dataTypeSize(outs[k].dtype));
+        const bool half = halfValues.count(n.outputs[k]) && outs[k].dtype == DataType::kFloat;
+        if (halfValues.count(n.outputs[k]) && !half)
+          throw BuildError(ErrorCode::kInternal, "layer '" + n.name + "': an FP16 activation must be a float tensor");
+        st.bytes = static_cast<size_t>(shapeNumel(outs[k].shape)) * (nhwc || half ? 2 : dataTypeSize(outs[k].dtype));
         st.firstStep = st.lastStep = stepIndex;
         s.storages.push_back(st);
-        s.values[n.outputs[k]] = Value{outs[k].dtype, outs[k].shape, static_cast<int>(s.storages.size()) - 1, nhwc};
+        s.values[n.outputs[k]] = Value{outs[k].dtype, outs[k].shape, static_cast<int>(s.storages.size()) - 1, nhwc, half};
       }
       Step step;
       step.node = static_cast<int>(ni);
@@ -729,6 +756,10 @@ struct GpuExecutor::Impl {
         for (const auto& name : n.outputs)
           if (nhwcValues.count(name) || (!n.inputs.empty() && nhwcValues.count(n.inputs[0])))
             throw BuildError(ErrorCode::kInternal, "layer " + n.opType + " '" + n.name + "' cannot run on the GPU but is part of an FP16 NHWC chain");
+        for (const auto& name : n.inputs)
+          if (halfValues.count(name) || (!n.outputs.empty() && halfValues.count(n.outputs[0])))
+            throw BuildError(ErrorCode::kInternal, "layer " + n.opType + " '" + n.name +
+                                                       "' cannot run on the GPU but reads or writes an FP16 activation (PLANFORGE_GPU_HALF=0 turns them off)");
         ++s.stats.cpuLayers;
         s.stats.cpuLayerNames.push_back(n.opType + " '" + n.name + "'");
         for (const auto& in : n.inputs) {  // a deferred rounding that a CPU reader would miss: the producer rounds
@@ -788,6 +819,8 @@ struct GpuExecutor::Impl {
     s.stats.cublasLt = ltDescription();
     for (const auto& kv : s.values)
       if (kv.second.nhwc16 && kv.second.storage >= 0) ++s.stats.nhwcValues;
+    for (const auto& kv : s.values)
+      if (kv.second.half && kv.second.storage >= 0) ++s.stats.halfValues;
     std::map<std::string, int> byTactic;
     for (const Step& step : s.steps) {
       if (step.kind != Step::kGpu) continue;
@@ -886,6 +919,7 @@ struct GpuExecutor::Impl {
       for (Step& st : s.steps) {
         if (st.kind != Step::kGpu) continue;
         const Node& n = plan.graph.nodes[st.node];
+        if (halfGemms.count(static_cast<size_t>(st.node))) continue;  // cuBLASLt FP16 is their only tactic
         std::vector<int64_t> cands = tuningCandidates(plan.graph, n, ltApi != nullptr);
         // Layout is fixed before tuning: NHWC-connected convolutions choose among the NHWC tiles,
         // convolutions off the path never get them.
@@ -963,6 +997,7 @@ struct GpuExecutor::Impl {
     DataType dtype = DataType::kUndefined;  // on the device (host floats are uploaded as float32)
     Shape shape;
     bool nhwc16 = false;  // FP16 NHWC storage (only the NHWC kernels read it; isF32 is false)
+    bool half = false;    // FP16 row-major storage (halfValues; isF32 is false)
   };
 
   Operand operand(Spec& s, const Node& n, size_t i, bool dry) {
@@ -983,6 +1018,7 @@ struct GpuExecutor::Impl {
     o.dtype = v->second.dtype;
     o.ptr = s.storages[v->second.storage].ptr;
     o.nhwc16 = v->second.nhwc16;
+    o.half = v->second.half;
     return o;
   }
   Operand output(Spec& s, const Node& n, size_t k) {
@@ -994,10 +1030,12 @@ struct GpuExecutor::Impl {
     o.dtype = v->second.dtype;
     o.ptr = s.storages[v->second.storage].ptr;
     o.nhwc16 = v->second.nhwc16;
+    o.half = v->second.half;
     return o;
   }
   const Tensor* hostInput(Spec& s, const Node& n, size_t i) { return i < n.inputs.size() && !n.inputs[i].empty() ? hostValue(s, n.inputs[i]) : nullptr; }
-  static bool isF32(const Operand& o) { return o.ok && o.dtype == DataType::kFloat && !o.nhwc16; }
+  static bool isF32(const Operand& o) { return o.ok && o.dtype == DataType::kFloat && !o.nhwc16 && !o.half; }
+  static bool isHalf(const Operand& o) { return o.ok && o.dtype == DataType::kFloat && o.half; }
   static bool onlyFirstOutput(const Node& n) {
     for (size_t k = 1; k < n.outputs.size(); ++k)
       if (!n.outputs[k].empty()) return false;
@@ -1747,6 +1785,15 @@ struct GpuExecutor::Impl {
     }
     CUdeviceptr ab16[2] = {0, 0};
     std::vector<Launch> casts;
+    // FP16 activations (half_layout.h): read as they are; the output in FP16 too, with an FP16 bias and
+    // residual (cuBLASLt's C has Y's type) and no rounding pass (FP16 storage is the rounding).
+    bool halfIn[2] = {false, false};
+    if (y.half) {
+      if (!f16 || (e.bias && !biasEpi) || n.inputs.size() < 3 || (e.bias && !hostInput(s, n, 2))) return false;
+      d.yType = lt::kR16F;
+      if (biasEpi) d.bias = dry ? 0 : deviceConstHalf(s, n.inputs[2]);
+      round = false;
+    }
     if (f16) {
       if (!fns.count("pf_cast_f16")) return false;
       size_t need = 0, off[2] = {0, 0};
@@ -1754,6 +1801,11 @@ struct GpuExecutor::Impl {
       for (size_t i = 0; i < 2; ++i) {
         if (hostInput(s, n, i)) continue;
         const Operand o = operand(s, n, i, dry);
+        if (isHalf(o)) {
+          halfIn[i] = true;
+          ab16[i] = o.ptr;
+          continue;
+        }
         if (!isF32(o)) return false;
         cnt[i] = shapeNumel(o.shape);
         off[i] = need;
@@ -1766,6 +1818,7 @@ struct GpuExecutor::Impl {
       }
       if (need && (!s.colBuffer || s.colBytes < need)) return false;
       for (size_t i = 0; i < 2; ++i) {
+        if (halfIn[i]) continue;
         if (!cnt[i]) {
           ab16[i] = deviceConstHalf(s, n.inputs[i]);
           continue;
@@ -1787,7 +1840,12 @@ struct GpuExecutor::Impl {
     if (!l.lt) return false;
     ls.insert(ls.end(), casts.begin(), casts.end());
     ls.push_back(l);
-    if (post != kUnaryCopy || round) {  // activation cuBLASLt lacks and / or the folded RoundToFp16: one pass
+    if (y.half && post != kUnaryCopy) {  // the activation cuBLASLt lacks, on the FP16 output
+      const long long cnt = shapeNumel(y.shape);
+      Launch u = elementwiseLaunch("pf_act_h", cnt);
+      u.arg(y.ptr); u.arg(cnt); u.arg(post); u.arg(e.actAlpha); u.arg(e.actBeta);
+      ls.push_back(u);
+    } else if (post != kUnaryCopy || round) {  // activation cuBLASLt lacks and / or the folded RoundToFp16: one pass
       const long long cnt = shapeNumel(y.shape), one = 1;
       const CUdeviceptr noBias = 0;
       const int r = round ? 1 : 0;
@@ -1802,7 +1860,8 @@ struct GpuExecutor::Impl {
   // the layer, unless autotune is timing exactly that tactic), else our tiled GEMM.
   bool gemmOrLt(Spec& s, const Node& n, bool dry, const PfGemmParams& p, long long batch, const Operand& y, const Operand& bcast,
                 std::vector<Launch>& out) {
-    int64_t tactic = resolveTactic(s, n, dry);
+    const bool halfGemm = halfGemms.count(nodeIndex(n)) != 0;
+    int64_t tactic = halfGemm ? kTacticGemmCublasLtF16 : resolveTactic(s, n, dry);
     if (isNhwcGemmTactic(tactic)) {  // a shape the NHWC kernels do not take (lowerNhwcGemmFirst failed): ours
       if (strictTactic) return false;
       tactic = nchwTactic(n);
@@ -1817,6 +1876,14 @@ struct GpuExecutor::Impl {
       bool f16 = tactic == kTacticGemmCublasLtF16;
       std::vector<Launch> lts;
       bool ok = fns.count("pf_bias_act") && ltGemm(s, n, dry, p, batch, y, round && !bcast.ok, f16, lts);
+      if (halfGemm) {  // FP16 operands / output: nothing else reads or writes them
+        if (!ok) return false;
+        if (!dry) {
+          chosen[nodeIndex(n)] = kTacticGemmCublasLtF16;
+          out.insert(out.end(), lts.begin(), lts.end());
+        }
+        return true;
+      }
       if (!ok && f16 && !dry && !strictTactic) {  // no FP16-operand algorithm: FP32 operands on cuBLASLt
         lts.clear();
         f16 = false;
@@ -1938,9 +2005,11 @@ struct GpuExecutor::Impl {
   }
 
   bool lowerMatMul(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
-    if (lowerNhwcGemmFirst(s, n, dry, out)) return true;
+    const bool halfGemm = halfGemms.count(nodeIndex(n)) != 0;
+    if (!halfGemm && lowerNhwcGemmFirst(s, n, dry, out)) return true;
     Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
-    if (!isF32(a) || !isF32(b) || !isF32(y) || a.shape.size() < 2 || b.shape.size() < 2 || y.shape.size() < 2) return false;
+    auto activation = [&](const Operand& o) { return isF32(o) || (halfGemm && isHalf(o)); };
+    if (!activation(a) || !isF32(b) || !activation(y) || a.shape.size() < 2 || b.shape.size() < 2 || y.shape.size() < 2) return false;
     PfGemmParams p{};
     p.M = a.shape[a.shape.size() - 2]; p.K = a.shape.back(); p.N = b.shape.back();
     if (b.shape[b.shape.size() - 2] != p.K || y.shape[y.shape.size() - 2] != p.M || y.shape.back() != p.N) return false;
@@ -1980,12 +2049,13 @@ struct GpuExecutor::Impl {
       }
       if (n.inputs.size() > 3 && !n.inputs[3].empty()) {
         Operand r = operand(s, n, 3, dry);
-        if (!isF32(r)) return false;
+        if (!activation(r) || r.half != y.half) return false;
         if (r.shape == y.shape) e.residual = r.ptr;
-        else if (e.act == kUnaryCopy && !bcastResidual.ok) bcastResidual = r;
+        else if (e.act == kUnaryCopy && !bcastResidual.ok && !halfGemm) bcastResidual = r;
         else return false;
       }
     }
+    if (halfGemm && bcastResidual.ok) return false;
     return gemmOrLt(s, n, dry, p, batch, y, bcastResidual, out);
   }
 
@@ -2064,6 +2134,7 @@ struct GpuExecutor::Impl {
       out.push_back(l);
       return true;
     }
+    if ((x.half || y.half) && n.opType == "LayerNormalization") return lowerLayerNormHalf(s, n, dry, x, y, out);
     if (!isF32(x) || !isF32(y) || !onlyFirstOutput(n) || x.shape.empty()) return false;
     const size_t r = x.shape.size();
     const long long total = shapeNumel(x.shape);
@@ -2111,6 +2182,22 @@ struct GpuExecutor::Impl {
       l.arg(x.ptr); l.arg(y.ptr); l.arg(rows); l.arg(len); l.arg(logSoftmax);
       out.push_back(l);
     }
+    return true;
+  }
+
+  // LayerNormalization over the last axis reading and / or writing FP16 activations (half_layout.h).
+  bool lowerLayerNormHalf(Spec& s, const Node& n, bool dry, const Operand& x, const Operand& y, std::vector<Launch>& out) {
+    if (!(isF32(x) || isHalf(x)) || !(isF32(y) || isHalf(y)) || !onlyFirstOutput(n) || x.shape.empty() || x.shape != y.shape) return false;
+    if (normAxis(n.attrs.getInt("axis", -1), x.shape.size()) != static_cast<int64_t>(x.shape.size()) - 1) return false;
+    const long long len = x.shape.back(), rows = shapeNumel(x.shape) / std::max<long long>(1, len);
+    Operand g = operand(s, n, 1, dry), b = operand(s, n, 2, dry);
+    if (!isF32(g) || shapeNumel(g.shape) != len || (b.ok && (!isF32(b) || shapeNumel(b.shape) != len))) return false;
+    const float eps = n.attrs.getFloat("epsilon", 1e-5f);
+    const int xHalf = x.half ? 1 : 0, yHalf = y.half ? 1 : 0, round = !y.half && roundFused.count(nodeIndex(n)) ? 1 : 0;
+    const CUdeviceptr bp = b.ok ? b.ptr : 0;
+    Launch l = rowLaunch("pf_layernorm_io", rows);
+    l.arg(x.ptr); l.arg(xHalf); l.arg(g.ptr); l.arg(bp); l.arg(y.ptr); l.arg(yHalf); l.arg(rows); l.arg(len); l.arg(eps); l.arg(round);
+    out.push_back(l);
     return true;
   }
 
@@ -2213,6 +2300,59 @@ struct GpuExecutor::Impl {
     return true;
   }
 
+  // planforge.FusedAttention: FP16 plans on tensor cores for head sizes 32 / 64 / 128, the FP32 SIMT
+  // kernel otherwise (head sizes up to 256; larger ones run on the CPU reference).
+  bool lowerAttention(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    if (!fns.count("pf_attention") || !onlyFirstOutput(n)) return false;
+    Operand q = operand(s, n, 0, dry), k = operand(s, n, 1, dry), v = operand(s, n, 2, dry), m = operand(s, n, 3, dry), y = output(s, n, 0);
+    // Q / K / V all FP32 or all FP16 (half_layout.h), y either way; FP16 storage needs the tensor-core kernel.
+    const bool qkvHalf = isHalf(q) && isHalf(k) && isHalf(v);
+    if (!(qkvHalf || (isF32(q) && isF32(k) && isF32(v))) || !(isF32(y) || isHalf(y)) || q.shape.size() != 3 || k.shape != v.shape ||
+        k.shape.size() != 3)
+      return false;
+    const int64_t heads = n.attrs.getInt("num_heads", 0);
+    if (heads <= 0 || q.shape[2] % heads != 0 || k.shape[2] != q.shape[2] || k.shape[0] != q.shape[0] || y.shape != q.shape) return false;
+    const int64_t D = q.shape[2] / heads;
+    if (D > 256 || heads > 65535 || q.shape[0] > 65535) return false;  // grid y / z limits
+    PfAttentionParams p{};
+    p.q = q.ptr; p.k = k.ptr; p.v = v.ptr; p.y = y.ptr;
+    p.B = static_cast<int>(q.shape[0]); p.H = static_cast<int>(heads); p.Sq = static_cast<int>(q.shape[1]);
+    p.Skv = static_cast<int>(k.shape[1]); p.D = static_cast<int>(D);
+    p.sqS = q.shape[2]; p.sqB = q.shape[1] * q.shape[2];
+    p.skS = p.svS = k.shape[2]; p.skB = p.svB = k.shape[1] * k.shape[2];
+    p.syS = p.sqS; p.syB = p.sqB;
+    if (m.ok) {
+      long long st[kMaxRank] = {};
+      if (!isF32(m) || m.shape.size() > 4 || !broadcastStrides({q.shape[0], heads, q.shape[1], k.shape[1]}, m.shape, st)) return false;
+      p.mask = m.ptr; p.mB = st[0]; p.mH = st[1]; p.mQ = st[2]; p.mK = st[3];
+    }
+    p.scale = n.attrs.getFloat("scale", 1.f);
+    p.nanToZero = n.attrs.getInt("nan_to_zero", 0) != 0 ? 1 : 0;
+    p.roundOutput = !y.half && roundFused.count(nodeIndex(n)) ? 1 : 0;
+    p.qkvHalf = qkvHalf ? 1 : 0;
+    p.yHalf = y.half ? 1 : 0;
+    const std::string tc = "pf_attention_f16_d" + std::to_string(D);
+    const bool aligned = ((q.ptr | k.ptr | v.ptr) % 16) == 0;
+    Launch l;
+    if (qkvHalf || y.half) {
+      if (n.precision != "fp16" || !fns.count(tc) || !aligned) return false;
+      l.fn = fns.at(tc);
+      l.grid[0] = static_cast<unsigned>((p.Sq + 63) / 64);
+    } else if (n.precision == "fp16" && fns.count(tc) && aligned) {
+      l.fn = fns.at(tc);
+      l.grid[0] = static_cast<unsigned>((p.Sq + 63) / 64);
+    } else {
+      l.fn = fns.at("pf_attention");
+      l.grid[0] = static_cast<unsigned>((p.Sq + 3) / 4);
+    }
+    l.grid[1] = static_cast<unsigned>(p.H);
+    l.grid[2] = static_cast<unsigned>(p.B);
+    l.block[0] = 128;
+    l.arg(p);
+    out.push_back(l);
+    return true;
+  }
+
   // Builds the launches of one layer; false when the GPU cannot run it (the CPU reference will).
   bool lower(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     if (!(n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge")) return false;
@@ -2226,6 +2366,7 @@ struct GpuExecutor::Impl {
     if (op == "Transpose" || op == "Concat" || op == "Gather") return lowerCopy(s, n, dry, out);
     if (op == "BatchNormalization") return lowerBatchNorm(s, n, dry, out);
     if (op == "IsNaN" || op == "Where") return lowerIsNanWhere(s, n, dry, out);
+    if (op == "FusedAttention") return lowerAttention(s, n, dry, out);
     if (lowerBinary(s, n, dry, out)) return true;
     return lowerUnary(s, n, dry, out);
   }
@@ -2469,7 +2610,11 @@ std::vector<std::pair<std::string, double>> GpuExecutor::profileLayers(const std
   std::vector<std::pair<std::string, double>> out;
   for (size_t i = 0; i < s.steps.size(); ++i) {
     const Node& n = m.plan.graph.nodes[s.steps[i].node];
-    out.emplace_back(n.opType + " '" + n.name + "' [" + (s.steps[i].kind == Impl::Step::kCpu ? "cpu" : "gpu") + "]",
+    const size_t launches = s.steps[i].launches.size();
+    out.emplace_back(n.opType + " '" + n.name + "' [" +
+                         (s.steps[i].kind == Impl::Step::kCpu ? std::string("cpu")
+                                                              : "gpu" + (launches == 1 ? std::string() : " x" + std::to_string(launches))) +
+                         "]",
                      total[i] / std::max(1, iterations));
   }
   return out;

@@ -65,6 +65,7 @@ struct GpuLayerStats {
   int launches = 0;  // kernel launches + cuBLASLt calls of one execution (GPU steps)
   int nhwcLayers = 0;  // convolutions and GEMMs on the NHWC FP16 kernels (kTacticConvNhwc* / kTacticGemmNhwc*)
   int nhwcValues = 0;  // activations stored as FP16 NHWC between them (views counted once per name)
+  int halfValues = 0;  // activations stored as FP16 row-major (half_layout.h)
   std::string tactics;  // GEMM / convolution layers by tactic: "conv_nhwc_f16_128x64:12,gemm_cublaslt:1"
 };
 

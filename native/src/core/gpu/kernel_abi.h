@@ -76,12 +76,24 @@ struct PfStrides3 {
   long long b[kMaxRank];
 };
 
+struct PfAttentionParams {
+  uint64_t q, k, v, mask, y;
+  long long sqB, sqS, skB, skS, svB, svS, syB, syS;
+  long long mB, mH, mQ, mK;
+  int B, H, Sq, Skv, D;
+  float scale;
+  int nanToZero;
+  int roundOutput;
+  int qkvHalf, yHalf;
+};
+
 static_assert(sizeof(PfEpilogue) == 56, "PfEpilogue layout must match kernels/common.cuh");
 static_assert(sizeof(PfGemmParams) == 24 + 24 + 32 + 16 + 56 + 24, "PfGemmParams layout must match kernels/gemm_conv.cuh");
 static_assert(sizeof(PfConvParams) == 24 + 64 + 56 + 24, "PfConvParams layout must match kernels/gemm_conv.cuh");
 static_assert(sizeof(PfConvNhwcParams) == 48 + 18 * 4 + 4 + 8 + 20, "PfConvNhwcParams layout must match kernels/conv_nhwc.cuh");
 static_assert(sizeof(PfStrides) == 8 + 3 * 8 * kMaxRank, "PfStrides layout must match kernels/planforge.cu");
 static_assert(sizeof(PfStrides3) == 8 + 4 * 8 * kMaxRank, "PfStrides3 layout must match kernels/planforge.cu");
+static_assert(sizeof(PfAttentionParams) == 5 * 8 + 12 * 8 + 10 * 4, "PfAttentionParams layout must match kernels/attention.cuh");
 
 }  // namespace gpu
 }  // namespace planforge
