@@ -67,6 +67,15 @@ extern "C" __global__ void pf_binary(const float* a, const float* b, float* y, l
   }
 }
 
+// The same with the FP16 rounding of the layer's folded RoundToFp16 (FP16 plans: SE-block Mul, residual Add).
+extern "C" __global__ void pf_binary_round(const float* a, const float* b, float* y, long long n, int op, PfStrides s) {
+  PF_GRID_STRIDE(i, n) {
+    long long oa, ob;
+    pfOffsets(s, i, oa, ob);
+    y[i] = __half2float(__float2half_rn(pfBinary(a[oa], b[ob], op)));
+  }
+}
+
 // Generic strided copy: element i of dims goes from x[offset a] to y[offset b]. Transpose, Concat
 // (one launch per input into a slice of y), Slice, Expand (stride 0) are all this kernel.
 extern "C" __global__ void pf_copy_nd(const float* x, float* y, long long n, PfStrides s) {
@@ -165,6 +174,15 @@ extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows,
     if (threadIdx.x == 0) y[r] = s / (float)len;
   }
 }
+extern "C" __global__ void pf_row_mean_round(const float* x, float* y, long long rows, long long len) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * len;
+    float s = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
+    s = pfBlockReduce<false>(s);
+    if (threadIdx.x == 0) y[r] = __half2float(__float2half_rn(s / (float)len));
+  }
+}
 
 template <bool kRound>
 __device__ __forceinline__ float pfMaybeRound(float v) {
@@ -252,6 +270,30 @@ extern "C" __global__ void pf_layernorm_io(const void* x, int xHalf, const float
       if (yHalf) static_cast<__half*>(y)[r * len + j] = __float2half_rn(o);
       else static_cast<float*>(y)[r * len + j] = round ? __half2float(__float2half_rn(o)) : o;
     }
+  }
+}
+
+// QuantizeLinear / DequantizeLinear with 8-bit integers (INT8 plans' activation Q/DQ pairs), per tensor
+// (dim 1) or per axis (scale index (i / inner) % dim). The division runs in double and rounds half to
+// even, as the CPU reference does, so both give the same integers.
+__device__ __forceinline__ double pfZeroPoint(const unsigned char* zp, long long k, int isSigned) {
+  return zp ? (isSigned ? (double)(signed char)zp[k] : (double)zp[k]) : 0.0;
+}
+extern "C" __global__ void pf_quantize_linear(const float* x, unsigned char* y, long long n, const float* scale, const unsigned char* zp,
+                                              long long dim, long long inner, int isSigned) {
+  PF_GRID_STRIDE(i, n) {
+    const long long k = dim > 1 ? (i / inner) % dim : 0;
+    double v = rint((double)x[i] / (double)scale[k]) + pfZeroPoint(zp, k, isSigned);
+    v = fmin(fmax(v, isSigned ? -128.0 : 0.0), isSigned ? 127.0 : 255.0);
+    y[i] = (unsigned char)(int)v;
+  }
+}
+extern "C" __global__ void pf_dequantize_linear(const unsigned char* x, float* y, long long n, const float* scale, const unsigned char* zp,
+                                                long long dim, long long inner, int isSigned) {
+  PF_GRID_STRIDE(i, n) {
+    const long long k = dim > 1 ? (i / inner) % dim : 0;
+    const double q = isSigned ? (double)(signed char)x[i] : (double)x[i];
+    y[i] = (float)(q - pfZeroPoint(zp, k, isSigned)) * scale[k];
   }
 }
 

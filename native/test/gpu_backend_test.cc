@@ -390,3 +390,93 @@ TEST(gpu_depthwise_convolution_rounds_in_its_kernel) {
   CHECK_EQ(st.aliasLayers, 1);
   CHECK_EQ(st.launches, 2);  // the depthwise convolution (rounding inside) and the ReLU
 }
+
+// INT8 plans' activation Q/DQ pairs on the GPU: QuantizeLinear -> DequantizeLinear per tensor (int8,
+// zero point 0 as the INT8 pass writes them; uint8 with a zero point) and per axis, ties included
+// (x / scale exactly k + 0.5 rounds half to even): the same values as the CPU reference, bit for bit.
+TEST(gpu_quantize_dequantize_match_the_cpu_reference) {
+  Plan p = emptyPlan(90, "int8");
+  Graph& g = p.graph;
+  addInput(g, "x", {2, 3, 5, 4});
+  g.initializers["s"] = floats({}, {0.05f});
+  g.initializers["z"] = Tensor(DataType::kInt8, {});
+  g.initializers["su"] = floats({}, {0.1f});
+  Tensor zu(DataType::kUint8, {});
+  zu.data<uint8_t>()[0] = 128;
+  g.initializers["zu"] = zu;
+  g.initializers["sa"] = floats({3}, {0.02f, 0.5f, 0.125f});
+  g.initializers["za"] = Tensor(DataType::kInt8, {3});
+  g.nodes.push_back(node("QuantizeLinear", "q", {"x", "s", "z"}, {"xq"}));
+  g.nodes.push_back(node("DequantizeLinear", "dq", {"xq", "s", "z"}, {"y"}));
+  g.nodes.push_back(node("QuantizeLinear", "qu", {"x", "su", "zu"}, {"xu"}));
+  g.nodes.push_back(node("DequantizeLinear", "dqu", {"xu", "su", "zu"}, {"yu"}));
+  Node qa = node("QuantizeLinear", "qa", {"x", "sa", "za"}, {"xa"});
+  qa.attrs.values["axis"] = intAttr(1);
+  Node da = node("DequantizeLinear", "dqa", {"xa", "sa", "za"}, {"ya"});
+  da.attrs.values["axis"] = intAttr(1);
+  g.nodes.push_back(qa);
+  g.nodes.push_back(da);
+  g.outputs = {"y", "yu", "ya", "xq"};
+  inferShapes(g);
+  Tensor x = uniformFloats({2, 3, 5, 4}, 77);
+  for (int64_t i = 0; i < x.numel(); i += 7) x.data<float>()[i] = 0.05f * (static_cast<float>(i % 9) - 4.f + 0.5f);  // ties
+  x.data<float>()[3] = 100.f;  // saturates
+  const std::map<std::string, Tensor> in{{"x", x}};
+  CHECK_EQ(runGraph(g, in).size(), size_t(4));
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  p.header.targetSm = dev.sm;
+  gpu::prepareGpuPlan(p);
+  const auto want = runGraph(p.graph, in);
+  gpu::GpuExecutor ex(p);
+  const auto got = ex.run(in);
+  CHECK_EQ(ex.stats(in).cpuLayers, 0);
+  for (const auto& kv : want) CHECK(got.at(kv.first).bytes == kv.second.bytes);
+}
+
+// FP16 plans: GlobalAveragePool and binary ops (an SE block's pool and Mul) round their own outputs
+// (pf_row_mean_round, pf_binary_round), so every RoundToFp16 here is a view; values as the CPU's.
+TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
+  Plan p = emptyPlan(90, "fp16");
+  Graph& g = p.graph;
+  addInput(g, "x", {2, 16, 7, 7});
+  g.initializers["w1"] = uniformFloats({4, 16, 1, 1}, 51);
+  g.initializers["w2"] = uniformFloats({16, 4, 1, 1}, 52);
+  auto fp16 = [](Node n) {
+    n.precision = "fp16";
+    return n;
+  };
+  auto round = [&](const std::string& in, const std::string& out) {
+    Node r = node("RoundToFp16", "round_" + out, {in}, {out});
+    r.domain = "planforge";
+    g.nodes.push_back(r);
+  };
+  g.nodes.push_back(fp16(node("GlobalAveragePool", "pool", {"x"}, {"p32"})));
+  round("p32", "p");
+  Node fc1 = node("FusedConv", "fc1", {"p", "w1"}, {"f32"});
+  fc1.domain = "planforge";
+  fc1.attrs.values["activation"] = stringAttr("Relu");
+  g.nodes.push_back(fp16(fc1));
+  round("f32", "f");
+  Node fc2 = node("FusedConv", "fc2", {"f", "w2"}, {"s32"});
+  fc2.domain = "planforge";
+  fc2.attrs.values["activation"] = stringAttr("HardSigmoid");
+  g.nodes.push_back(fp16(fc2));
+  round("s32", "s");
+  g.nodes.push_back(fp16(node("Mul", "scale", {"x", "s"}, {"y32"})));
+  round("y32", "y");
+  g.nodes.push_back(node("Relu", "after", {"y"}, {"z"}));
+  g.outputs = {"z"};
+  inferShapes(g);
+  const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 16, 7, 7}, 53)}};
+  CHECK_EQ(runGraph(g, in).size(), size_t(1));
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  p.header.targetSm = dev.sm;
+  expectGpuMatchesCpu(p, in, 1e-2);
+  gpu::prepareGpuPlan(p);
+  gpu::GpuExecutor ex(p);
+  CHECK_EQ(ex.stats(in).aliasLayers, 4);  // the four RoundToFp16
+}

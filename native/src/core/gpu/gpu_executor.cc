@@ -41,7 +41,8 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
 const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act", "pf_im2col_h", "pf_im2col_h8", "pf_cast_f16",
                                             "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round", "pf_attention",
                                             "pf_attention_f16_d32", "pf_attention_f16_d64", "pf_attention_f16_d128",
-                                            "pf_layernorm_io", "pf_act_h"};
+                                            "pf_layernorm_io", "pf_act_h", "pf_quantize_linear", "pf_dequantize_linear",
+                                            "pf_binary_round", "pf_row_mean_round"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
 // every one must be present (plans with older cubins keep their convolutions in NCHW).
 const char* const kNhwcKernelNames[] = {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"};
@@ -298,7 +299,9 @@ struct GpuExecutor::Impl {
       // Softmax / LayerNorm: their _round kernels (absent from older cubins: then the RoundToFp16 stays).
       const bool rowOp = ((n.opType == "Softmax" || n.opType == "LogSoftmax") && fns.count("pf_softmax_round")) ||
                          (n.opType == "LayerNormalization" && fns.count("pf_layernorm_round")) ||
-                         (n.opType == "FusedAttention" && fns.count("pf_attention"));
+                         (n.opType == "FusedAttention" && fns.count("pf_attention")) ||
+                         ((n.opType == "GlobalAveragePool" || n.opType == "ReduceMean") && fns.count("pf_row_mean_round")) ||
+                         (binaryOps().count(n.opType) && fns.count("pf_binary_round"));
       if ((gemmOrConv || rowOp) && !n.outputs.empty() && n.outputs[0] == x && onlyFirstOutput(n)) roundFused.insert(p->second);
     }
   }
@@ -1141,11 +1144,15 @@ struct GpuExecutor::Impl {
     return true;
   }
 
-  bool lowerBinary(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+  static const std::map<std::string, int>& binaryOps() {
     static const std::map<std::string, int> ops{{"Add", kBinAdd}, {"Sub", kBinSub}, {"Mul", kBinMul}, {"Div", kBinDiv},
                                                 {"Pow", kBinPow}, {"Max", kBinMax}, {"Min", kBinMin}, {"PRelu", kBinPRelu}};
-    auto it = ops.find(n.opType);
-    if (it == ops.end() || n.inputs.size() != 2) return false;
+    return ops;
+  }
+
+  bool lowerBinary(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    auto it = binaryOps().find(n.opType);
+    if (it == binaryOps().end() || n.inputs.size() != 2) return false;
     Operand a = operand(s, n, 0, dry), b = operand(s, n, 1, dry), y = output(s, n, 0);
     if (!isF32(a) || !isF32(b) || !isF32(y)) return false;
     PfStrides st{};
@@ -1158,7 +1165,7 @@ struct GpuExecutor::Impl {
       if (!broadcastStrides(y.shape, a.shape, st.a) || !broadcastStrides(y.shape, b.shape, st.b)) return false;
     }
     const long long cnt = shapeNumel(y.shape);
-    Launch l = elementwiseLaunch("pf_binary", cnt);
+    Launch l = elementwiseLaunch(roundFused.count(nodeIndex(n)) ? "pf_binary_round" : "pf_binary", cnt);
     l.arg(a.ptr); l.arg(b.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(it->second); l.arg(st);
     out.push_back(l);
     return true;
@@ -2132,6 +2139,7 @@ struct GpuExecutor::Impl {
       Launch l = elementwiseLaunch("pf_gap_nhwc16", static_cast<long long>(N) * C);
       l.arg(x.ptr); l.arg(y.ptr); l.arg(N); l.arg(hw); l.arg(C);
       out.push_back(l);
+      if (roundFused.count(nodeIndex(n))) out.push_back(roundLaunch(y));  // the folded RoundToFp16
       return true;
     }
     if ((x.half || y.half) && n.opType == "LayerNormalization") return lowerLayerNormHalf(s, n, dry, x, y, out);
@@ -2165,7 +2173,7 @@ struct GpuExecutor::Impl {
     if (len <= 0) return false;
     const long long rows = total / len;
     if (n.opType == "GlobalAveragePool" || n.opType == "ReduceMean") {
-      Launch l = rowLaunch("pf_row_mean", rows);
+      Launch l = rowLaunch(roundFused.count(nodeIndex(n)) ? "pf_row_mean_round" : "pf_row_mean", rows);
       l.arg(x.ptr); l.arg(y.ptr); l.arg(rows); l.arg(len);
       out.push_back(l);
     } else if (n.opType == "LayerNormalization") {
@@ -2182,6 +2190,36 @@ struct GpuExecutor::Impl {
       l.arg(x.ptr); l.arg(y.ptr); l.arg(rows); l.arg(len); l.arg(logSoftmax);
       out.push_back(l);
     }
+    return true;
+  }
+
+  // QuantizeLinear / DequantizeLinear with 8-bit integers and host-known scales / zero points (INT8 plans'
+  // activation Q/DQ pairs; their weights' DequantizeLinear is folded on the host).
+  bool lowerQdq(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    const bool quant = n.opType == "QuantizeLinear";
+    const char* fn = quant ? "pf_quantize_linear" : "pf_dequantize_linear";
+    if (!fns.count(fn) || !onlyFirstOutput(n)) return false;
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    const Tensor* scale = hostInput(s, n, 1);
+    const Tensor* zp = hostInput(s, n, 2);
+    if (!x.ok || !y.ok || x.nhwc16 || x.half || !scale || !isFloatType(scale->dtype) || x.shape != y.shape) return false;
+    const DataType q = quant ? y.dtype : x.dtype;
+    if ((q != DataType::kInt8 && q != DataType::kUint8) || (quant ? !isF32(x) : !isF32(y))) return false;
+    if (n.inputs.size() > 2 && !n.inputs[2].empty() && (!zp || zp->dtype != q || zp->numel() != scale->numel())) return false;
+    long long dim = 1, inner = 1;
+    if (scale->numel() != 1 || scale->shape.size() > 1) {  // per axis
+      if (scale->shape.size() != 1) return false;
+      const int64_t axis = normAxis(n.attrs.getInt("axis", 1), x.shape.size());
+      if (axis < 0 || axis >= static_cast<int64_t>(x.shape.size()) || x.shape[axis] != scale->numel()) return false;
+      dim = x.shape[axis];
+      inner = shapeNumel(Shape(x.shape.begin() + axis + 1, x.shape.end()));
+    }
+    const long long cnt = shapeNumel(x.shape);
+    const int isSigned = q == DataType::kInt8 ? 1 : 0;
+    const CUdeviceptr sp = dry ? 0 : deviceConst(s, n.inputs[1]), zpp = zp && !dry ? deviceConst(s, n.inputs[2]) : 0;
+    Launch l = elementwiseLaunch(fn, cnt);
+    l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(sp); l.arg(zpp); l.arg(dim); l.arg(inner); l.arg(isSigned);
+    out.push_back(l);
     return true;
   }
 
@@ -2367,6 +2405,7 @@ struct GpuExecutor::Impl {
     if (op == "BatchNormalization") return lowerBatchNorm(s, n, dry, out);
     if (op == "IsNaN" || op == "Where") return lowerIsNanWhere(s, n, dry, out);
     if (op == "FusedAttention") return lowerAttention(s, n, dry, out);
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") return lowerQdq(s, n, dry, out);
     if (lowerBinary(s, n, dry, out)) return true;
     return lowerUnary(s, n, dry, out);
   }
