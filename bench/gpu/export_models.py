@@ -1,6 +1,6 @@
 """Exports the benchmark models to ONNX on the GPU machine (random weights, nothing downloaded).
 
-usage: python3 export_models.py OUT_DIR [--models resnet50,mobilenet_v3_large,bert-base,bert-tiny,bert-tiny-mask]
+usage: python3 export_models.py OUT_DIR [--models resnet50,mobilenet_v3_large,bert-base,bert-tiny,bert-tiny-mask,bert-tiny-dyn]
 CNNs: input 'input' float32[batch,3,224,224]; BERT-base: input 'input_ids' int64[batch,128]
 (attention mask all ones, built inside the model). Dynamic batch, opset 17, legacy exporter.
 """
@@ -47,6 +47,10 @@ def main():
             x = (torch.randint(0, cfg.vocab_size, (1, 128)),)
             names, outs = ['input_ids'], ['hidden']
             model = BertIds(bert)
+            if name.endswith('-dyn'):  # dynamic sequence length too (the head reshapes read it at run time)
+                model = BertIdsMask(bert)
+                x = x + (torch.ones(1, 128, dtype=torch.int64),)
+                names.append('attention_mask')
             if name.endswith('-mask'):
                 model = BertIdsMask(bert)
                 x = x + (torch.ones(1, 128, dtype=torch.int64),)
@@ -57,7 +61,8 @@ def main():
             names, outs = ['input'], ['logits']
         with torch.inference_mode():
             torch.onnx.export(model, x if isinstance(x, tuple) else (x,), path, opset_version=17, dynamo=False, input_names=names, output_names=outs,
-                              dynamic_axes={**{n: {0: 'batch'} for n in names}, outs[0]: {0: 'batch'}})
+                              dynamic_axes={**{n: ({0: 'batch', 1: 'seq'} if name.endswith('-dyn') else {0: 'batch'}) for n in names},
+                                            outs[0]: {0: 'batch', 1: 'seq'} if name.endswith('-dyn') else {0: 'batch'}})
         print(json.dumps({'model': name, 'path': path, 'bytes': os.path.getsize(path), 'seconds': round(time.time() - t0, 2)}),
               flush=True)
 

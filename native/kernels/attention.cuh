@@ -7,6 +7,7 @@
 //     per key of each block of 32, the same online softmax.
 // A row whose scores are all -inf gives NaN (Softmax's 0/0), or 0 with nanToZero.
 #pragma once
+#include <type_traits>
 
 struct PfAttentionParams {
   const void* q;         // float, or half with qkvHalf
@@ -92,8 +93,9 @@ extern "C" __global__ void __launch_bounds__(kPfAttnSimtWarps * 32) pf_attention
 }
 
 // ---------------------------------------------------------------- FP16 tensor cores
-constexpr int kPfAttnRows = 64;  // queries per CTA (4 warps x 16)
-constexpr int kPfAttnKeys = 64;  // keys per block
+constexpr int kPfAttnRows = 64;     // queries per CTA (4 warps x 16)
+constexpr int kPfAttnKeys = 64;     // keys per block
+constexpr int kPfAttnThreads = 128;
 
 __device__ __forceinline__ void pfLdmatrixX4Trans(unsigned (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -106,55 +108,67 @@ __device__ __forceinline__ unsigned pfPackHalf2(float lo, float hi) {
   return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// 64 rows x D values (float, or half with isHalf; row stride ld elements, rows past `valid` zero) ->
-// FP16 shared memory [64][D + 8]. All of a thread's loads are issued before the stores (fixed trip count).
-template <int D>
-__device__ __forceinline__ void pfAttentionLoadTile(__half* dst, const void* src, int isHalf, long long ld, int valid) {
-  constexpr int kLd = D + 8;
-  if (isHalf) {
-    constexpr int kVecPerRow = D / 8, kIters = kPfAttnKeys * kVecPerRow / 128;
-    uint4 x[kIters];
+// Rows [first, first + N * THREADS / kVecPerRow) of a 64 x D tile: N loads per thread issued before their stores.
+template <int D, int THREADS, int N, bool HALF>
+__device__ __forceinline__ void pfAttentionLoadRows(__half* dst, const void* src, long long ld, int valid, int first) {
+  constexpr int kLd = D + 8, kPer = HALF ? 8 : 4, kVecPerRow = D / kPer;
+  typedef typename std::conditional<HALF, uint4, float4>::type Vec;
+  Vec x[N];
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const int e = threadIdx.x + it * 128, r = e / kVecPerRow, c = (e % kVecPerRow) * 8;
-      x[it] = r < valid ? *reinterpret_cast<const uint4*>(static_cast<const __half*>(src) + r * ld + c) : make_uint4(0, 0, 0, 0);
+  for (int it = 0; it < N; ++it) {
+    const int e = threadIdx.x + it * THREADS, r = first + e / kVecPerRow, c = (e % kVecPerRow) * kPer;
+    if (r < valid) {
+      if constexpr (HALF) x[it] = *reinterpret_cast<const uint4*>(static_cast<const __half*>(src) + r * ld + c);
+      else x[it] = *reinterpret_cast<const float4*>(static_cast<const float*>(src) + r * ld + c);
+    } else {
+      x[it] = Vec{};
     }
+  }
 #pragma unroll
-    for (int it = 0; it < kIters; ++it) {
-      const int e = threadIdx.x + it * 128, r = e / kVecPerRow, c = (e % kVecPerRow) * 8;
+  for (int it = 0; it < N; ++it) {
+    const int e = threadIdx.x + it * THREADS, r = first + e / kVecPerRow, c = (e % kVecPerRow) * kPer;
+    if constexpr (HALF) {
       *reinterpret_cast<uint4*>(dst + r * kLd + c) = x[it];
+    } else {
+      __half2* d = reinterpret_cast<__half2*>(dst + r * kLd + c);
+      d[0] = __floats2half2_rn(x[it].x, x[it].y);
+      d[1] = __floats2half2_rn(x[it].z, x[it].w);
     }
+  }
+}
+
+// 64 rows x D values (float, or half with isHalf; row stride ld elements, rows past `valid` zero) ->
+// FP16 shared memory [64][D + 8] by THREADS threads, in passes of at most 8 loads per thread.
+template <int D, int THREADS>
+__device__ __forceinline__ void pfAttentionLoadTile(__half* dst, const void* src, int isHalf, long long ld, int valid) {
+  constexpr int kHalfIters = kPfAttnKeys * (D / 8) / THREADS, kFloatIters = kPfAttnKeys * (D / 4) / THREADS;
+  constexpr int kHalfN = kHalfIters < 8 ? kHalfIters : 8, kFloatN = kFloatIters < 8 ? kFloatIters : 8;
+  if (isHalf) {
+#pragma unroll 1
+    for (int pass = 0; pass < kHalfIters / kHalfN; ++pass)
+      pfAttentionLoadRows<D, THREADS, kHalfN, true>(dst, src, ld, valid, pass * kHalfN * THREADS / (D / 8));
     return;
   }
-  constexpr int kVecPerRow = D / 4, kIters = kPfAttnKeys * kVecPerRow / 128;
-  float4 x[kIters];
-#pragma unroll
-  for (int it = 0; it < kIters; ++it) {
-    const int e = threadIdx.x + it * 128, r = e / kVecPerRow, c = (e % kVecPerRow) * 4;
-    x[it] = r < valid ? *reinterpret_cast<const float4*>(static_cast<const float*>(src) + r * ld + c) : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
-#pragma unroll
-  for (int it = 0; it < kIters; ++it) {
-    const int e = threadIdx.x + it * 128, r = e / kVecPerRow, c = (e % kVecPerRow) * 4;
-    __half2* d = reinterpret_cast<__half2*>(dst + r * kLd + c);
-    d[0] = __floats2half2_rn(x[it].x, x[it].y);
-    d[1] = __floats2half2_rn(x[it].z, x[it].w);
-  }
+#pragma unroll 1
+  for (int pass = 0; pass < kFloatIters / kFloatN; ++pass)
+    pfAttentionLoadRows<D, THREADS, kFloatN, false>(dst, src, ld, valid, pass * kFloatN * THREADS / (D / 4));
 }
 
 template <int D>
 __device__ __forceinline__ void pfAttentionF16(const PfAttentionParams& p) {
+  constexpr int kRows = kPfAttnRows, kThreads = kPfAttnThreads;
   constexpr int kLd = D + 8, kDSteps = D / 16, kNTiles = kPfAttnKeys / 8, kOTiles = D / 8;
   __shared__ __align__(16) __half sK[kPfAttnKeys * kLd];
   __shared__ __align__(16) __half sV[kPfAttnKeys * kLd];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int i0 = blockIdx.x * kPfAttnRows, h = blockIdx.y, b = blockIdx.z;
+  const int i0 = blockIdx.x * kRows, h = blockIdx.y, b = blockIdx.z;
   const float log2e = 1.4426950408889634f;
   const float sc = p.scale * log2e;
 
   // Q: through sK into registers (A fragments of the warp's 16 rows).
   const int es = p.qkvHalf ? 2 : 4;  // element size of Q / K / V
-  pfAttentionLoadTile<D>(sK, static_cast<const char*>(p.q) + (b * p.sqB + (long long)i0 * p.sqS + h * D) * es, p.qkvHalf, p.sqS, p.Sq - i0);
+  pfAttentionLoadTile<D, kThreads>(sK, static_cast<const char*>(p.q) + (b * p.sqB + (long long)i0 * p.sqS + h * D) * es, p.qkvHalf, p.sqS,
+                                   min(kRows, p.Sq - i0));
   __syncthreads();
   unsigned qa[kDSteps][4];
 #pragma unroll
@@ -169,8 +183,8 @@ __device__ __forceinline__ void pfAttentionF16(const PfAttentionParams& p) {
 
   for (int j0 = 0; j0 < p.Skv; j0 += kPfAttnKeys) {
     const int valid = min(kPfAttnKeys, p.Skv - j0);
-    pfAttentionLoadTile<D>(sK, static_cast<const char*>(p.k) + (b * p.skB + (long long)j0 * p.skS + h * D) * es, p.qkvHalf, p.skS, valid);
-    pfAttentionLoadTile<D>(sV, static_cast<const char*>(p.v) + (b * p.svB + (long long)j0 * p.svS + h * D) * es, p.qkvHalf, p.svS, valid);
+    pfAttentionLoadTile<D, kThreads>(sK, static_cast<const char*>(p.k) + (b * p.skB + (long long)j0 * p.skS + h * D) * es, p.qkvHalf, p.skS, valid);
+    pfAttentionLoadTile<D, kThreads>(sV, static_cast<const char*>(p.v) + (b * p.svB + (long long)j0 * p.svS + h * D) * es, p.qkvHalf, p.svS, valid);
     __syncthreads();
 
     float s[kNTiles][4];
@@ -269,6 +283,8 @@ __device__ __forceinline__ void pfAttentionF16(const PfAttentionParams& p) {
   }
 }
 
-extern "C" __global__ void __launch_bounds__(128) pf_attention_f16_d32(PfAttentionParams p) { pfAttentionF16<32>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_attention_f16_d64(PfAttentionParams p) { pfAttentionF16<64>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_attention_f16_d128(PfAttentionParams p) { pfAttentionF16<128>(p); }
+// One-warp CTAs for small grids (batch 1: four times the CTAs) were tried and dropped: 0.728 vs 0.700 ms on
+// BERT-base bs1 (bench/gpu/REPORT.md, run 27).
+extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d32(PfAttentionParams p) { pfAttentionF16<32>(p); }
+extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d64(PfAttentionParams p) { pfAttentionF16<64>(p); }
+extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d128(PfAttentionParams p) { pfAttentionF16<128>(p); }

@@ -276,8 +276,9 @@ TEST(gpu_fused_attention_kernels_are_in_every_cubin) {
   }
 }
 
-// FP16 (tensor cores: head sizes 32 / 64 / 128; SIMT: 48) and FP32 against the CPU reference: query and
-// key tails (Sq 77, Skv 130: three key blocks), cross attention, -inf / finfo.min masks, rows that are
+// FP16 (tensor cores: head sizes 32 / 64 / 128, small grids and grids that fill an H100 (5 x 32 heads x 2,
+// 3 x 24 x 3); SIMT: 48) and FP32 against the CPU reference: query
+// and key tails (Sq 77, Skv 130: three key blocks), cross attention, -inf / finfo.min masks, rows that are
 // fully masked (NaN guard), no mask; one launch per layer, the output rounding inside it.
 TEST(gpu_fused_attention_matches_the_cpu_reference) {
   gpu::DeviceInfo dev;
@@ -290,7 +291,8 @@ TEST(gpu_fused_attention_matches_the_cpu_reference) {
   };
   const std::vector<Case> cases{{"fp16", 2, 128, 128, 12, 64, true, true, 2e-2},  {"fp16", 3, 77, 130, 3, 64, true, true, 2e-2},
                                 {"fp16", 2, 64, 64, 4, 32, false, false, 2e-2},   {"fp16", 1, 33, 65, 2, 128, true, true, 2e-2},
-                                {"fp16", 2, 20, 50, 2, 48, true, true, 2e-2},     {"fp32", 3, 77, 130, 3, 64, true, true, 1e-5},
+                                {"fp16", 2, 20, 50, 2, 48, true, true, 2e-2},     {"fp16", 5, 128, 96, 32, 64, true, true, 2e-2},
+                                {"fp16", 3, 150, 64, 24, 32, false, false, 2e-2}, {"fp32", 3, 77, 130, 3, 64, true, true, 1e-5},
                                 {"fp32", 2, 9, 40, 2, 200, false, false, 1e-5}};
   for (const Case& c : cases) {
     std::map<std::string, Tensor> in = attentionInputs(c.b, c.sq, c.skv, c.heads * c.d, c.guard);

@@ -2372,11 +2372,8 @@ struct GpuExecutor::Impl {
     const std::string tc = "pf_attention_f16_d" + std::to_string(D);
     const bool aligned = ((q.ptr | k.ptr | v.ptr) % 16) == 0;
     Launch l;
-    if (qkvHalf || y.half) {
-      if (n.precision != "fp16" || !fns.count(tc) || !aligned) return false;
-      l.fn = fns.at(tc);
-      l.grid[0] = static_cast<unsigned>((p.Sq + 63) / 64);
-    } else if (n.precision == "fp16" && fns.count(tc) && aligned) {
+    if ((qkvHalf || y.half) && (n.precision != "fp16" || !fns.count(tc) || !aligned)) return false;
+    if (n.precision == "fp16" && fns.count(tc) && aligned) {
       l.fn = fns.at(tc);
       l.grid[0] = static_cast<unsigned>((p.Sq + 63) / 64);
     } else {
