@@ -9,11 +9,7 @@ set -u
 BUDGET=${BUDGET:-300}
 RUN_LOG=run.log
 . "$(dirname "$0")/common.sh"
-stamp "1. unit tests"
-nvidia-smi -L >>"$OUT/$RUN_LOG" 2>&1
-timeout 120 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1
-record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
-stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
+unit_tests
 
 stamp "2. export + build"
 timeout 120 python3 "$C/gpu/export_models.py" "$W/models" --models bert-base >>"$OUT/$RUN_LOG" 2>&1

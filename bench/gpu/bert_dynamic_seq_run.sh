@@ -7,10 +7,7 @@ set -u
 BUDGET=${BUDGET:-300}
 RUN_LOG=run.log
 . "$(dirname "$0")/common.sh"
-stamp "1. unit tests"
-timeout 120 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1
-record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
-stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
+unit_tests
 stamp "2. BERT-base"
 timeout 150 python3 "$C/gpu/export_models.py" "$W/models" --models bert-base,bert-tiny-dyn >>"$OUT/$RUN_LOG" 2>&1
 timeout 60 "$OPT" build "$W/models/bert-base.onnx" --target sm_90 --precision fp16 -o "$W/plans/bert.plan" \

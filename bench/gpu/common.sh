@@ -26,3 +26,10 @@ json_or_error() {  # FILE-WITH-STDOUT FILE-WITH-STDERR -> a JSON value
 }
 input_of() { case $1 in bert-base) echo input_ids ;; *) echo input ;; esac; }
 shape_of() { case $1 in bert-base) echo "${2}x128" ;; *) echo "${2}x3x224x224" ;; esac; }
+unit_tests() {  # step 1 of every device script: the C++ unit tests on the GPU -> $OUT/unit.txt
+  stamp "1. unit tests"
+  nvidia-smi -L >>"$OUT/$RUN_LOG" 2>&1
+  timeout 120 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1
+  record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
+  stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
+}

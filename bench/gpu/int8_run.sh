@@ -8,11 +8,7 @@ set -u
 BUDGET=${BUDGET:-420}
 RUN_LOG=run.log
 . "$(dirname "$0")/common.sh"
-stamp "1. unit tests"
-nvidia-smi -L >>"$OUT/$RUN_LOG" 2>&1
-timeout 120 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1
-record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
-stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
+unit_tests
 
 stamp "2. export, calibrate, build"
 timeout 150 python3 "$C/gpu/export_models.py" "$W/models" --models resnet50,mobilenet_v3_large,bert-base >>"$OUT/$RUN_LOG" 2>&1

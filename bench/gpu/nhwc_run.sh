@@ -33,11 +33,7 @@ rows() {  # MODEL BATCH [extra flags for the nhwc row]
   bench nchw-autotune "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --autotune --timing-cache "$W/tc_nchw"
 }
 
-stamp "1. unit tests"
-nvidia-smi -L >>"$OUT/$RUN_LOG" 2>&1
-timeout 90 "$C/bin/planforge-unit-tests" >"$OUT/unit.txt" 2>&1
-record unit "\"rc\":$?,\"summary\":\"$(tail -1 "$OUT/unit.txt" | tr -d '"')\""
-stamp "unit: $(tail -1 "$OUT/unit.txt"); $(grep -c '^FAIL' "$OUT/unit.txt") FAIL"
+unit_tests
 
 stamp "2. models + verify"
 PF_MODELS="${PF_NHWC_MODELS:-resnet50 mobilenet_v3_large bert-base}" PF_PRECISIONS=fp16 PF_VERIFY_VARIANTS="heuristic" \

@@ -164,30 +164,26 @@ __device__ float pfBlockReduce(float v) {
   return r;
 }
 
-// Mean of each row (GlobalAveragePool, ReduceMean over trailing axes): one block per row.
-extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows, long long len) {
-  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + r * len;
-    float s = 0.f;
-    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
-    s = pfBlockReduce<false>(s);
-    if (threadIdx.x == 0) y[r] = s / (float)len;
-  }
-}
-extern "C" __global__ void pf_row_mean_round(const float* x, float* y, long long rows, long long len) {
-  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + r * len;
-    float s = 0.f;
-    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
-    s = pfBlockReduce<false>(s);
-    if (threadIdx.x == 0) y[r] = __half2float(__float2half_rn(s / (float)len));
-  }
-}
-
 template <bool kRound>
 __device__ __forceinline__ float pfMaybeRound(float v) {
   return kRound ? __half2float(__float2half_rn(v)) : v;
 }
+
+// Mean of each row (GlobalAveragePool, ReduceMean over trailing axes): one block per row; the _round
+// variant rounds to FP16 values (the folded RoundToFp16).
+template <bool kRound>
+__device__ __forceinline__ void pfRowMean(const float* x, float* y, long long rows, long long len) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * len;
+    float s = 0.f;
+    for (long long j = threadIdx.x; j < len; j += blockDim.x) s += xr[j];
+    s = pfBlockReduce<false>(s);
+    if (threadIdx.x == 0) y[r] = pfMaybeRound<kRound>(s / (float)len);
+  }
+}
+extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows, long long len) { pfRowMean<false>(x, y, rows, len); }
+extern "C" __global__ void pf_row_mean_round(const float* x, float* y, long long rows, long long len) { pfRowMean<true>(x, y, rows, len); }
+
 
 // Softmax / LogSoftmax over the last axis: one block per row. The _round variant also rounds the
 // result to FP16 precision (an FP16 plan's RoundToFp16 of this output, folded in).
