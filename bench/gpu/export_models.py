@@ -1,6 +1,6 @@
 """Exports the benchmark models to ONNX on the GPU machine (random weights, nothing downloaded).
 
-usage: python3 export_models.py OUT_DIR [--models resnet50,mobilenet_v3_large,bert-base,bert-tiny,bert-tiny-mask,bert-tiny-dyn]
+usage: python3 export_models.py OUT_DIR [--models resnet50,mobilenet_v3_large,bert-base,bert-base-mask,bert-tiny,bert-tiny-mask,bert-tiny-dyn]
 CNNs: input 'input' float32[batch,3,224,224]; BERT-base: input 'input_ids' int64[batch,128]
 (attention mask all ones, built inside the model). Dynamic batch, opset 17, legacy exporter.
 """
@@ -40,7 +40,7 @@ def main():
             from transformers import BertConfig, BertModel
             # bert-tiny*: BERT-base's layer structure at a small size (test fixtures for the CPU machine);
             # *-mask: with an attention_mask input.
-            cfg = BertConfig() if name == 'bert-base' else BertConfig(
+            cfg = BertConfig() if name.startswith('bert-base') else BertConfig(
                 vocab_size=1000, hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024,
                 max_position_embeddings=128)
             bert = BertModel(cfg).eval()

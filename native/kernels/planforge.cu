@@ -86,6 +86,70 @@ extern "C" __global__ void pf_copy_nd(const float* x, float* y, long long n, PfS
   }
 }
 
+// ---- tensors of any element type (masks, ids: int64 / int32 / bool / 8-bit), elements of 1, 2, 4 or 8 bytes
+__device__ __forceinline__ void pfCopyElem(const unsigned char* x, long long xi, unsigned char* y, long long yi, int bytes) {
+  switch (bytes) {
+    case 1: y[yi] = x[xi]; break;
+    case 2: reinterpret_cast<unsigned short*>(y)[yi] = reinterpret_cast<const unsigned short*>(x)[xi]; break;
+    case 4: reinterpret_cast<unsigned*>(y)[yi] = reinterpret_cast<const unsigned*>(x)[xi]; break;
+    default: reinterpret_cast<unsigned long long*>(y)[yi] = reinterpret_cast<const unsigned long long*>(x)[xi]; break;
+  }
+}
+// pf_copy_nd for any element size (Transpose, Expand of non-float tensors).
+extern "C" __global__ void pf_copy_nd_bytes(const unsigned char* x, unsigned char* y, long long n, PfStrides s, int bytes) {
+  PF_GRID_STRIDE(i, n) {
+    long long ox, oy;
+    pfOffsets(s, i, ox, oy);
+    pfCopyElem(x, ox, y, oy, bytes);
+  }
+}
+// pf_gather for any element size; an index out of range gives 0.
+extern "C" __global__ void pf_gather_bytes(const unsigned char* data, const long long* indices, unsigned char* y, long long outer, long long nIdx,
+                                           long long axisDim, long long inner, int bytes) {
+  const long long n = outer * nIdx * inner;
+  const unsigned long long zero = 0;
+  PF_GRID_STRIDE(i, n) {
+    const long long in = i % inner, j = (i / inner) % nIdx, o = i / (inner * nIdx);
+    long long idx = indices[j];
+    if (idx < 0) idx += axisDim;
+    if (idx >= 0 && idx < axisDim) pfCopyElem(data, (o * axisDim + idx) * inner + in, y, i, bytes);
+    else pfCopyElem(reinterpret_cast<const unsigned char*>(&zero), 0, y, i, bytes);
+  }
+}
+// Cast between float32, int64, int32, bool, uint8 and int8 (codes 0..5) through double, as the CPU
+// reference does: float -> integer truncates, anything -> bool is "not zero".
+__device__ __forceinline__ double pfLoadAs(const void* x, long long i, int t) {
+  switch (t) {
+    case 0: return static_cast<const float*>(x)[i];
+    case 1: return (double)static_cast<const long long*>(x)[i];
+    case 2: return static_cast<const int*>(x)[i];
+    case 5: return static_cast<const signed char*>(x)[i];
+    default: return static_cast<const unsigned char*>(x)[i];
+  }
+}
+extern "C" __global__ void pf_cast(const void* x, void* y, long long n, int from, int to) {
+  PF_GRID_STRIDE(i, n) {
+    const double v = pfLoadAs(x, i, from);
+    switch (to) {
+      case 0: static_cast<float*>(y)[i] = (float)v; break;
+      case 1: static_cast<long long*>(y)[i] = (long long)v; break;
+      case 2: static_cast<int*>(y)[i] = (int)v; break;
+      case 3: static_cast<unsigned char*>(y)[i] = v != 0.0 ? 1 : 0; break;
+      case 4: static_cast<unsigned char*>(y)[i] = (unsigned char)v; break;
+      default: static_cast<signed char*>(y)[i] = (signed char)v; break;
+    }
+  }
+}
+// And / Or / Xor (op 0 / 1 / 2) of bool tensors with numpy broadcasting; Not is op 3 (b unused).
+extern "C" __global__ void pf_logical(const unsigned char* a, const unsigned char* b, unsigned char* y, long long n, int op, PfStrides s) {
+  PF_GRID_STRIDE(i, n) {
+    long long oa, ob;
+    pfOffsets(s, i, oa, ob);
+    const bool x = a[oa] != 0, z = op == 3 ? false : b[ob] != 0;
+    y[i] = (op == 0 ? (x && z) : op == 1 ? (x || z) : op == 2 ? (x != z) : !x) ? 1 : 0;
+  }
+}
+
 // Gather along one axis: data viewed as [outer][axisDim][inner], indices int64 (negative wrap).
 extern "C" __global__ void pf_gather(const float* data, const long long* indices, float* y, long long outer, long long nIdx,
                                      long long axisDim, long long inner) {

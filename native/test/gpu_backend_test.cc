@@ -480,3 +480,55 @@ TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
   gpu::GpuExecutor ex(p);
   CHECK_EQ(ex.stats(in).aliasLayers, 4);  // the four RoundToFp16
 }
+
+// Tensors of other element types on the GPU (what an attention_mask input turns into): Cast int64 -> bool ->
+// float and float -> int64 / int32 (truncation), Not / And with broadcasting, Expand (bool and float),
+// Transpose and Gather of bool / int64 tensors; bit-identical to the CPU reference, nothing on the CPU.
+TEST(gpu_mask_and_id_layers_of_any_element_type) {
+  Plan p = emptyPlan(90, "fp32");
+  Graph& g = p.graph;
+  addInput(g, "m", {2, 5}, DataType::kInt64);
+  addInput(g, "x", {2, 5});
+  Tensor keep(DataType::kBool, {1, 5});
+  for (int i = 0; i < 5; ++i) keep.data<uint8_t>()[i] = i != 3;
+  g.initializers["keep"] = keep;
+  g.initializers["shape3"] = int64s({3}, {3, 2, 5});
+  g.initializers["idx"] = int64s({4}, {4, 0, -1, 2});
+  auto attr = [](Node n, const char* k, Attribute a) {
+    n.attrs.values[k] = a;
+    return n;
+  };
+  g.nodes.push_back(attr(node("Cast", "to_bool", {"m"}, {"mb"}), "to", intAttr(static_cast<int64_t>(DataType::kBool))));
+  g.nodes.push_back(node("Not", "not", {"mb"}, {"nb"}));
+  g.nodes.push_back(node("And", "and", {"nb", "keep"}, {"ab"}));
+  g.nodes.push_back(node("Expand", "expand", {"ab", "shape3"}, {"eb"}));
+  g.nodes.push_back(attr(node("Transpose", "transpose", {"eb"}, {"tb"}), "perm", intsAttr({2, 0, 1})));
+  g.nodes.push_back(attr(node("Gather", "gather", {"tb", "idx"}, {"gb"}), "axis", intAttr(0)));
+  g.nodes.push_back(attr(node("Cast", "to_float", {"gb"}, {"gf"}), "to", intAttr(static_cast<int64_t>(DataType::kFloat))));
+  g.nodes.push_back(attr(node("Gather", "gather_ids", {"m", "idx"}, {"gi"}), "axis", intAttr(1)));
+  g.nodes.push_back(node("Expand", "expand_f", {"x", "shape3"}, {"ef"}));
+  g.nodes.push_back(attr(node("Cast", "to_i64", {"x"}, {"xi"}), "to", intAttr(static_cast<int64_t>(DataType::kInt64))));
+  g.nodes.push_back(attr(node("Cast", "to_i32", {"x"}, {"x32"}), "to", intAttr(static_cast<int64_t>(DataType::kInt32))));
+  g.outputs = {"gf", "gi", "ef", "xi", "x32"};
+  inferShapes(g);
+  Tensor m = int64s({2, 5}, {0, 1, 1, 0, 1, 1, 1, 0, 0, 7});
+  Tensor x = uniformFloats({2, 5}, 91);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] *= 9.f;  // -9 .. 9: truncation toward zero
+  const std::map<std::string, Tensor> in{{"m", m}, {"x", x}};
+  const auto want = runGraph(g, in);
+  CHECK_EQ(want.size(), size_t(5));
+  if (!gpu::cudaDriverAvailable()) return;
+  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
+  if (!gpu::embeddedCubin(dev.sm)) return;
+  p.header.targetSm = dev.sm;
+  gpu::prepareGpuPlan(p);
+  gpu::GpuExecutor ex(p);
+  const auto got = ex.run(in);
+  const gpu::GpuLayerStats st = ex.stats(in);
+  CHECK_EQ(st.cpuLayers, 0);
+  CHECK(st.cudaGraph);
+  for (const auto& kv : want) {
+    CHECK(got.at(kv.first).dtype == kv.second.dtype);
+    CHECK(got.at(kv.first).bytes == kv.second.bytes);
+  }
+}

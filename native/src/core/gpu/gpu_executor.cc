@@ -42,7 +42,8 @@ const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_b
                                             "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round", "pf_attention",
                                             "pf_attention_f16_d32", "pf_attention_f16_d64", "pf_attention_f16_d128",
                                             "pf_layernorm_io", "pf_act_h", "pf_quantize_linear", "pf_dequantize_linear",
-                                            "pf_binary_round", "pf_row_mean_round"};
+                                            "pf_binary_round", "pf_row_mean_round", "pf_copy_nd_bytes", "pf_gather_bytes", "pf_cast",
+                                            "pf_logical"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
 // every one must be present (plans with older cubins keep their convolutions in NCHW).
 const char* const kNhwcKernelNames[] = {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"};
@@ -2239,8 +2240,92 @@ struct GpuExecutor::Impl {
     return true;
   }
 
+  // Tensors of any element type (attention masks built from an attention_mask input, ids): Cast, And /
+  // Or / Xor / Not, Expand, and Transpose / Gather of non-float tensors. Without them a BERT with an
+  // attention_mask input ran 4 layers on the CPU reference and had no CUDA graph.
+  static int castCode(DataType t) {
+    switch (t) {
+      case DataType::kFloat: return 0;
+      case DataType::kInt64: return 1;
+      case DataType::kInt32: return 2;
+      case DataType::kBool: return 3;
+      case DataType::kUint8: return 4;
+      case DataType::kInt8: return 5;
+      default: return -1;
+    }
+  }
+  bool lowerAnyType(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    for (const char* k : {"pf_cast", "pf_logical", "pf_copy_nd_bytes", "pf_gather_bytes"})
+      if (!fns.count(k)) return false;  // a plan with an older cubin: the CPU reference runs these
+    Operand y = output(s, n, 0);
+    auto plain = [](const Operand& o) { return o.ok && !o.nhwc16 && !o.half; };
+    if (!plain(y) || !onlyFirstOutput(n) || y.shape.size() > kMaxRank || castCode(y.dtype) < 0) return false;
+    const long long cnt = shapeNumel(y.shape);
+    const int bytes = static_cast<int>(dataTypeSize(y.dtype));
+    Operand x = operand(s, n, 0, dry);
+    if (!plain(x)) return false;
+    PfStrides st{};
+    st.rank = std::max(1, static_cast<int>(y.shape.size()));
+    st.dims[0] = 1;
+    for (size_t d = 0; d < y.shape.size(); ++d) st.dims[d] = y.shape[d];
+    const Shape ys = contiguousStrides(y.shape);
+    if (n.opType == "Cast") {
+      const int from = castCode(x.dtype), to = castCode(y.dtype);
+      if (from < 0 || x.shape != y.shape) return false;
+      Launch l = elementwiseLaunch("pf_cast", cnt);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(from); l.arg(to);
+      out.push_back(l);
+      return true;
+    }
+    if (n.opType == "And" || n.opType == "Or" || n.opType == "Xor" || n.opType == "Not") {
+      const int op = n.opType == "And" ? 0 : n.opType == "Or" ? 1 : n.opType == "Xor" ? 2 : 3;
+      Operand b = op == 3 ? x : operand(s, n, 1, dry);
+      if (!plain(b) || x.dtype != DataType::kBool || b.dtype != DataType::kBool || y.dtype != DataType::kBool) return false;
+      if (!y.shape.empty() && (!broadcastStrides(y.shape, x.shape, st.a) || !broadcastStrides(y.shape, b.shape, st.b))) return false;
+      Launch l = elementwiseLaunch("pf_logical", cnt);
+      l.arg(x.ptr); l.arg(b.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(op); l.arg(st);
+      out.push_back(l);
+      return true;
+    }
+    if (x.dtype != y.dtype) return false;
+    if (n.opType == "Expand" || n.opType == "Transpose") {
+      if (n.opType == "Expand") {
+        if (!y.shape.empty() && !broadcastStrides(y.shape, x.shape, st.a)) return false;
+      } else {
+        const size_t r = x.shape.size();
+        std::vector<int64_t> perm = n.attrs.getInts("perm");
+        if (perm.empty())
+          for (size_t i = 0; i < r; ++i) perm.push_back(static_cast<int64_t>(r - 1 - i));
+        if (perm.size() != r || r == 0 || r != y.shape.size()) return false;
+        const Shape xs = contiguousStrides(x.shape);
+        for (size_t d = 0; d < r; ++d) st.a[d] = xs[static_cast<size_t>(perm[d])];
+      }
+      for (size_t d = 0; d < y.shape.size(); ++d) st.b[d] = ys[d];
+      const bool f32 = isF32(x) && isF32(y);
+      Launch l = elementwiseLaunch(f32 ? "pf_copy_nd" : "pf_copy_nd_bytes", cnt);
+      l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(st);
+      if (!f32) l.arg(bytes);
+      out.push_back(l);
+      return true;
+    }
+    if (n.opType == "Gather") {
+      Operand idx = operand(s, n, 1, dry);
+      if (!idx.ok || idx.dtype != DataType::kInt64 || x.shape.empty()) return false;
+      const int64_t axis = normAxis(n.attrs.getInt("axis", 0), x.shape.size());
+      const long long outer = shapeNumel(Shape(x.shape.begin(), x.shape.begin() + axis)), axisDim = x.shape[axis],
+                      inner = shapeNumel(Shape(x.shape.begin() + axis + 1, x.shape.end())), nIdx = shapeNumel(idx.shape);
+      Launch l = elementwiseLaunch("pf_gather_bytes", outer * nIdx * inner);
+      l.arg(x.ptr); l.arg(idx.ptr); l.arg(y.ptr); l.arg(outer); l.arg(nIdx); l.arg(axisDim); l.arg(inner); l.arg(bytes);
+      out.push_back(l);
+      return true;
+    }
+    return false;
+  }
+
   bool lowerCopy(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     Operand y = output(s, n, 0);
+    if (y.ok && !isF32(y) && !y.nhwc16 && !y.half && (n.opType == "Transpose" || n.opType == "Gather"))
+      return fns.count("pf_copy_nd_bytes") && lowerAnyType(s, n, dry, out);
     if (!isF32(y) || !onlyFirstOutput(n) || y.shape.size() > kMaxRank) return false;
     if (n.opType == "Transpose") {
       Operand x = operand(s, n, 0, dry);
@@ -2403,6 +2488,7 @@ struct GpuExecutor::Impl {
     if (op == "IsNaN" || op == "Where") return lowerIsNanWhere(s, n, dry, out);
     if (op == "FusedAttention") return lowerAttention(s, n, dry, out);
     if (op == "QuantizeLinear" || op == "DequantizeLinear") return lowerQdq(s, n, dry, out);
+    if (op == "Cast" || op == "And" || op == "Or" || op == "Xor" || op == "Not" || op == "Expand") return lowerAnyType(s, n, dry, out);
     if (lowerBinary(s, n, dry, out)) return true;
     return lowerUnary(s, n, dry, out);
   }
