@@ -259,12 +259,6 @@ Plan attentionPlan(int sm, const std::string& precision, const std::map<std::str
   return p;
 }
 
-bool gpuWithKernels(gpu::DeviceInfo* dev) {
-  if (!gpu::cudaDriverAvailable()) return false;
-  *dev = gpu::deviceInfo(0);
-  return gpu::embeddedCubin(dev->sm) != nullptr;
-}
-
 }  // namespace
 
 TEST(gpu_fused_attention_kernels_are_in_every_cubin) {

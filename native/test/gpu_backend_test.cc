@@ -17,6 +17,7 @@
 #include "core/gpu/tactics.h"
 #include "core/plan/plan.h"
 #include "test_framework.h"
+#include "gpu_test_util.h"
 #include "test_util.h"
 
 using namespace planforge;
@@ -285,9 +286,8 @@ TEST(gpu_memory_planner_never_overlaps_live_buffers) {
 // Runs only where a CUDA driver and a GPU of a supported SM exist (the device machine).
 TEST(gpu_executor_matches_cpu_reference_on_small_graphs) {
   CHECK_EQ(runGraph(smallCnnPlan(90, "fp32").graph, {{"x", uniformFloats({2, 8, 10, 10}, 11)}}).size(), size_t(2));
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   for (const char* precision : {"fp32", "fp16"}) {
     Plan p = smallCnnPlan(dev.sm, precision);
     gpu::prepareGpuPlan(p);
@@ -317,17 +317,15 @@ TEST(gpu_executor_split_k_broadcast_residual_and_attention_masking) {
   std::map<std::string, Tensor> in{{"x", uniformFloats({1, 64, 4, 4}, 31)}, {"q", uniformFloats({2, 3, 5, 8}, 32)},
                                    {"k", uniformFloats({2, 3, 8, 5}, 33)}};
   CHECK_EQ(runGraph(splitKAndAttentionPlan(90, "fp32").graph, in).size(), size_t(2));  // the graph itself is valid
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   expectGpuMatchesCpu(splitKAndAttentionPlan(dev.sm, "fp32"), in, 2e-4);
   expectGpuMatchesCpu(splitKAndAttentionPlan(dev.sm, "fp16"), in, 1e-1);
 }
 
 TEST(gpu_tune_plan_keeps_candidates_and_results) {
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   Plan p = smallCnnPlan(dev.sm, "fp16");
   std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 10, 10}, 41)}};
   const gpu::GpuLayerStats st = gpu::tunePlan(p, in);
@@ -342,9 +340,8 @@ TEST(gpu_tune_plan_keeps_candidates_and_results) {
 }
 
 TEST(gpu_tuning_with_a_timing_cache_reuses_measurements) {
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 10, 10}, 51)}};
   gpu::TimingCache cache;
   Plan a = smallCnnPlan(dev.sm, "fp16"), b = smallCnnPlan(dev.sm, "fp16");
@@ -379,9 +376,8 @@ TEST(gpu_depthwise_convolution_rounds_in_its_kernel) {
   inferShapes(g);
   const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 16, 9, 9}, 43)}};
   CHECK_EQ(runGraph(g, in).size(), size_t(1));
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   p.header.targetSm = dev.sm;
   expectGpuMatchesCpu(p, in, 1e-6);  // same FP16 rounding on both sides
   gpu::prepareGpuPlan(p);
@@ -423,9 +419,8 @@ TEST(gpu_quantize_dequantize_match_the_cpu_reference) {
   x.data<float>()[3] = 100.f;  // saturates
   const std::map<std::string, Tensor> in{{"x", x}};
   CHECK_EQ(runGraph(g, in).size(), size_t(4));
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   p.header.targetSm = dev.sm;
   gpu::prepareGpuPlan(p);
   const auto want = runGraph(p.graph, in);
@@ -471,9 +466,8 @@ TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
   inferShapes(g);
   const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 16, 7, 7}, 53)}};
   CHECK_EQ(runGraph(g, in).size(), size_t(1));
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   p.header.targetSm = dev.sm;
   expectGpuMatchesCpu(p, in, 1e-2);
   gpu::prepareGpuPlan(p);
@@ -517,9 +511,8 @@ TEST(gpu_mask_and_id_layers_of_any_element_type) {
   const std::map<std::string, Tensor> in{{"m", m}, {"x", x}};
   const auto want = runGraph(g, in);
   CHECK_EQ(want.size(), size_t(5));
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   p.header.targetSm = dev.sm;
   gpu::prepareGpuPlan(p);
   gpu::GpuExecutor ex(p);

@@ -138,9 +138,8 @@ TEST(half_layout_keeps_values_with_other_readers_in_fp32) {
 // On the GPU: the same outputs as the CPU reference with FP16 activations and without, fewer
 // launches with them (no casts, no rounding passes), the FP16 values counted.
 TEST(gpu_half_activations_match_the_cpu_reference) {
-  if (!gpu::cudaDriverAvailable()) return;
-  const gpu::DeviceInfo dev = gpu::deviceInfo(0);
-  if (!gpu::embeddedCubin(dev.sm)) return;
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
   for (int64_t batch : {1, 3}) {
     const std::map<std::string, Tensor> in{{"x", seeded({batch, 77, kHidden}, 5)}};
     gpu::GpuExecutorOptions o;

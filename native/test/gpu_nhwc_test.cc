@@ -117,12 +117,6 @@ gpu::GpuLayerStats expectMatches(Plan p, const std::map<std::string, Tensor>& in
   return matchCpu(std::move(p), in, 2e-2, o);
 }
 
-bool gpuHere(gpu::DeviceInfo* dev) {
-  if (!gpu::cudaDriverAvailable()) return false;
-  *dev = gpu::deviceInfo(0);
-  return gpu::embeddedCubin(dev->sm) != nullptr;
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ CPU side
@@ -292,7 +286,7 @@ TEST(gpu_nhwc_layout_keeps_conv_chains_and_drops_reformats) {
 TEST(gpu_nhwc_resnet_like_chain_matches_the_cpu_reference) {
   CHECK_EQ(runGraph(resnetLike(90, 2).graph, resnetInputs(2)).size(), size_t(3));  // the graph itself is valid
   gpu::DeviceInfo dev;
-  if (!gpuHere(&dev)) return;
+  if (!gpuWithKernels(&dev)) return;
   for (int batch : {1, 3}) {
     const gpu::GpuLayerStats st = expectMatches(resnetLike(dev.sm, batch), resnetInputs(batch));
     CHECK_EQ(st.nhwcLayers, kConvs);  // c8 too, on its own (reformat in, FP32 NCHW out)
@@ -305,7 +299,7 @@ TEST(gpu_nhwc_resnet_like_chain_matches_the_cpu_reference) {
 
 TEST(gpu_nhwc_every_tile_and_the_switch_off_match) {
   gpu::DeviceInfo dev;
-  if (!gpuHere(&dev)) return;
+  if (!gpuWithKernels(&dev)) return;
   for (const auto& t : gpu::nhwcConvTiles()) {
     Plan p = resnetLike(dev.sm, 2);
     gpu::prepareGpuPlan(p);
@@ -333,7 +327,7 @@ TEST(gpu_nhwc_every_tile_and_the_switch_off_match) {
 
 TEST(gpu_nhwc_autotune_keeps_connected_layers_in_nhwc) {
   gpu::DeviceInfo dev;
-  if (!gpuHere(&dev)) return;
+  if (!gpuWithKernels(&dev)) return;
   Plan p = resnetLike(dev.sm, 2);
   gpu::prepareGpuPlan(p);
   p.header.tuned = false;
@@ -444,7 +438,7 @@ TEST(gpu_nhwc_gemm_eligibility_and_tactics) {
 TEST(gpu_nhwc_gemms_match_the_cpu_reference) {
   CHECK_EQ(runGraph(nhwcGemmPlan(90, "fp16").graph, nhwcGemmInputs()).size(), size_t(kNhwcGemms));
   gpu::DeviceInfo dev;
-  if (!gpuHere(&dev)) return;
+  if (!gpuWithKernels(&dev)) return;
   CHECK_EQ(expectMatches(nhwcGemmPlan(dev.sm, "fp16"), nhwcGemmInputs()).nhwcLayers, kNhwcGemms);
   for (const auto& t : gpu::nhwcConvTiles()) {
     Plan p = nhwcGemmPlan(dev.sm, "fp16");

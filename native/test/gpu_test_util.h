@@ -4,12 +4,22 @@
 #include <string>
 
 #include "core/executor.h"
+#include "core/gpu/cubin.h"
+#include "core/gpu/cuda_driver.h"
+#include "core/gpu/device.h"
 #include "core/gpu/gpu_executor.h"
 #include "core/gpu/tactics.h"
 #include "test_framework.h"
 #include "test_util.h"
 
 namespace pftest {
+
+// A GPU with this build's kernels for its SM (the GPU parts of the tests return early without one).
+inline bool gpuWithKernels(gpu::DeviceInfo* dev) {
+  if (!gpu::cudaDriverAvailable()) return false;
+  *dev = gpu::deviceInfo(0);
+  return gpu::embeddedCubin(dev->sm) != nullptr;
+}
 
 // Runs the plan on the GPU (CUDA graph, replayed once: bit-identical) and checks every output
 // against the CPU reference within tol. Returns the stats and the outputs.

@@ -821,10 +821,10 @@ struct GpuExecutor::Impl {
     for (const auto& d : deferredRound)
       if (!s.deferCancelled.count(d.first)) ++s.stats.deferredRounds;
     s.stats.cublasLt = ltDescription();
-    for (const auto& kv : s.values)
+    for (const auto& kv : s.values) {
       if (kv.second.nhwc16 && kv.second.storage >= 0) ++s.stats.nhwcValues;
-    for (const auto& kv : s.values)
       if (kv.second.half && kv.second.storage >= 0) ++s.stats.halfValues;
+    }
     std::map<std::string, int> byTactic;
     for (const Step& step : s.steps) {
       if (step.kind != Step::kGpu) continue;
@@ -2240,9 +2240,10 @@ struct GpuExecutor::Impl {
     return true;
   }
 
-  // Tensors of any element type (attention masks built from an attention_mask input, ids): Cast, And /
-  // Or / Xor / Not, Expand, and Transpose / Gather of non-float tensors. Without them a BERT with an
-  // attention_mask input ran 4 layers on the CPU reference and had no CUDA graph.
+  // Data movement, casts and logic for tensors of any element type: Transpose, Gather, Expand, Cast,
+  // And / Or / Xor / Not. Float Transpose / Gather run on pf_copy_nd / pf_gather (in every cubin); the
+  // rest needs this cubin's any-type kernels (without them a BERT with an attention_mask input ran 4
+  // layers on the CPU reference and had no CUDA graph).
   static int castCode(DataType t) {
     switch (t) {
       case DataType::kFloat: return 0;
@@ -2255,11 +2256,13 @@ struct GpuExecutor::Impl {
     }
   }
   bool lowerAnyType(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
-    for (const char* k : {"pf_cast", "pf_logical", "pf_copy_nd_bytes", "pf_gather_bytes"})
-      if (!fns.count(k)) return false;  // a plan with an older cubin: the CPU reference runs these
     Operand y = output(s, n, 0);
     auto plain = [](const Operand& o) { return o.ok && !o.nhwc16 && !o.half; };
     if (!plain(y) || !onlyFirstOutput(n) || y.shape.size() > kMaxRank || castCode(y.dtype) < 0) return false;
+    const bool f32 = isF32(y);
+    if (!(f32 && (n.opType == "Transpose" || n.opType == "Gather")))
+      for (const char* k : {"pf_cast", "pf_logical", "pf_copy_nd_bytes", "pf_gather_bytes"})
+        if (!fns.count(k)) return false;  // a plan with an older cubin: the CPU reference runs these
     const long long cnt = shapeNumel(y.shape);
     const int bytes = static_cast<int>(dataTypeSize(y.dtype));
     Operand x = operand(s, n, 0, dry);
@@ -2301,7 +2304,6 @@ struct GpuExecutor::Impl {
         for (size_t d = 0; d < r; ++d) st.a[d] = xs[static_cast<size_t>(perm[d])];
       }
       for (size_t d = 0; d < y.shape.size(); ++d) st.b[d] = ys[d];
-      const bool f32 = isF32(x) && isF32(y);
       Launch l = elementwiseLaunch(f32 ? "pf_copy_nd" : "pf_copy_nd_bytes", cnt);
       l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(st);
       if (!f32) l.arg(bytes);
@@ -2314,84 +2316,46 @@ struct GpuExecutor::Impl {
       const int64_t axis = normAxis(n.attrs.getInt("axis", 0), x.shape.size());
       const long long outer = shapeNumel(Shape(x.shape.begin(), x.shape.begin() + axis)), axisDim = x.shape[axis],
                       inner = shapeNumel(Shape(x.shape.begin() + axis + 1, x.shape.end())), nIdx = shapeNumel(idx.shape);
-      Launch l = elementwiseLaunch("pf_gather_bytes", outer * nIdx * inner);
-      l.arg(x.ptr); l.arg(idx.ptr); l.arg(y.ptr); l.arg(outer); l.arg(nIdx); l.arg(axisDim); l.arg(inner); l.arg(bytes);
+      Launch l = elementwiseLaunch(f32 ? "pf_gather" : "pf_gather_bytes", outer * nIdx * inner);
+      l.arg(x.ptr); l.arg(idx.ptr); l.arg(y.ptr); l.arg(outer); l.arg(nIdx); l.arg(axisDim); l.arg(inner);
+      if (!f32) l.arg(bytes);
       out.push_back(l);
       return true;
     }
     return false;
   }
 
-  bool lowerCopy(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+  bool lowerConcat(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     Operand y = output(s, n, 0);
-    if (y.ok && !isF32(y) && !y.nhwc16 && !y.half && (n.opType == "Transpose" || n.opType == "Gather"))
-      return fns.count("pf_copy_nd_bytes") && lowerAnyType(s, n, dry, out);
     if (!isF32(y) || !onlyFirstOutput(n) || y.shape.size() > kMaxRank) return false;
-    if (n.opType == "Transpose") {
-      Operand x = operand(s, n, 0, dry);
-      if (!isF32(x)) return false;
-      const size_t r = x.shape.size();
-      std::vector<int64_t> perm = n.attrs.getInts("perm");
-      if (perm.empty())
-        for (size_t i = 0; i < r; ++i) perm.push_back(static_cast<int64_t>(r - 1 - i));
-      if (perm.size() != r || r == 0) return false;
-      const Shape xs = contiguousStrides(x.shape), ys = contiguousStrides(y.shape);
-      PfStrides st{};
-      st.rank = static_cast<int>(r);
-      for (size_t d = 0; d < r; ++d) {
-        st.dims[d] = y.shape[d];
-        st.a[d] = xs[perm[d]];
-        st.b[d] = ys[d];
-      }
-      const long long cnt = shapeNumel(y.shape);
-      Launch l = elementwiseLaunch("pf_copy_nd", cnt);
-      l.arg(x.ptr); l.arg(y.ptr); l.arg(cnt); l.arg(st);
-      out.push_back(l);
-      return true;
-    }
-    if (n.opType == "Concat") {
-      const size_t r = y.shape.size();
-      if (r == 0) return false;
-      const int64_t axis = normAxis(n.attrs.getInt("axis", 0), r);
-      const Shape ys = contiguousStrides(y.shape);
-      int64_t offset = 0;
-      std::vector<Launch> ls;
-      for (size_t i = 0; i < n.inputs.size(); ++i) {
-        Operand x = operand(s, n, i, dry);
-        if (!isF32(x) || x.shape.size() != r) return false;
-        const long long cnt = shapeNumel(x.shape);
-        if (cnt > 0) {
-          const Shape xs = contiguousStrides(x.shape);
-          PfStrides st{};
-          st.rank = static_cast<int>(r);
-          for (size_t d = 0; d < r; ++d) {
-            st.dims[d] = x.shape[d];
-            st.a[d] = xs[d];
-            st.b[d] = ys[d];
-          }
-          const CUdeviceptr dst = y.ptr + static_cast<CUdeviceptr>(offset * ys[axis] * 4);
-          Launch l = elementwiseLaunch("pf_copy_nd", cnt);
-          l.arg(x.ptr); l.arg(dst); l.arg(cnt); l.arg(st);
-          ls.push_back(l);
+    const size_t r = y.shape.size();
+    if (r == 0) return false;
+    const int64_t axis = normAxis(n.attrs.getInt("axis", 0), r);
+    const Shape ys = contiguousStrides(y.shape);
+    int64_t offset = 0;
+    std::vector<Launch> ls;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      Operand x = operand(s, n, i, dry);
+      if (!isF32(x) || x.shape.size() != r) return false;
+      const long long cnt = shapeNumel(x.shape);
+      if (cnt > 0) {
+        const Shape xs = contiguousStrides(x.shape);
+        PfStrides st{};
+        st.rank = static_cast<int>(r);
+        for (size_t d = 0; d < r; ++d) {
+          st.dims[d] = x.shape[d];
+          st.a[d] = xs[d];
+          st.b[d] = ys[d];
         }
-        offset += x.shape[axis];
+        const CUdeviceptr dst = y.ptr + static_cast<CUdeviceptr>(offset * ys[axis] * 4);
+        Launch l = elementwiseLaunch("pf_copy_nd", cnt);
+        l.arg(x.ptr); l.arg(dst); l.arg(cnt); l.arg(st);
+        ls.push_back(l);
       }
-      out.insert(out.end(), ls.begin(), ls.end());
-      return true;
+      offset += x.shape[axis];
     }
-    if (n.opType == "Gather") {
-      Operand data = operand(s, n, 0, dry), idx = operand(s, n, 1, dry);
-      if (!isF32(data) || !idx.ok || idx.dtype != DataType::kInt64 || data.shape.empty()) return false;
-      const int64_t axis = normAxis(n.attrs.getInt("axis", 0), data.shape.size());
-      const long long outer = shapeNumel(Shape(data.shape.begin(), data.shape.begin() + axis)), axisDim = data.shape[axis],
-                      inner = shapeNumel(Shape(data.shape.begin() + axis + 1, data.shape.end())), nIdx = shapeNumel(idx.shape);
-      const long long cnt = outer * nIdx * inner;
-      Launch l = elementwiseLaunch("pf_gather", cnt);
-      l.arg(data.ptr); l.arg(idx.ptr); l.arg(y.ptr); l.arg(outer); l.arg(nIdx); l.arg(axisDim); l.arg(inner);
-      out.push_back(l);
-      return true;
-    }
-    return false;
+    out.insert(out.end(), ls.begin(), ls.end());
+    return true;
   }
 
   bool lowerIsNanWhere(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
@@ -2483,12 +2447,13 @@ struct GpuExecutor::Impl {
     if (op == "MaxPool" || op == "AveragePool") return lowerPool(s, n, dry, out);
     if (op == "GlobalAveragePool" || op == "ReduceMean" || op == "Softmax" || op == "LogSoftmax" || op == "LayerNormalization")
       return lowerRowReduce(s, n, dry, out);
-    if (op == "Transpose" || op == "Concat" || op == "Gather") return lowerCopy(s, n, dry, out);
+    if (op == "Concat") return lowerConcat(s, n, dry, out);
     if (op == "BatchNormalization") return lowerBatchNorm(s, n, dry, out);
     if (op == "IsNaN" || op == "Where") return lowerIsNanWhere(s, n, dry, out);
     if (op == "FusedAttention") return lowerAttention(s, n, dry, out);
     if (op == "QuantizeLinear" || op == "DequantizeLinear") return lowerQdq(s, n, dry, out);
-    if (op == "Cast" || op == "And" || op == "Or" || op == "Xor" || op == "Not" || op == "Expand") return lowerAnyType(s, n, dry, out);
+    if (op == "Cast" || op == "And" || op == "Or" || op == "Xor" || op == "Not" || op == "Expand" || op == "Transpose" || op == "Gather")
+      return lowerAnyType(s, n, dry, out);
     if (lowerBinary(s, n, dry, out)) return true;
     return lowerUnary(s, n, dry, out);
   }
