@@ -37,21 +37,26 @@ export function uploadMultipart(url: string, headers: Record<string, string>, pa
   const target = new URL(url);
   const transport = target.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
+    // Set once the response has started: from then on it is the answer, and a broken pipe
+    // on the request side (the server closed after refusing the upload) is not an error.
     let answered = false;
     const req = transport.request(
       target,
       { method: 'POST', headers: { ...headers, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(length) } },
       (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
+        const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', () => undefined);
-        res.on('end', () => {
-          answered = true;
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+        res.on('end', done);
+        res.on('close', () => {
+          if (!res.complete) reject(new CliError(EXIT.server, `the connection to ${target.origin} closed in the middle of its answer (HTTP ${String(res.statusCode)})`));
         });
       },
     );
     req.on('error', (err: NodeJS.ErrnoException) => {
+      if (answered) return;
       // Give a response already on its way the chance to arrive.
       setTimeout(() => {
         if (!answered) reject(new CliError(EXIT.server, `cannot reach ${target.origin}: ${err.code ?? err.message}`));
