@@ -24,13 +24,25 @@ bench() {  # TAG MODEL BATCH [VAR=VALUE ...] [-- bench flags ...]
   local rc=$?
   record bench "\"tag\":\"$tag\",\"model\":\"$m\",\"batch\":$b,\"rc\":$rc,\"result\":$(json_or_error "$W/bn.out" "$W/bn.err")"
   stamp "bench $tag $m bs$b rc=$rc $(grep -o '"p50":[0-9.]*' "$W/bn.out" | head -1) $(head -c 300 "$W/bn.err" | tr '\n' ' ')"
+  grep -h "warning" "$W/bn.err" | head -3 >>"$OUT/$RUN_LOG"
 }
-rows() {  # MODEL BATCH [extra flags for the nhwc row]
-  local m=$1 b=$2; shift 2
-  bench nhwc "$m" "$b" -- "$@"
-  bench nhwc-autotune "$m" "$b" -- --autotune --timing-cache "$W/tc_nhwc"
-  bench nchw-cublaslt-f16 "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --cublaslt-f16
-  bench nchw-autotune "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --autotune --timing-cache "$W/tc_nchw"
+# Rows per model / batch: PF_ROWS (default the four below); A/B rows: "nhwc-autotune-nopdl" (no programmatic
+# dependent launch), "nhwc-autotune-nolt" (no cuBLASLt at all, so no 1x1 convolutions on it).
+row() {  # TAG MODEL BATCH [extra bench flags]
+  local tag=$1 m=$2 b=$3; shift 3
+  case $tag in
+    nhwc) bench nhwc "$m" "$b" -- "$@" ;;
+    nhwc-autotune) bench "$tag" "$m" "$b" -- --autotune --timing-cache "$W/tc_nhwc" "$@" ;;
+    nhwc-autotune-nopdl) bench "$tag" "$m" "$b" PLANFORGE_GPU_PDL=0 -- --autotune --timing-cache "$W/tc_nhwc" "$@" ;;
+    nhwc-autotune-nolt) bench "$tag" "$m" "$b" PLANFORGE_CUBLASLT=0 -- --autotune --timing-cache "$W/tc_nolt" "$@" ;;
+    nchw-cublaslt-f16) bench "$tag" "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --cublaslt-f16 "$@" ;;
+    nchw-autotune) bench "$tag" "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --autotune --timing-cache "$W/tc_nchw" "$@" ;;
+    nchw-autotune-nopdl) bench "$tag" "$m" "$b" PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_PDL=0 -- --autotune --timing-cache "$W/tc_nchw" "$@" ;;
+  esac
+}
+rows() {  # MODEL BATCH [extra flags for every row]
+  local m=$1 b=$2 t; shift 2
+  for t in ${PF_ROWS:-nhwc nhwc-autotune nchw-cublaslt-f16 nchw-autotune}; do row "$t" "$m" "$b" "$@"; done
 }
 
 unit_tests
@@ -47,7 +59,7 @@ stamp "verify: $(grep -c '"kind":"verify".*"rc":0' "$R") of $(grep -c '"kind":"v
 
 stamp "3. bs1"
 rows resnet50 1 --profile-layers
-rows mobilenet_v3_large 1
+rows mobilenet_v3_large 1 --profile-layers
 [ -f "$W/plans/bert-base.fp16.plan" ] && rows bert-base 1 --profile-layers
 
 stamp "4. ResNet-50 bs256 / bs32"

@@ -42,6 +42,7 @@ constexpr int kPfAttnSimtWarps = 4;
 constexpr int kPfAttnSimtMaxD = 256;
 
 extern "C" __global__ void __launch_bounds__(kPfAttnSimtWarps * 32) pf_attention(PfAttentionParams p) {
+  PF_KERNEL_PROLOGUE();
   __shared__ float sq[kPfAttnSimtWarps][kPfAttnSimtMaxD];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int i = blockIdx.x * kPfAttnSimtWarps + warp, h = blockIdx.y, b = blockIdx.z;
@@ -285,6 +286,6 @@ __device__ __forceinline__ void pfAttentionF16(const PfAttentionParams& p) {
 
 // One-warp CTAs for small grids (batch 1: four times the CTAs) were tried and dropped: 0.728 vs 0.700 ms on
 // BERT-base bs1 (bench/gpu/REPORT.md, run 27).
-extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d32(PfAttentionParams p) { pfAttentionF16<32>(p); }
-extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d64(PfAttentionParams p) { pfAttentionF16<64>(p); }
-extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d128(PfAttentionParams p) { pfAttentionF16<128>(p); }
+extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d32(PfAttentionParams p) { PF_KERNEL_PROLOGUE(); pfAttentionF16<32>(p); }
+extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d64(PfAttentionParams p) { PF_KERNEL_PROLOGUE(); pfAttentionF16<64>(p); }
+extern "C" __global__ void __launch_bounds__(kPfAttnThreads) pf_attention_f16_d128(PfAttentionParams p) { PF_KERNEL_PROLOGUE(); pfAttentionF16<128>(p); }

@@ -7,6 +7,21 @@
 
 #define PF_MAX_RANK 6
 
+// Programmatic dependent launch (Hopper): inside a CUDA graph the executor launches our kernels with
+// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, so a kernel is scheduled while the one before
+// it is still finishing instead of after it has drained. So every kernel starts here: it waits for
+// the previous grid to complete and flush its memory before touching memory (the dependency is
+// transitive: that grid waited for its own predecessor), then lets the next kernel be scheduled.
+// Launched without the attribute (eager runs, other SMs), the wait returns at once. The cubin's
+// pf_programmatic_launch_v1 marker tells the executor that every kernel has this prologue.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PF_KERNEL_PROLOGUE() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define PF_KERNEL_PROLOGUE() \
+  do {                       \
+  } while (0)
+#endif
+
 // Activation / unary op codes (kernel_abi.h: UnaryOp). Also the fused epilogue of GEMM/conv.
 enum PfUnary {
   PF_COPY = 0, PF_RELU = 1, PF_SIGMOID = 2, PF_TANH = 3, PF_HARDSIGMOID = 4, PF_HARDSWISH = 5,

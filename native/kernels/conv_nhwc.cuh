@@ -316,17 +316,18 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
 
 // Tactics (native/src/core/gpu/tactics.h kTacticConvNhwc*): tile BM x BN, warps, pipeline stages.
 // Shared memory per block = STAGES * (BM + BN) * 80 bytes (dynamic; the host raises the limit).
-extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x128(PfConvNhwcParams p) { pfConvNhwcGemm<128, 128, 2, 2, 3>(p); }
-extern "C" __global__ void __launch_bounds__(256) pf_conv_nhwc_256x128(PfConvNhwcParams p) { pfConvNhwcGemm<256, 128, 4, 2, 3>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x64(PfConvNhwcParams p) { pfConvNhwcGemm<128, 64, 2, 2, 4>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_64x64(PfConvNhwcParams p) { pfConvNhwcGemm<64, 64, 2, 2, 4>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x128_c4(PfConvNhwcParams p) { pfConvNhwcGemm<128, 128, 2, 2, 3, true>(p); }
-extern "C" __global__ void __launch_bounds__(256) pf_conv_nhwc_256x128_c4(PfConvNhwcParams p) { pfConvNhwcGemm<256, 128, 4, 2, 3, true>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x64_c4(PfConvNhwcParams p) { pfConvNhwcGemm<128, 64, 2, 2, 4, true>(p); }
-extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_64x64_c4(PfConvNhwcParams p) { pfConvNhwcGemm<64, 64, 2, 2, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x128(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<128, 128, 2, 2, 3>(p); }
+extern "C" __global__ void __launch_bounds__(256) pf_conv_nhwc_256x128(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<256, 128, 4, 2, 3>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x64(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<128, 64, 2, 2, 4>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_64x64(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<64, 64, 2, 2, 4>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x128_c4(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<128, 128, 2, 2, 3, true>(p); }
+extern "C" __global__ void __launch_bounds__(256) pf_conv_nhwc_256x128_c4(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<256, 128, 4, 2, 3, true>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_128x64_c4(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<128, 64, 2, 2, 4, true>(p); }
+extern "C" __global__ void __launch_bounds__(128) pf_conv_nhwc_64x64_c4(PfConvNhwcParams p) { PF_KERNEL_PROLOGUE(); pfConvNhwcGemm<64, 64, 2, 2, 4, true>(p); }
 
 // Split-K: one thread per (pixel, channel pair) sums the slices and runs the epilogue.
 extern "C" __global__ void pf_conv_nhwc_splitk_reduce(PfConvNhwcParams p) {
+  PF_KERNEL_PROLOGUE();
   const int pairs = p.Co / 2;
   const long long total = static_cast<long long>(p.M) * pairs, slice = static_cast<long long>(p.M) * p.Co;
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -345,6 +346,7 @@ extern "C" __global__ void pf_conv_nhwc_splitk_reduce(PfConvNhwcParams p) {
 // FP32 NCHW -> FP16 NHWC with the channels padded to Cp (zeros): a 32 x 32 tile transpose per block
 // (grid: pixel tiles, channel tiles, images), reads and writes both coalesced.
 extern "C" __global__ void pf_nchw_to_nhwc16(const float* x, __half* y, int C, int HW, int Cp) {
+  PF_KERNEL_PROLOGUE();
   __shared__ float tile[32][33];
   const int n = blockIdx.z, hw0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
   const int tx = threadIdx.x, ty = threadIdx.y;  // 32 x 8
@@ -367,6 +369,7 @@ extern "C" __global__ void pf_nchw_to_nhwc16(const float* x, __half* y, int C, i
 // stores. A window that lies entirely in the padding gives -inf, as the NCHW kernel does.
 extern "C" __global__ void pf_maxpool_nhwc16(const __half* x, __half* y, int N, int H, int W, int C, int OH, int OW, int KH, int KW,
                                              int sh, int sw, int ph, int pw, int dh, int dw) {
+  PF_KERNEL_PROLOGUE();
   const int groups = C / 8;
   const long long total = static_cast<long long>(N) * OH * OW * groups;
   const uint4* x8 = reinterpret_cast<const uint4*>(x);
@@ -398,6 +401,7 @@ extern "C" __global__ void pf_maxpool_nhwc16(const __half* x, __half* y, int N, 
 // GlobalAveragePool of FP16 NHWC into FP32 [N][C] (= NCHW [N][C][1][1]): one thread per (n, c),
 // consecutive threads on consecutive channels.
 extern "C" __global__ void pf_gap_nhwc16(const __half* x, float* y, int N, int HW, int C) {
+  PF_KERNEL_PROLOGUE();
   const long long total = static_cast<long long>(N) * C;
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total; i += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % C);

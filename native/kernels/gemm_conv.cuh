@@ -202,22 +202,26 @@ __device__ __forceinline__ void pfSplit(const Params& p, long long K, int& z, in
 }
 
 extern "C" __global__ void __launch_bounds__(256) pf_gemm_f32(PfGemmParams p) {
+  PF_KERNEL_PROLOGUE();
   int z, slice; long long kb, ke;
   pfSplit(p, p.K, z, slice, kb, ke);
   pfGemmF32(PfGemmProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
 }
 extern "C" __global__ void __launch_bounds__(128) pf_gemm_f16tc(PfGemmParams p) {
+  PF_KERNEL_PROLOGUE();
   int z, slice; long long kb, ke;
   pfSplit(p, p.K, z, slice, kb, ke);
   pfGemmF16(PfGemmProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
 }
 extern "C" __global__ void __launch_bounds__(256) pf_conv_f32(PfConvParams p) {
+  PF_KERNEL_PROLOGUE();
   int z, slice; long long kb, ke;
   const long long K = (long long)(p.C / p.groups) * p.KH * p.KW;
   pfSplit(p, K, z, slice, kb, ke);
   pfGemmF32(PfConvProblem{p, z}, kb, ke, p.splits > 1 ? p.workspace : nullptr, slice, p.splits);
 }
 extern "C" __global__ void __launch_bounds__(128) pf_conv_f16tc(PfConvParams p) {
+  PF_KERNEL_PROLOGUE();
   int z, slice; long long kb, ke;
   const long long K = (long long)(p.C / p.groups) * p.KH * p.KW;
   pfSplit(p, K, z, slice, kb, ke);
@@ -234,11 +238,13 @@ __device__ __forceinline__ void pfSplitReduce(const Problem& P, const float* ws,
   P.store(m, n, acc);
 }
 extern "C" __global__ void pf_gemm_splitk_reduce(PfGemmParams p, long long batch) {
+  PF_KERNEL_PROLOGUE();
   const long long mn = p.M * p.N, total = batch * mn;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
     pfSplitReduce(PfGemmProblem{p, (int)(i / mn)}, p.workspace, p.splits, (i % mn) / p.N, i % p.N);
 }
 extern "C" __global__ void pf_conv_splitk_reduce(PfConvParams p) {
+  PF_KERNEL_PROLOGUE();
   const long long M = p.Co / p.groups, N = (long long)p.N * p.OH * p.OW, mn = M * N, total = (long long)p.groups * mn;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
     pfSplitReduce(PfConvProblem{p, (int)(i / mn)}, p.workspace, p.splits, (i % mn) / N, i % N);
@@ -275,5 +281,5 @@ __device__ __forceinline__ void pfConvDepthwise(const PfConvParams& p) {
     p.output[o] = ROUND ? __half2float(__float2half_rn(v)) : v;
   }
 }
-extern "C" __global__ void pf_conv_depthwise(PfConvParams p) { pfConvDepthwise<false>(p); }
-extern "C" __global__ void pf_conv_depthwise_round(PfConvParams p) { pfConvDepthwise<true>(p); }
+extern "C" __global__ void pf_conv_depthwise(PfConvParams p) { PF_KERNEL_PROLOGUE(); pfConvDepthwise<false>(p); }
+extern "C" __global__ void pf_conv_depthwise_round(PfConvParams p) { PF_KERNEL_PROLOGUE(); pfConvDepthwise<true>(p); }

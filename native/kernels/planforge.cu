@@ -9,7 +9,11 @@
 #define PF_GRID_STRIDE(i, n) \
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
 
+// Marker: every kernel of this cubin starts with PF_KERNEL_PROLOGUE (common.cuh).
+extern "C" __global__ void pf_programmatic_launch_v1() {}
+
 extern "C" __global__ void pf_unary(const float* x, float* y, long long n, int op, float alpha, float beta) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) y[i] = pfActivate(x[i], op, alpha, beta);
 }
 
@@ -60,6 +64,7 @@ __device__ __forceinline__ void pfOffsets(const PfStrides& s, long long i, long 
 
 // y[i] = a[.] op b[.] with numpy broadcasting expressed as strides (0 on broadcast dims).
 extern "C" __global__ void pf_binary(const float* a, const float* b, float* y, long long n, int op, PfStrides s) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     long long oa, ob;
     pfOffsets(s, i, oa, ob);
@@ -69,6 +74,7 @@ extern "C" __global__ void pf_binary(const float* a, const float* b, float* y, l
 
 // The same with the FP16 rounding of the layer's folded RoundToFp16 (FP16 plans: SE-block Mul, residual Add).
 extern "C" __global__ void pf_binary_round(const float* a, const float* b, float* y, long long n, int op, PfStrides s) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     long long oa, ob;
     pfOffsets(s, i, oa, ob);
@@ -79,6 +85,7 @@ extern "C" __global__ void pf_binary_round(const float* a, const float* b, float
 // Generic strided copy: element i of dims goes from x[offset a] to y[offset b]. Transpose, Concat
 // (one launch per input into a slice of y), Slice, Expand (stride 0) are all this kernel.
 extern "C" __global__ void pf_copy_nd(const float* x, float* y, long long n, PfStrides s) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     long long ox, oy;
     pfOffsets(s, i, ox, oy);
@@ -97,6 +104,7 @@ __device__ __forceinline__ void pfCopyElem(const unsigned char* x, long long xi,
 }
 // pf_copy_nd for any element size (Transpose, Expand of non-float tensors).
 extern "C" __global__ void pf_copy_nd_bytes(const unsigned char* x, unsigned char* y, long long n, PfStrides s, int bytes) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     long long ox, oy;
     pfOffsets(s, i, ox, oy);
@@ -106,6 +114,7 @@ extern "C" __global__ void pf_copy_nd_bytes(const unsigned char* x, unsigned cha
 // pf_gather for any element size; an index out of range gives 0.
 extern "C" __global__ void pf_gather_bytes(const unsigned char* data, const long long* indices, unsigned char* y, long long outer, long long nIdx,
                                            long long axisDim, long long inner, int bytes) {
+  PF_KERNEL_PROLOGUE();
   const long long n = outer * nIdx * inner;
   const unsigned long long zero = 0;
   PF_GRID_STRIDE(i, n) {
@@ -128,6 +137,7 @@ __device__ __forceinline__ double pfLoadAs(const void* x, long long i, int t) {
   }
 }
 extern "C" __global__ void pf_cast(const void* x, void* y, long long n, int from, int to) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     const double v = pfLoadAs(x, i, from);
     switch (to) {
@@ -142,6 +152,7 @@ extern "C" __global__ void pf_cast(const void* x, void* y, long long n, int from
 }
 // And / Or / Xor (op 0 / 1 / 2) of bool tensors with numpy broadcasting; Not is op 3 (b unused).
 extern "C" __global__ void pf_logical(const unsigned char* a, const unsigned char* b, unsigned char* y, long long n, int op, PfStrides s) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     long long oa, ob;
     pfOffsets(s, i, oa, ob);
@@ -153,6 +164,7 @@ extern "C" __global__ void pf_logical(const unsigned char* a, const unsigned cha
 // Gather along one axis: data viewed as [outer][axisDim][inner], indices int64 (negative wrap).
 extern "C" __global__ void pf_gather(const float* data, const long long* indices, float* y, long long outer, long long nIdx,
                                      long long axisDim, long long inner) {
+  PF_KERNEL_PROLOGUE();
   const long long n = outer * nIdx * inner;
   PF_GRID_STRIDE(i, n) {
     const long long in = i % inner, j = (i / inner) % nIdx, o = i / (inner * nIdx);
@@ -165,6 +177,7 @@ extern "C" __global__ void pf_gather(const float* data, const long long* indices
 // Per-channel affine (inference BatchNormalization with precomputed scale/shift): x is [N][C][HW].
 extern "C" __global__ void pf_channel_affine(const float* x, const float* scale, const float* shift, float* y, long long n, long long c,
                                              long long hw) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     const long long ch = (i / hw) % c;
     y[i] = x[i] * scale[ch] + shift[ch];
@@ -174,6 +187,7 @@ extern "C" __global__ void pf_channel_affine(const float* x, const float* scale,
 // 2-D pooling over [NC][H][W]. mode 0 max, 1 average counting padding, 2 average excluding padding.
 extern "C" __global__ void pf_pool2d(const float* x, float* y, long long nc, int H, int W, int OH, int OW, int KH, int KW, int sh,
                                      int sw, int ph, int pw, int dh, int dw, int mode) {
+  PF_KERNEL_PROLOGUE();
   const long long n = nc * OH * OW;
   PF_GRID_STRIDE(i, n) {
     const unsigned u = (unsigned)i;  // the host checks nc * OH * OW fits in 32 bits
@@ -245,8 +259,8 @@ __device__ __forceinline__ void pfRowMean(const float* x, float* y, long long ro
     if (threadIdx.x == 0) y[r] = pfMaybeRound<kRound>(s / (float)len);
   }
 }
-extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows, long long len) { pfRowMean<false>(x, y, rows, len); }
-extern "C" __global__ void pf_row_mean_round(const float* x, float* y, long long rows, long long len) { pfRowMean<true>(x, y, rows, len); }
+extern "C" __global__ void pf_row_mean(const float* x, float* y, long long rows, long long len) { PF_KERNEL_PROLOGUE(); pfRowMean<false>(x, y, rows, len); }
+extern "C" __global__ void pf_row_mean_round(const float* x, float* y, long long rows, long long len) { PF_KERNEL_PROLOGUE(); pfRowMean<true>(x, y, rows, len); }
 
 
 // Softmax / LogSoftmax over the last axis: one block per row. The _round variant also rounds the
@@ -272,9 +286,11 @@ __device__ __forceinline__ void pfSoftmax(const float* x, float* y, long long ro
   }
 }
 extern "C" __global__ void pf_softmax(const float* x, float* y, long long rows, long long len, int logSoftmax) {
+  PF_KERNEL_PROLOGUE();
   pfSoftmax<false>(x, y, rows, len, logSoftmax);
 }
 extern "C" __global__ void pf_softmax_round(const float* x, float* y, long long rows, long long len, int logSoftmax) {
+  PF_KERNEL_PROLOGUE();
   pfSoftmax<true>(x, y, rows, len, logSoftmax);
 }
 
@@ -301,10 +317,12 @@ __device__ __forceinline__ void pfLayernorm(const float* x, const float* gamma, 
 }
 extern "C" __global__ void pf_layernorm(const float* x, const float* gamma, const float* beta, float* y, long long rows, long long len,
                                         float eps) {
+  PF_KERNEL_PROLOGUE();
   pfLayernorm<false>(x, gamma, beta, y, rows, len, eps);
 }
 extern "C" __global__ void pf_layernorm_round(const float* x, const float* gamma, const float* beta, float* y, long long rows,
                                               long long len, float eps) {
+  PF_KERNEL_PROLOGUE();
   pfLayernorm<true>(x, gamma, beta, y, rows, len, eps);
 }
 
@@ -315,6 +333,7 @@ __device__ __forceinline__ float pfLoadAny(const void* p, int half, long long i)
 }
 extern "C" __global__ void pf_layernorm_io(const void* x, int xHalf, const float* gamma, const float* beta, void* y, int yHalf, long long rows,
                                            long long len, float eps, int round) {
+  PF_KERNEL_PROLOGUE();
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     float s = 0.f;
     for (long long j = threadIdx.x; j < len; j += blockDim.x) s += pfLoadAny(x, xHalf, r * len + j);
@@ -341,6 +360,7 @@ __device__ __forceinline__ double pfZeroPoint(const unsigned char* zp, long long
 }
 extern "C" __global__ void pf_quantize_linear(const float* x, unsigned char* y, long long n, const float* scale, const unsigned char* zp,
                                               long long dim, long long inner, int isSigned) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     const long long k = dim > 1 ? (i / inner) % dim : 0;
     double v = rint((double)x[i] / (double)scale[k]) + pfZeroPoint(zp, k, isSigned);
@@ -350,6 +370,7 @@ extern "C" __global__ void pf_quantize_linear(const float* x, unsigned char* y, 
 }
 extern "C" __global__ void pf_dequantize_linear(const unsigned char* x, float* y, long long n, const float* scale, const unsigned char* zp,
                                                 long long dim, long long inner, int isSigned) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     const long long k = dim > 1 ? (i / inner) % dim : 0;
     const double q = isSigned ? (double)(signed char)x[i] : (double)x[i];
@@ -359,11 +380,13 @@ extern "C" __global__ void pf_dequantize_linear(const unsigned char* x, float* y
 
 // In place y = act(y) on FP16 storage (the activation cuBLASLt's epilogue lacks, e.g. erf GELU).
 extern "C" __global__ void pf_act_h(__half* y, long long n, int act, float alpha, float beta) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(pfActivate(__half2float(y[i]), act, alpha, beta));
 }
 
 // IsNaN (float -> bool byte) and Where(cond, a, b) with numpy broadcasting of all three.
 extern "C" __global__ void pf_isnan(const float* x, unsigned char* y, long long n) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) y[i] = isnan(x[i]) ? 1 : 0;
 }
 struct PfStrides3 {
@@ -374,6 +397,7 @@ struct PfStrides3 {
   long long b[PF_MAX_RANK];
 };
 extern "C" __global__ void pf_where(const unsigned char* c, const float* a, const float* b, float* y, long long n, PfStrides3 s) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) {
     long long r = i, oc = 0, oa = 0, ob = 0;
     for (int d = s.rank - 1; d >= 0; --d) {
@@ -389,9 +413,11 @@ extern "C" __global__ void pf_where(const unsigned char* c, const float* a, cons
 
 // Reformat kernels (half <-> float) for FP16 inputs / outputs.
 extern "C" __global__ void pf_f16_to_f32(const __half* x, float* y, long long n) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) y[i] = __half2float(x[i]);
 }
 extern "C" __global__ void pf_f32_to_f16(const float* x, __half* y, long long n) {
+  PF_KERNEL_PROLOGUE();
   PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]);
 }
 
@@ -425,12 +451,14 @@ __device__ __forceinline__ void pfIm2col(const float* x, T* col, int C, int H, i
 
 extern "C" __global__ void pf_im2col(const float* x, float* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
                                      int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  PF_KERNEL_PROLOGUE();
   pfIm2col<float>(x, col, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, n0, nImg);
 }
 // The same columns in FP16 (the FP16-operand cuBLASLt convolution tactic): half the bytes written
 // here and read by the GEMM.
 extern "C" __global__ void pf_im2col_h(const float* x, __half* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
                                        int pw, int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  PF_KERNEL_PROLOGUE();
   pfIm2col<__half>(x, col, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, n0, nImg);
 }
 
@@ -439,6 +467,7 @@ extern "C" __global__ void pf_im2col_h(const float* x, __half* col, int C, int H
 // The default for the FP16-operand tactic; PLANFORGE_GPU_IM2COL_H8=0 selects pf_im2col_h (A/B).
 extern "C" __global__ void pf_im2col_h8(const float* x, __half* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
                                         int pw, int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  PF_KERNEL_PROLOGUE();
   const unsigned P = (unsigned)OH * OW, K = (unsigned)C * KH * KW, total = (unsigned)(nImg * K * P);
   const unsigned groups = (total + 7) / 8;
   const float* xs = x + n0 * C * (long long)H * W;
@@ -485,6 +514,7 @@ extern "C" __global__ void pf_im2col_h8(const float* x, __half* col, int C, int 
 // FP32 -> FP16 operand cast for the FP16-operand cuBLASLt tactics: 16-byte loads, 8-byte stores
 // when x / y are 16 / 8-byte aligned (arena offsets and the scratch buffer are), else element-wise.
 extern "C" __global__ void pf_cast_f16(const float* x, __half* y, long long n) {
+  PF_KERNEL_PROLOGUE();
   if ((reinterpret_cast<unsigned long long>(x) & 15) || (reinterpret_cast<unsigned long long>(y) & 7)) {
     PF_GRID_STRIDE(i, n) y[i] = __float2half_rn(x[i]);
     return;
@@ -504,6 +534,7 @@ extern "C" __global__ void pf_cast_f16(const float* x, __half* y, long long n) {
 // so the index divisions are per row (PLANFORGE_GPU_IM2COL_ROWS=1 selects it, for A/B runs).
 extern "C" __global__ void pf_im2col_rows(const float* x, float* col, int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
                                           int pw, int dh, int dw, int OH, int OW, long long n0, long long nImg) {
+  PF_KERNEL_PROLOGUE();
   const unsigned P = (unsigned)OH * OW, K = (unsigned)C * KH * KW, rows = (unsigned)(nImg * K);
   const float* xs = x + n0 * C * (long long)H * W;
   for (unsigned row = blockIdx.y; row < rows; row += gridDim.y) {
@@ -525,6 +556,7 @@ extern "C" __global__ void pf_im2col_rows(const float* x, float* col, int C, int
 // plan's RoundToFp16 of this output, folded in). bias may be null (GEMMs: channels = 1).
 extern "C" __global__ void pf_bias_act(float* y, const float* bias, long long n, long long channels, long long hw, int act, float alpha,
                                        float beta, int round) {
+  PF_KERNEL_PROLOGUE();
   if (n < 0x7fffffffLL) {
     const unsigned un = (unsigned)n, uc = (unsigned)channels, uhw = (unsigned)hw;
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < un; i += gridDim.x * blockDim.x) {

@@ -4,7 +4,9 @@
 // on the GPU and are compared with the CPU reference.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <random>
 
 #include "core/executor.h"
@@ -151,6 +153,58 @@ TEST(gpu_embedded_cubins_match_their_sm) {
     sms.push_back(c.sm);
   }
   CHECK(sms == std::vector<int>({80, 86, 87, 90}));
+}
+
+// Programmatic dependent launch (kernels/common.cuh): the executor may start a kernel before its
+// predecessor has finished, which is only correct if every kernel waits first. Checked in the
+// sources (a kernel without the prologue would read its inputs too early, only on Hopper, only now
+// and then) and by the marker in every cubin that makes the executor use it.
+TEST(gpu_every_kernel_waits_for_its_predecessor) {
+  int kernels = 0;
+  for (const char* file : {"planforge.cu", "conv_nhwc.cuh", "gemm_conv.cuh", "attention.cuh"}) {
+    const std::string path = std::string(PF_NATIVE_DIR) + "/kernels/" + file;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) PF_FAIL("cannot read " << path);
+    std::string src;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) src.append(buf, n);
+    std::fclose(f);
+    const std::string decl = "extern \"C\" __global__ void";
+    for (size_t at = src.find(decl); at != std::string::npos; at = src.find(decl, at + 1)) {
+      const size_t open = src.find('{', at);
+      CHECK(open != std::string::npos);
+      const size_t body = src.find_first_not_of(" \n", open + 1);
+      const std::string head = src.substr(at, open - at);
+      if (head.find("pf_programmatic_launch_v1") != std::string::npos) continue;  // the marker itself: empty
+      ++kernels;
+      if (src.compare(body, 21, "PF_KERNEL_PROLOGUE();") != 0) PF_FAIL(file << ": kernel without PF_KERNEL_PROLOGUE: " << head);
+    }
+  }
+  CHECK(kernels >= 55);
+  for (const auto& c : gpu::embeddedCubins())
+    CHECK(std::string(reinterpret_cast<const char*>(c.data), c.size).find("pf_programmatic_launch_v1") != std::string::npos);
+}
+
+TEST(gpu_programmatic_launch_gives_the_same_outputs_and_can_be_switched_off) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
+  Plan p = smallCnnPlan(dev.sm, "fp16");
+  gpu::prepareGpuPlan(p);
+  std::map<std::string, Tensor> in{{"x", uniformFloats({2, 8, 10, 10}, 11)}};
+  std::map<std::string, Tensor> on, off;
+  const gpu::GpuLayerStats st = matchCpu(p, in, 3e-2, {}, &on);
+  CHECK_EQ(st.programmaticLaunch, dev.sm >= 90);
+  setenv("PLANFORGE_GPU_PDL", "0", 1);
+  gpu::GpuLayerStats stOff;
+  try {
+    stOff = matchCpu(p, in, 3e-2, {}, &off);
+  } catch (...) {
+    unsetenv("PLANFORGE_GPU_PDL");
+    throw;
+  }
+  unsetenv("PLANFORGE_GPU_PDL");
+  CHECK(!stOff.programmaticLaunch);
+  for (const auto& kv : on) CHECK(off.at(kv.first).bytes == kv.second.bytes);
 }
 
 TEST(gpu_cubin_header_validation_rejects_non_cubins) {

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/executor.h"
+#include "core/half.h"
 #include "core/gpu/cubin.h"
 #include "core/gpu/cublaslt.h"
 #include "core/gpu/cuda_driver.h"
@@ -196,11 +197,14 @@ TEST(gpu_cublaslt_tactics_are_never_heuristic_and_only_candidates_when_present) 
           CHECK(withLt == ours);  // depthwise: no cuBLASLt tactic
         } else {
           // FP32 layers: the FP32-operand cuBLASLt tactic only (FP32 plans stay exact); FP16 layers
-          // also the FP16-operand one.
-          const size_t lts = std::string(pr) == "fp16" ? 2 : 1;
+          // also the FP16-operand one, and 1 x 1 stride-1 FP16 convolutions the NHWC one.
+          const bool nhwcLt = gpu::nhwcCublasLtConvEligible(a.graph, n);
+          CHECK_EQ(nhwcLt, std::string(pr) == "fp16" && (n.name == "c1" || n.name == "c2"));
+          const size_t lts = std::string(pr) == "fp16" ? (nhwcLt ? 3 : 2) : 1;
           CHECK_EQ(withLt.size(), ours.size() + lts);
           CHECK(gpu::isCublasLtTactic(withLt.back()));
-          CHECK_EQ(gpu::isCublasLtF16Tactic(withLt.back()), lts == 2);
+          CHECK_EQ(gpu::isCublasLtF16Tactic(withLt.back()), lts >= 2);
+          CHECK_EQ(withLt.back() == gpu::kTacticConvNhwcCublasLt, nhwcLt);
           CHECK_EQ(withLt.front(), ours.front());
           for (size_t k = ours.size(); k < withLt.size(); ++k) CHECK(gpu::isCublasLtTactic(withLt[k]));
         }
@@ -241,8 +245,9 @@ TEST(gpu_cublaslt_f16_operand_tactics_exist_only_for_fp16_layers) {
     CHECK_EQ(gpu::cublasLtF16TacticFor(c16.graph, n16), dw ? int64_t(gpu::kTacticReference) : int64_t(gpu::kTacticConvCublasLtF16));
     CHECK_EQ(gpu::cublasLtF16TacticFor(c32.graph, n32), int64_t(gpu::kTacticReference));
     CHECK(gpu::cublasLtTacticsFor(c32.graph, n32) == (dw ? std::vector<int64_t>{} : std::vector<int64_t>{gpu::kTacticConvCublasLt}));
-    CHECK(gpu::cublasLtTacticsFor(c16.graph, n16) ==
-          (dw ? std::vector<int64_t>{} : std::vector<int64_t>{gpu::kTacticConvCublasLt, gpu::kTacticConvCublasLtF16}));
+    std::vector<int64_t> want16{gpu::kTacticConvCublasLt, gpu::kTacticConvCublasLtF16};
+    if (n16.name == "c1" || n16.name == "c2") want16.push_back(gpu::kTacticConvNhwcCublasLt);  // 1 x 1, stride 1
+    CHECK(gpu::cublasLtTacticsFor(c16.graph, n16) == (dw ? std::vector<int64_t>{} : want16));
   }
   Plan g16 = gemmPlan(90, "fp16"), g32 = gemmPlan(90, "fp32");
   for (size_t i = 0; i < g16.graph.nodes.size(); ++i) {
@@ -659,4 +664,95 @@ TEST(gpu_fp16_rounding_of_row_ops_and_value_preserving_layers_is_folded) {
     const double e = maxRelErr(got.at(kv.first), kv.second);
     if (!(e <= 2e-3)) PF_FAIL("output " << kv.first << " relative error " << e);
   }
+}
+
+// FP16 operands and output straight through LtMatmul (the NHWC 1 x 1 convolution and the FP16
+// transformer GEMMs): weights stored [N][K] (transB) or [K][N], no epilogue / bias / bias + ReLU,
+// with and without an FP16 C (a residual, beta = 1), against a host computation on the same
+// FP16-rounded values.
+TEST(gpu_cublaslt_f16_gemms_with_fp16_bias_and_residual) {
+  if (!gpu::cudaDriverAvailable() || !gpu::cublasLtAvailable()) return;
+  const gpu::CudaDriverApi& cu = gpu::cudaDriver();
+  gpu::CUdevice dev = 0;
+  gpu::CUcontext ctx = nullptr;
+  gpu::checkCuda(cu.cuDeviceGet(&dev, 0), "cuDeviceGet");
+  gpu::checkCuda(cu.cuDevicePrimaryCtxRetain(&ctx, dev), "retain");
+  gpu::checkCuda(cu.cuCtxSetCurrent(ctx), "set");
+  gpu::lt::Handle handle = nullptr;
+  CHECK_EQ(gpu::cublasLt()->cublasLtCreate(&handle), 0);
+  const int64_t M = 192, N = 24, K = 40;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  auto halves = [&](size_t n) {
+    std::vector<uint16_t> h(n);
+    for (auto& v : h) v = floatToHalf(u(rng));
+    return h;
+  };
+  const std::vector<uint16_t> a = halves(M * K), w = halves(N * K), bias = halves(N), res = halves(M * N);
+  std::vector<gpu::CUdeviceptr> bufs;
+  auto upload = [&](const std::vector<uint16_t>& h) {
+    gpu::CUdeviceptr p = 0;
+    gpu::checkCuda(cu.cuMemAlloc(&p, std::max<size_t>(256, h.size() * 2)), "alloc");
+    if (!h.empty()) gpu::checkCuda(cu.cuMemcpyHtoDAsync(p, h.data(), h.size() * 2, nullptr), "upload");
+    bufs.push_back(p);
+    return p;
+  };
+  const size_t wsBytes = size_t(32) << 20;
+  const gpu::CUdeviceptr dA = upload(a), dBias = upload(bias), dRes = upload(res), dY = upload(std::vector<uint16_t>(M * N));
+  gpu::CUdeviceptr wsBig = 0;
+  gpu::checkCuda(cu.cuMemAlloc(&wsBig, wsBytes), "alloc");
+  bufs.push_back(wsBig);
+  int failures = 0;
+  gpu::CUstream stream = nullptr;
+  gpu::checkCuda(cu.cuStreamCreate(&stream, 1), "cuStreamCreate");  // non-blocking, like the executor's
+  for (bool transB : {true, false}) {
+    std::vector<uint16_t> wStored(N * K);  // [N][K] when transB, else [K][N]
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) wStored[transB ? n * K + k : k * N + n] = w[n * K + k];
+    const gpu::CUdeviceptr dW = upload(wStored);
+    for (uint32_t epi : {gpu::lt::kEpiDefault, gpu::lt::kEpiBias, gpu::lt::kEpiReluBias, gpu::lt::kEpiRelu}) {
+      for (bool withC : {false, true}) {
+        gpu::LtGemmDesc d;
+        d.M = M; d.N = N; d.K = K;
+        d.transB = transB;
+        d.lda = K; d.ldb = transB ? K : N; d.ldy = N;
+        d.abType = gpu::lt::kR16F; d.yType = gpu::lt::kR16F; d.computeType = gpu::lt::kCompute32F;
+        d.A = dA; d.B = dW; d.Y = dY;
+        d.epilogue = epi;
+        if (epi & gpu::lt::kEpiBias) d.bias = dBias;
+        if (withC) { d.C = dRes; d.beta = 1.f; }
+        std::string why, status = "ok";
+        try {
+          auto m = gpu::LtMatmul::create(handle, d, wsBig, wsBytes, &why);
+          if (!m) throw BuildError(ErrorCode::kInternal, "no algorithm: " + why);
+          (*m)(stream);
+          gpu::checkCuda(cu.cuStreamSynchronize(stream), "sync");
+          std::vector<uint16_t> y(M * N);
+          gpu::checkCuda(cu.cuMemcpyDtoHAsync(y.data(), dY, y.size() * 2, stream), "download");
+          gpu::checkCuda(cu.cuStreamSynchronize(stream), "sync");
+          double worst = 0;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t n = 0; n < N; ++n) {
+              double acc = 0;
+              for (int64_t k = 0; k < K; ++k) acc += double(halfToFloat(a[i * K + k])) * halfToFloat(w[n * K + k]);
+              if (withC) acc += halfToFloat(res[i * N + n]);
+              if (epi & gpu::lt::kEpiBias) acc += halfToFloat(bias[n]);
+              if (epi == gpu::lt::kEpiReluBias || epi == gpu::lt::kEpiRelu) acc = std::max(acc, 0.0);
+              worst = std::max(worst, std::fabs(acc - halfToFloat(y[i * N + n])) / (1.0 + std::fabs(acc)));
+            }
+          if (worst > 5e-3) status = "wrong by " + std::to_string(worst);
+        } catch (const BuildError& e) {
+          status = e.what();
+          gpu::checkCuda(cu.cuStreamSynchronize(stream), "sync");
+        }
+        if (status != "ok") ++failures;
+        std::cerr << "  (transB " << transB << " epilogue " << epi << " C " << withC << ": " << status << ")\n";
+      }
+    }
+  }
+  for (auto p : bufs) cu.cuMemFree(p);
+  cu.cuStreamDestroy(stream);
+  gpu::cublasLt()->cublasLtDestroy(handle);
+  cu.cuDevicePrimaryCtxRelease(dev);
+  CHECK_EQ(failures, 0);
 }

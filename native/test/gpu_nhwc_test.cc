@@ -12,6 +12,7 @@
 
 #include "core/executor.h"
 #include "core/gpu/cubin.h"
+#include "core/gpu/cublaslt.h"
 #include "core/gpu/cuda_driver.h"
 #include "core/gpu/device.h"
 #include "core/gpu/gpu_executor.h"
@@ -344,6 +345,83 @@ TEST(gpu_nhwc_autotune_keeps_connected_layers_in_nhwc) {
   gpu::GpuExecutorOptions lt;
   lt.preferCublasLt = true;
   CHECK_EQ(expectMatches(resnetLike(dev.sm, 2), resnetInputs(2), lt).nhwcLayers, 0);
+}
+
+// 1 x 1 stride-1 convolutions inside an NHWC chain as one cuBLASLt GEMM (kTacticConvNhwcCublasLt).
+TEST(gpu_nhwc_cublaslt_tactic_eligibility_and_fallback) {
+  CHECK_EQ(int64_t(gpu::kTacticConvNhwcCublasLt), int64_t(19));  // stored in plans and timing caches: never renumber
+  CHECK(gpu::isNhwcConvTactic(gpu::kTacticConvNhwcCublasLt) && !gpu::isNhwcGemmTactic(gpu::kTacticConvNhwcCublasLt));
+  CHECK(gpu::isCublasLtTactic(gpu::kTacticConvNhwcCublasLt) && gpu::isCublasLtF16Tactic(gpu::kTacticConvNhwcCublasLt));
+  CHECK(gpu::nhwcConvTile(gpu::kTacticConvNhwcCublasLt) == nullptr);
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvNhwcCublasLt)), std::string("conv_nhwc_cublaslt_f16"));
+  const Plan p = resnetLike(90, 1);
+  const Graph& g = p.graph;
+  std::set<std::string> eligible;
+  for (const auto& n : g.nodes) {
+    if (gpu::nhwcCublasLtConvEligible(g, n)) eligible.insert(n.name);
+    const auto c = gpu::candidateTactics(g, n);
+    CHECK(std::find(c.begin(), c.end(), int64_t(gpu::kTacticConvNhwcCublasLt)) == c.end());  // never a heuristic choice
+    const auto tuned = gpu::tuningCandidates(g, n, true);
+    CHECK_EQ(std::find(tuned.begin(), tuned.end(), int64_t(gpu::kTacticConvNhwcCublasLt)) != tuned.end(), eligible.count(n.name) != 0);
+    const auto absent = gpu::tuningCandidates(g, n, false);
+    CHECK(std::find(absent.begin(), absent.end(), int64_t(gpu::kTacticConvNhwcCublasLt)) == absent.end());
+  }
+  // c1 (ReLU), c3 (residual + ReLU), c7 (no activation); not the 3 x 3 ones, not c5 (stride 2).
+  CHECK(eligible == std::set<std::string>({"c1", "c3", "c7"}));
+  Node c = g.nodes[0];
+  for (const auto& n : g.nodes)
+    if (n.name == "c3") c = n;
+  bool fellBack = false;
+  CHECK_EQ(gpu::runtimeTactic(g, c, gpu::kTacticConvNhwcCublasLt, true, &fellBack), int64_t(gpu::kTacticConvNhwcCublasLt));
+  CHECK(!fellBack);
+  CHECK_EQ(gpu::runtimeTactic(g, c, gpu::kTacticConvNhwcCublasLt, false, &fellBack), gpu::heuristicTactic(g, c));  // library missing
+  CHECK(fellBack);
+  Node other = c;
+  other.attrs.values["activation"] = stringAttr("HardSwish");  // not among cuBLASLt's epilogues
+  CHECK(!gpu::nhwcCublasLtConvEligible(g, other) && gpu::nhwcConvEligible(g, other));
+  other = c;
+  other.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
+  CHECK(!gpu::nhwcCublasLtConvEligible(g, other));
+  Graph h = g;
+  h.initializers["w3"] = uniformFloats({16, 40, 3, 3}, 3);
+  CHECK(!gpu::nhwcCublasLtConvEligible(h, c));
+  CHECK_EQ(gpu::runtimeTactic(h, c, gpu::kTacticConvNhwcCublasLt, true), gpu::heuristicTactic(h, c));
+  // Through plan serialization.
+  Plan q = p;
+  for (auto& n : q.graph.nodes) n.tactic = gpu::nhwcCublasLtConvEligible(q.graph, n) ? gpu::kTacticConvNhwcCublasLt : gpu::heuristicTactic(q.graph, n);
+  q.header.tuned = true;
+  const std::vector<uint8_t> bytes = serializePlan(q);
+  const Plan r = parsePlan(bytes.data(), bytes.size());
+  for (size_t i = 0; i < q.graph.nodes.size(); ++i) CHECK_EQ(r.graph.nodes[i].tactic, q.graph.nodes[i].tactic);
+}
+
+TEST(gpu_nhwc_cublaslt_convolutions_match_the_cpu_reference) {
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev) || !gpu::cublasLtAvailable()) return;
+  for (bool present : {true, false}) {
+    Plan p = resnetLike(dev.sm, 3);
+    gpu::prepareGpuPlan(p);
+    for (auto& n : p.graph.nodes)
+      if (gpu::nhwcCublasLtConvEligible(p.graph, n)) n.tactic = gpu::kTacticConvNhwcCublasLt;
+    p.header.tuned = true;
+    gpu::setCublasLtDisabledForTesting(!present);
+    try {
+      gpu::GpuExecutor probe(p);
+      const auto chosen = probe.chosenTactics(resnetInputs(3));
+      // c1 and c3 (with the pool output as residual) are chain members; c7 writes an FP32 NCHW
+      // graph output, so it runs on a tile (the heuristic's) instead, as everything does without the library.
+      CHECK_EQ(chosen.at("c1"), present ? int64_t(gpu::kTacticConvNhwcCublasLt) : int64_t(gpu::kTacticConvNhwc128x128));
+      CHECK_EQ(chosen.at("c3") == gpu::kTacticConvNhwcCublasLt, present);
+      CHECK(gpu::isNhwcConvTactic(chosen.at("c7")) && chosen.at("c7") != gpu::kTacticConvNhwcCublasLt);
+      const gpu::GpuLayerStats st = expectMatches(p, resnetInputs(3));
+      CHECK_EQ(st.nhwcLayers, kConvs);
+      CHECK_EQ(st.cublasLtLayers, present ? 2 : 0);
+    } catch (...) {
+      gpu::setCublasLtDisabledForTesting(false);
+      throw;
+    }
+    gpu::setCublasLtDisabledForTesting(false);
+  }
 }
 
 // The untuned plans' tile choice: deterministic, big grids on big tiles, small grids split K.

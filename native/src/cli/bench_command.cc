@@ -189,7 +189,7 @@ void writeLayerStats(JsonWriter& w, const gpu::GpuLayerStats& st) {
   w.field("gpu", st.gpuLayers).field("alias", st.aliasLayers).field("folded", st.foldedLayers).field("cpu", st.cpuLayers);
   w.field("cpuLayerNames", st.cpuLayerNames);
   w.endObject();
-  w.field("cudaGraph", st.cudaGraph).field("cudaGraphNote", st.cudaGraphNote);
+  w.field("cudaGraph", st.cudaGraph).field("cudaGraphNote", st.cudaGraphNote).field("programmaticLaunch", st.programmaticLaunch);
   w.field("arenaBytes", static_cast<uint64_t>(st.arenaBytes)).field("naiveActivationBytes", static_cast<uint64_t>(st.naiveBytes));
   w.field("weightBytes", static_cast<uint64_t>(st.weightBytes));
   w.field("tunedLayers", st.tunedLayers).field("timingCacheHits", st.timingCacheHits).field("tuneSeconds", st.tuneSeconds);

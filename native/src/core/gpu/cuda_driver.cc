@@ -58,6 +58,7 @@ CudaDriverApi loadCudaDriver(const std::string& libraryName) {
   bind(lib, a.cuModuleGetFunction, n, {"cuModuleGetFunction"});
   bind(lib, a.cuFuncSetAttribute, n, {"cuFuncSetAttribute"});
   bind(lib, a.cuLaunchKernel, n, {"cuLaunchKernel"});
+  a.cuLaunchKernelEx = reinterpret_cast<decltype(a.cuLaunchKernelEx)>(dlsym(lib, "cuLaunchKernelEx"));
   bind(lib, a.cuStreamCreate, n, {"cuStreamCreate"});
   bind(lib, a.cuStreamDestroy, n, {"cuStreamDestroy_v2"});
   bind(lib, a.cuStreamSynchronize, n, {"cuStreamSynchronize"});

@@ -41,7 +41,7 @@ const char* const kKernelNames[] = {"pf_unary",   "pf_binary", "pf_copy_nd",    
 const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_bias_act", "pf_im2col_h", "pf_im2col_h8", "pf_cast_f16",
                                             "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round", "pf_attention",
                                             "pf_attention_f16_d32", "pf_attention_f16_d64", "pf_attention_f16_d128",
-                                            "pf_layernorm_io", "pf_act_h", "pf_quantize_linear", "pf_dequantize_linear",
+                                            "pf_layernorm_io", "pf_act_h", "pf_quantize_linear", "pf_dequantize_linear", "pf_programmatic_launch_v1",
                                             "pf_binary_round", "pf_row_mean_round", "pf_copy_nd_bytes", "pf_gather_bytes", "pf_cast",
                                             "pf_logical"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
@@ -104,14 +104,25 @@ struct Launch {
     std::memcpy(slot.data(), &v, sizeof(T));
     args.push_back(std::move(slot));
   }
-  void operator()(CUstream s) const {
+  // programmatic: launched with programmatic stream serialization (kernels/common.cuh,
+  // PF_KERNEL_PROLOGUE), only for our kernels of a cubin that has the prologue.
+  void operator()(CUstream s, bool programmatic = false) const {
     if (lt) {
       (*lt)(s);
       return;
     }
     std::vector<void*> ptrs;
     for (const auto& a : args) ptrs.push_back(const_cast<uint64_t*>(a.data()));
-    checkCuda(cudaDriver().cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, ptrs.data(), nullptr),
+    const CudaDriverApi& cu = cudaDriver();
+    if (programmatic && cu.cuLaunchKernelEx) {
+      CUlaunchAttribute attr{};
+      attr.id = kLaunchAttributeProgrammaticStreamSerialization;
+      attr.value.programmaticStreamSerializationAllowed = 1;
+      CUlaunchConfig c{grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, &attr, 1};
+      checkCuda(cu.cuLaunchKernelEx(&c, fn, ptrs.data(), nullptr), "cuLaunchKernelEx");
+      return;
+    }
+    checkCuda(cu.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared, s, ptrs.data(), nullptr),
               "cuLaunchKernel");
   }
 };
@@ -179,8 +190,10 @@ struct GpuExecutor::Impl {
   lt::Handle ltHandle = nullptr;
   CUdeviceptr ltWorkspace = 0;
   size_t ltWorkspaceBytes = kLtWorkspaceBytes;  // PLANFORGE_CUBLASLT_WORKSPACE_MB overrides
+  bool programmaticLaunch = false;  // our kernels in CUDA graphs with programmatic stream serialization
   int ltAlgos = 1;  // PLANFORGE_CUBLASLT_ALGOS=N: ask the heuristic for N algorithms and keep the fastest (timed once)
   bool ltWarned = false;
+  bool nhwcLtWarned = false;
   size_t colBytesCap = kColBytesCap;         // PLANFORGE_GPU_IM2COL_BYTES overrides (tests of the chunking)
   // FP16 plans follow every FP16 layer with a RoundToFp16 of its output. For convolution / GEMM
   // layers whose output only that RoundToFp16 reads, the rounding is done by the layer itself (in
@@ -266,6 +279,11 @@ struct GpuExecutor::Impl {
       ltWorkspaceBytes = std::max<size_t>(1, std::min<size_t>(4096, std::strtoull(e, nullptr, 10))) << 20;
     if (const char* e = std::getenv("PLANFORGE_CUBLASLT_ALGOS")) ltAlgos = std::max(1, std::min(32, std::atoi(e)));
     if (const char* e = std::getenv("PLANFORGE_GPU_CONV_EPILOGUE")) convEpilogue = std::string(e) != "0";
+    // Programmatic dependent launch in CUDA graphs: Hopper and later, a driver with cuLaunchKernelEx,
+    // and a cubin whose kernels all wait for their predecessor (older plans' cubins do not).
+    // PLANFORGE_GPU_PDL=0 turns it off (A/B runs).
+    programmaticLaunch = dev.sm >= 90 && cu.cuLaunchKernelEx && fns.count("pf_programmatic_launch_v1");
+    if (const char* e = std::getenv("PLANFORGE_GPU_PDL")) programmaticLaunch = programmaticLaunch && std::string(e) != "0";
     findFusableRounds();
     enableNhwc();
     computeNhwcLayout();
@@ -869,9 +887,10 @@ struct GpuExecutor::Impl {
       checkCuda(cu.cuEventSynchronize(b), "cuEventSynchronize");
       float first = 0;
       checkCuda(cu.cuEventElapsedTime(&first, a, b), "cuEventElapsedTime");
-      // Short layers: timed inside a CUDA graph of kReps copies, as the plan runs, so the launch
-      // gaps between a candidate's kernels (an FP16 cast before a GEMM, a split-K reduce) do not
-      // count against it. Long layers (or when capture fails): plain launches.
+      // Short layers: timed inside a CUDA graph of kReps copies, as the plan runs (programmatic
+      // launches included), so the launch gaps between a candidate's kernels (an FP16 cast before
+      // a GEMM, a split-K reduce) do not count against it. Long layers (or when capture fails):
+      // plain launches.
       constexpr int kReps = 10;
       CUgraphExec exec = nullptr;
       if (first < 0.5f && cu.cuStreamBeginCapture(stream, kCaptureModeThreadLocal) == 0) {
@@ -879,7 +898,7 @@ struct GpuExecutor::Impl {
         bool ok = true;
         try {
           for (int r = 0; r < kReps; ++r)
-            for (const Launch& l : ls) l(stream);
+            for (const Launch& l : ls) l(stream, programmaticLaunch);
         } catch (const BuildError&) {
           ok = false;
         }
@@ -1256,8 +1275,15 @@ struct GpuExecutor::Impl {
 
   bool lowerConv(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     int64_t tactic = resolveTactic(s, n, dry);
+    bool heuristicTile = false;
+    if (tactic == kTacticConvNhwcCublasLt) {
+      if (lowerConvNhwcLt(s, n, dry, out)) return true;
+      if (strictTactic) return false;
+      tactic = kTacticConvNhwc128x128;  // not a GEMM here after all (side exit, no algorithm): the tile heuristic
+      heuristicTile = true;
+    }
     if (isNhwcConvTactic(tactic)) {
-      if (lowerConvNhwc(s, n, dry, tactic, out)) return true;
+      if (lowerConvNhwc(s, n, dry, tactic, out, heuristicTile)) return true;
       // Shapes the NHWC kernels do not take (a residual that broadcasts...): the NCHW kernels,
       // unless the layer is part of an NHWC chain (then the CPU step reports it) or being timed.
       if (nhwcConnected(nodeIndex(n)) || strictTactic) return false;
@@ -1387,7 +1413,7 @@ struct GpuExecutor::Impl {
   // value or, for an FP32 NCHW one, its reformat into the column buffer; bias, residual (either
   // layout), activation and the output's layout / rounding all in the GEMM's epilogue (or in the
   // split-K reduce).
-  bool lowerConvNhwc(Spec& s, const Node& n, bool dry, int64_t tactic, std::vector<Launch>& out) {
+  bool lowerConvNhwc(Spec& s, const Node& n, bool dry, int64_t tactic, std::vector<Launch>& out, bool heuristicTile = false) {
     const NhwcConvTile* tile = nhwcConvTile(tactic);
     const size_t ni = nodeIndex(n);
     Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
@@ -1406,7 +1432,7 @@ struct GpuExecutor::Impl {
     p.M = static_cast<int>(M);
     p.K = static_cast<int>(K);
     // Untuned plans (cross-compiled: the plan says "NHWC", not which tile): the shape heuristic.
-    if (!plan.header.tuned && !tacticOverride.count(ni)) {
+    if (heuristicTile || (!plan.header.tuned && !tacticOverride.count(ni))) {
       tile = nhwcConvTile(nhwcHeuristicTile(M, g.Co, K, dev.sm, dev.multiprocessors));
       tactic = tile->tactic;
     }
@@ -1458,6 +1484,95 @@ struct GpuExecutor::Impl {
     if (!nhwcGemmLaunches(s, dry, *tile, c4 ? tile->kernelC4 : tile->kernel, p, ls)) return false;
     chosen[ni] = tactic;
     out.insert(out.end(), ls.begin(), ls.end());
+    return true;
+  }
+
+  // FP16 [C][Co] copy of 1 x 1 convolution weights [Co][C][1][1] (once per executor).
+  CUdeviceptr nhwcGemmWeightKN(Spec& s, const std::string& name) {
+    const bool isWeight = plan.graph.initializers.count(name) && !s.host.count(name);
+    const std::string key = name + "#kn";
+    if (isWeight) {
+      auto it = weightBuffers16.find(key);
+      if (it != weightBuffers16.end()) return it->second.first;
+    }
+    const Tensor* t = hostValue(s, name);
+    if (!t || !isFloatType(t->dtype) || t->shape.size() != 4) throw BuildError(ErrorCode::kInternal, "bad convolution weight '" + name + "'");
+    const int64_t co = t->shape[0], c = t->shape[1];
+    const std::vector<float> v = toFloatVector(*t);
+    std::vector<uint16_t> h(static_cast<size_t>(co * c));
+    for (int64_t o = 0; o < co; ++o)
+      for (int64_t i = 0; i < c; ++i) h[static_cast<size_t>(i * co + o)] = floatToHalf(v[static_cast<size_t>(o * c + i)]);
+    return uploadKept(s, weightBuffers16, key, isWeight, h.data(), h.size() * 2, "upload 1x1 weights");
+  }
+
+  // A 1 x 1 stride-1 convolution between FP16 NHWC values is a plain GEMM over the pixels,
+  // Y[M = N*H*W][Co] = X[M][C] * W^T[C][Co], so cuBLASLt (wgmma kernels on Hopper) runs it in one
+  // launch: FP16 in and out, bias + ReLU in its epilogue, the FP16 NHWC residual as C (beta = 1;
+  // the epilogue applies after the addition, like ours).
+  bool lowerConvNhwcLt(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
+    if (!ltApi || !nhwcEnabled || !nhwcCublasLtConvEligible(plan.graph, n)) return false;
+    Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
+    const Tensor* wt = hostInput(s, n, 1);
+    if (!x.ok || !y.ok || !x.nhwc16 || !y.nhwc16 || !wt || x.shape.size() != 4 || wt->shape.size() != 4 || !onlyFirstOutput(n)) return false;
+    PfConvParams g{};
+    if (!convGeometry(n, x.shape, wt->shape, y.shape, g) || g.groups != 1 || g.KH != 1 || g.KW != 1 || g.sh != 1 || g.sw != 1 || g.ph ||
+        g.pw || g.OH != g.H || g.OW != g.W || g.C % 8 || g.Co % 8)
+      return false;
+    PfEpilogue e{};
+    e.act = kUnaryCopy;
+    if (n.opType == "FusedConv" && !epilogueFromAttrs(n, e)) return false;
+    if (e.act != kUnaryCopy && e.act != kUnaryRelu) return false;
+    const bool hasBias = n.inputs.size() > 2 && !n.inputs[2].empty();
+    if (hasBias) {
+      const Tensor* b = hostInput(s, n, 2);
+      if (!b || !isFloatType(b->dtype) || b->numel() != g.Co) return false;
+    }
+    LtGemmDesc d;
+    d.M = static_cast<int64_t>(g.N) * g.H * g.W;
+    d.N = g.Co;
+    d.K = g.C;
+    d.lda = g.C; d.ldb = g.Co; d.ldy = g.Co;  // weights [C][Co] (the FP16 transformer GEMMs' layout)
+    d.abType = lt::kR16F;
+    d.yType = lt::kR16F;
+    d.computeType = lt::kCompute32F;
+    if (n.opType == "FusedConv" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
+      Operand r = operand(s, n, 3, dry);
+      if (!r.ok || !r.nhwc16 || r.shape != y.shape) return false;
+      d.C = r.ptr;
+      d.beta = 1.f;
+    }
+    d.epilogue = e.act == kUnaryRelu ? (hasBias ? lt::kEpiReluBias : lt::kEpiRelu) : (hasBias ? lt::kEpiBias : lt::kEpiDefault);
+    if (dry) {  // what the tile fallback needs (split-K workspace), should cuBLASLt have no algorithm here
+      std::vector<Launch> sizing;
+      lowerConvNhwc(s, n, true, kTacticConvNhwc128x128, sizing, true);
+      return true;
+    }
+    if (!ensureLt()) return false;
+    d.A = x.ptr;
+    d.Y = y.ptr;
+    d.B = nhwcGemmWeightKN(s, n.inputs[1]);
+    if (hasBias) d.bias = deviceConstHalf(s, n.inputs[2]);
+    Launch l;
+    l.lt = makeLt(d);
+    if (!l.lt) return false;
+    // One trial call at load time: a refusal (cuBLASLt may reject a configuration its heuristic
+    // offered) falls back to the NHWC kernels here instead of failing the run.
+    try {
+      l(stream);
+      checkCuda(cu.cuStreamSynchronize(stream), "cuBLASLt trial");
+    } catch (const BuildError& err) {
+      cu.cuStreamSynchronize(stream);
+      if (!nhwcLtWarned) {
+        nhwcLtWarned = true;
+        std::cerr << "planforge: warning: cuBLASLt refused the 1x1 convolution '" << n.name << "' (M " << d.M << ", N " << d.N << ", K "
+                  << d.K << ", epilogue " << d.epilogue << (d.C ? ", residual" : "") << ", pointer alignment "
+                  << ((d.A | d.B | d.C | d.Y | d.bias) & 255) << "): " << err.what()
+                  << "; such layers run on the NHWC kernels\n";
+      }
+      return false;
+    }
+    chosen[nodeIndex(n)] = kTacticConvNhwcCublasLt;
+    out.push_back(l);
     return true;
   }
 
@@ -2490,10 +2605,10 @@ struct GpuExecutor::Impl {
     checkCuda(cu.cuStreamSynchronize(stream), "copy to device");
   }
 
-  void launchSteps(Spec& s) {
+  void launchSteps(Spec& s, bool programmatic = false) {
     for (const Step& st : s.steps) {
       if (st.kind == Step::kCpu) runCpuStep(s, plan.graph.nodes[st.node]);
-      else for (const Launch& l : st.launches) l(stream);
+      else for (const Launch& l : st.launches) l(stream, programmatic);
     }
   }
 
@@ -2508,13 +2623,14 @@ struct GpuExecutor::Impl {
       if (cu.cuStreamBeginCapture(stream, kCaptureModeThreadLocal) == 0) {
         bool ok = true;
         try {
-          launchSteps(s);
+          launchSteps(s, programmaticLaunch);
         } catch (const BuildError&) {
           ok = false;
         }
         const CUresult end = cu.cuStreamEndCapture(stream, &graph);
         if (ok && end == 0 && graph && cu.cuGraphInstantiateWithFlags(&s.graph, graph, 0) == 0) {
           s.stats.cudaGraph = true;
+          s.stats.programmaticLaunch = programmaticLaunch;
         } else {
           s.graph = nullptr;
           s.stats.cudaGraphNote = "capture failed (error " + std::to_string(end) + ")";

@@ -42,6 +42,7 @@ struct GpuLayerStats {
   std::vector<std::string> cpuLayerNames;  // "OpType 'name'"
   bool cudaGraph = false;
   std::string cudaGraphNote;  // why no graph, when there is none
+  bool programmaticLaunch = false;  // the graph's kernels use programmatic dependent launch (sm_90+)
   size_t arenaBytes = 0;      // activation arena after memory planning
   size_t naiveBytes = 0;      // sum of all activation sizes (no reuse), for comparison
   size_t weightBytes = 0;

@@ -119,8 +119,23 @@ const NhwcConvTile* nhwcConvTile(int64_t tactic) {
   return nullptr;
 }
 bool isNhwcConvTactic(int64_t tactic) {
+  if (tactic == kTacticConvNhwcCublasLt) return true;
   const NhwcConvTile* t = nhwcConvTile(tactic);
   return t && t->tactic == tactic;
+}
+
+bool nhwcCublasLtConvEligible(const Graph& g, const Node& n) {
+  if (!nhwcConvEligible(g, n)) return false;
+  const Shape& w = g.initializers.at(n.inputs[1]).shape;
+  if (w[1] % 8 != 0 || w[2] != 1 || w[3] != 1) return false;
+  const std::string act = n.opType == "FusedConv" ? n.attrs.getString("activation", "") : "";
+  if (!(act.empty() || act == "None" || act == "Relu")) return false;
+  for (int64_t v : n.attrs.getInts("strides", {1, 1}))
+    if (v != 1) return false;
+  for (int64_t v : n.attrs.getInts("pads", {0, 0, 0, 0}))
+    if (v != 0) return false;
+  const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
+  return autoPad == "NOTSET" || autoPad == "VALID" || autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";  // 1 x 1, stride 1: no padding
 }
 bool isNhwcGemmTactic(int64_t tactic) {
   const NhwcConvTile* t = nhwcConvTile(tactic);
@@ -160,6 +175,7 @@ const char* tacticName(int64_t t) {
     case kTacticConvNhwc256x128: return "conv_nhwc_f16_256x128";
     case kTacticConvNhwc128x64: return "conv_nhwc_f16_128x64";
     case kTacticConvNhwc64x64: return "conv_nhwc_f16_64x64";
+    case kTacticConvNhwcCublasLt: return "conv_nhwc_cublaslt_f16";
     case kTacticGemmNhwc128x128: return "gemm_nhwc_f16_128x128";
     case kTacticGemmNhwc256x128: return "gemm_nhwc_f16_256x128";
     case kTacticGemmNhwc128x64: return "gemm_nhwc_f16_128x64";
@@ -206,9 +222,12 @@ std::vector<int64_t> candidateTactics(const Graph& g, const Node& n) {
 }
 
 bool isCublasLtTactic(int64_t t) {
-  return t == kTacticConvCublasLt || t == kTacticGemmCublasLt || t == kTacticConvCublasLtF16 || t == kTacticGemmCublasLtF16;
+  return t == kTacticConvCublasLt || t == kTacticGemmCublasLt || t == kTacticConvCublasLtF16 || t == kTacticGemmCublasLtF16 ||
+         t == kTacticConvNhwcCublasLt;
 }
-bool isCublasLtF16Tactic(int64_t t) { return t == kTacticConvCublasLtF16 || t == kTacticGemmCublasLtF16; }
+bool isCublasLtF16Tactic(int64_t t) {
+  return t == kTacticConvCublasLtF16 || t == kTacticGemmCublasLtF16 || t == kTacticConvNhwcCublasLt;
+}
 
 int64_t cublasLtTacticFor(const Graph& g, const Node& n) {
   const bool onnx = n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge";
@@ -233,6 +252,7 @@ std::vector<int64_t> cublasLtTacticsFor(const Graph& g, const Node& n) {
   c.push_back(lt);
   const int64_t f16 = cublasLtF16TacticFor(g, n);
   if (f16 != kTacticReference) c.push_back(f16);
+  if (nhwcCublasLtConvEligible(g, n)) c.push_back(kTacticConvNhwcCublasLt);
   return c;
 }
 

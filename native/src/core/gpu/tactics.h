@@ -30,6 +30,10 @@ enum Tactic : int64_t {
   kTacticConvNhwc256x128 = 16,
   kTacticConvNhwc128x64 = 17,
   kTacticConvNhwc64x64 = 18,
+  // An NHWC FP16 1 x 1 stride-1 convolution as one cuBLASLt GEMM over the pixels (FP16 in and out,
+  // bias + ReLU in cuBLASLt's epilogue, the residual as C): Hopper's wgmma kernels. A cuBLASLt
+  // tactic (autotuned only; a tile where the library is missing) and an NHWC one (chain member).
+  kTacticConvNhwcCublasLt = 19,
   kTacticGemmF32 = 20,         // tiled GEMM, FP32 SIMT
   kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
   kTacticGemmCublasLt = 22,    // cuBLASLt (strided batched for MatMul), epilogue fused where cuBLASLt has it
@@ -110,7 +114,13 @@ std::vector<std::pair<size_t, std::string>> deferrableConvRounds(const Graph& g)
 // and whose fused activation the epilogue has. Eligible convolutions list these tactics first, so
 // the heuristic choice of a cross-compiled FP16 plan is the 128 x 128 tile.
 bool nhwcConvEligible(const Graph& g, const Node& n);
+// Every NHWC convolution tactic: the tiles and kTacticConvNhwcCublasLt.
 bool isNhwcConvTactic(int64_t tactic);
+// The convolutions kTacticConvNhwcCublasLt may take (attribute level): NHWC-eligible, 1 x 1 weights
+// over a multiple of 8 input channels, stride 1, no padding, no activation or ReLU (the only one
+// of cuBLASLt's epilogues an NHWC convolution has). Only NHWC chain members (FP16 NHWC input and
+// output) run on it; others fall back to the heuristic tile.
+bool nhwcCublasLtConvEligible(const Graph& g, const Node& n);
 // GEMMs on the same kernels: FP16 / INT8 Gemm / MatMul (+ Fused*) whose weights are a 2-D
 // initializer, K and N multiples of 8, Gemm without transA and with alpha = beta = 1, a bias of N
 // values (no broadcast mask), an activation the epilogue has.
