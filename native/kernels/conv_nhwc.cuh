@@ -345,6 +345,22 @@ extern "C" __global__ void pf_conv_nhwc_splitk_reduce(PfConvNhwcParams p) {
 
 // FP32 NCHW -> FP16 NHWC with the channels padded to Cp (zeros): a 32 x 32 tile transpose per block
 // (grid: pixel tiles, channel tiles, images), reads and writes both coalesced.
+// Strided 1 x 1 convolutions on cuBLASLt (tactic 19): the input pixels the convolution reads,
+// y[n][oh][ow][:] = x[n][oh * sh][ow * sw][:], packed densely (16-byte chunks; C % 8 == 0).
+extern "C" __global__ void pf_subsample_nhwc16(const __half* x, __half* y, int N, int H, int W, int C, int OH, int OW, int sh, int sw) {
+  PF_KERNEL_PROLOGUE();
+  const int chunks = C / 8;
+  const long long total = static_cast<long long>(N) * OH * OW * chunks;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    const int c = static_cast<int>(i % chunks);
+    const long long pix = i / chunks;
+    const int ow = static_cast<int>(pix % OW), oh = static_cast<int>((pix / OW) % OH);
+    const long long n = pix / (static_cast<long long>(OW) * OH);
+    const long long src = ((n * H + static_cast<long long>(oh) * sh) * W + static_cast<long long>(ow) * sw) * chunks + c;
+    reinterpret_cast<uint4*>(y)[i] = reinterpret_cast<const uint4*>(x)[src];
+  }
+}
+
 extern "C" __global__ void pf_nchw_to_nhwc16(const float* x, __half* y, int C, int HW, int Cp) {
   PF_KERNEL_PROLOGUE();
   __shared__ float tile[32][33];

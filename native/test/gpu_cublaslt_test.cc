@@ -199,7 +199,7 @@ TEST(gpu_cublaslt_tactics_are_never_heuristic_and_only_candidates_when_present) 
           // FP32 layers: the FP32-operand cuBLASLt tactic only (FP32 plans stay exact); FP16 layers
           // also the FP16-operand one, and 1 x 1 stride-1 FP16 convolutions the NHWC one.
           const bool nhwcLt = gpu::nhwcCublasLtConvEligible(a.graph, n);
-          CHECK_EQ(nhwcLt, std::string(pr) == "fp16" && (n.name == "c1" || n.name == "c2"));
+          CHECK_EQ(nhwcLt, std::string(pr) == "fp16" && (n.name == "c1" || n.name == "c2" || n.name == "c7"));
           const size_t lts = std::string(pr) == "fp16" ? (nhwcLt ? 3 : 2) : 1;
           CHECK_EQ(withLt.size(), ours.size() + lts);
           CHECK(gpu::isCublasLtTactic(withLt.back()));
@@ -246,7 +246,7 @@ TEST(gpu_cublaslt_f16_operand_tactics_exist_only_for_fp16_layers) {
     CHECK_EQ(gpu::cublasLtF16TacticFor(c32.graph, n32), int64_t(gpu::kTacticReference));
     CHECK(gpu::cublasLtTacticsFor(c32.graph, n32) == (dw ? std::vector<int64_t>{} : std::vector<int64_t>{gpu::kTacticConvCublasLt}));
     std::vector<int64_t> want16{gpu::kTacticConvCublasLt, gpu::kTacticConvCublasLtF16};
-    if (n16.name == "c1" || n16.name == "c2") want16.push_back(gpu::kTacticConvNhwcCublasLt);  // 1 x 1, stride 1
+    if (n16.name == "c1" || n16.name == "c2" || n16.name == "c7") want16.push_back(gpu::kTacticConvNhwcCublasLt);  // 1 x 1, no padding
     CHECK(gpu::cublasLtTacticsFor(c16.graph, n16) == (dw ? std::vector<int64_t>{} : want16));
   }
   Plan g16 = gemmPlan(90, "fp16"), g32 = gemmPlan(90, "fp32");

@@ -184,7 +184,7 @@ TEST(gpu_nhwc_tiles_fit_every_target_and_are_in_every_cubin) {
       CHECK(image.find(t.kernel) != std::string::npos);
       CHECK(image.find(t.kernelC4) != std::string::npos);
     }
-    for (const char* k : {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16"})
+    for (const char* k : {"pf_conv_nhwc_splitk_reduce", "pf_nchw_to_nhwc16", "pf_maxpool_nhwc16", "pf_gap_nhwc16", "pf_subsample_nhwc16"})
       CHECK(image.find(k) != std::string::npos);
   }
 }
@@ -366,8 +366,8 @@ TEST(gpu_nhwc_cublaslt_tactic_eligibility_and_fallback) {
     const auto absent = gpu::tuningCandidates(g, n, false);
     CHECK(std::find(absent.begin(), absent.end(), int64_t(gpu::kTacticConvNhwcCublasLt)) == absent.end());
   }
-  // c1 (ReLU), c3 (residual + ReLU), c7 (no activation); not the 3 x 3 ones, not c5 (stride 2).
-  CHECK(eligible == std::set<std::string>({"c1", "c3", "c7"}));
+  // c1 (ReLU), c3 (residual + ReLU), c5 (stride 2), c7 (no activation); not the 3 x 3 ones.
+  CHECK(eligible == std::set<std::string>({"c1", "c3", "c5", "c7"}));
   Node c = g.nodes[0];
   for (const auto& n : g.nodes)
     if (n.name == "c3") c = n;
@@ -408,14 +408,16 @@ TEST(gpu_nhwc_cublaslt_convolutions_match_the_cpu_reference) {
     try {
       gpu::GpuExecutor probe(p);
       const auto chosen = probe.chosenTactics(resnetInputs(3));
-      // c1 and c3 (with the pool output as residual) are chain members; c7 writes an FP32 NCHW
-      // graph output, so it runs on a tile (the heuristic's) instead, as everything does without the library.
+      // c1, c3 (with the pool output as residual) and c5 (stride 2: packed first) are chain members;
+      // c7 writes an FP32 NCHW graph output, so it runs on a tile (the heuristic's) instead, as
+      // everything does without the library.
       CHECK_EQ(chosen.at("c1"), present ? int64_t(gpu::kTacticConvNhwcCublasLt) : int64_t(gpu::kTacticConvNhwc128x128));
       CHECK_EQ(chosen.at("c3") == gpu::kTacticConvNhwcCublasLt, present);
+      CHECK_EQ(chosen.at("c5") == gpu::kTacticConvNhwcCublasLt, present);
       CHECK(gpu::isNhwcConvTactic(chosen.at("c7")) && chosen.at("c7") != gpu::kTacticConvNhwcCublasLt);
       const gpu::GpuLayerStats st = expectMatches(p, resnetInputs(3));
       CHECK_EQ(st.nhwcLayers, kConvs);
-      CHECK_EQ(st.cublasLtLayers, present ? 2 : 0);
+      CHECK_EQ(st.cublasLtLayers, present ? 3 : 0);
     } catch (...) {
       gpu::setCublasLtDisabledForTesting(false);
       throw;

@@ -42,6 +42,7 @@ const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_b
                                             "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round", "pf_attention",
                                             "pf_attention_f16_d32", "pf_attention_f16_d64", "pf_attention_f16_d128",
                                             "pf_layernorm_io", "pf_act_h", "pf_quantize_linear", "pf_dequantize_linear", "pf_programmatic_launch_v1",
+                                            "pf_subsample_nhwc16",
                                             "pf_binary_round", "pf_row_mean_round", "pf_copy_nd_bytes", "pf_gather_bytes", "pf_cast",
                                             "pf_logical"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
@@ -1505,19 +1506,23 @@ struct GpuExecutor::Impl {
     return uploadKept(s, weightBuffers16, key, isWeight, h.data(), h.size() * 2, "upload 1x1 weights");
   }
 
-  // A 1 x 1 stride-1 convolution between FP16 NHWC values is a plain GEMM over the pixels,
-  // Y[M = N*H*W][Co] = X[M][C] * W^T[C][Co], so cuBLASLt (wgmma kernels on Hopper) runs it in one
-  // launch: FP16 in and out, bias + ReLU in its epilogue, the FP16 NHWC residual as C (beta = 1;
-  // the epilogue applies after the addition, like ours).
+  // A 1 x 1 convolution between FP16 NHWC values is a plain GEMM over the pixels it reads,
+  // Y[M = N*OH*OW][Co] = X[M][C] * W^T[C][Co], so cuBLASLt (wgmma kernels on Hopper) runs it in one
+  // launch (strided: after packing those pixels): FP16 in and out, bias + ReLU in its epilogue, the
+  // FP16 NHWC residual as C (beta = 1; the epilogue applies after the addition, like ours).
   bool lowerConvNhwcLt(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     if (!ltApi || !nhwcEnabled || !nhwcCublasLtConvEligible(plan.graph, n)) return false;
     Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
     const Tensor* wt = hostInput(s, n, 1);
     if (!x.ok || !y.ok || !x.nhwc16 || !y.nhwc16 || !wt || x.shape.size() != 4 || wt->shape.size() != 4 || !onlyFirstOutput(n)) return false;
     PfConvParams g{};
-    if (!convGeometry(n, x.shape, wt->shape, y.shape, g) || g.groups != 1 || g.KH != 1 || g.KW != 1 || g.sh != 1 || g.sw != 1 || g.ph ||
-        g.pw || g.OH != g.H || g.OW != g.W || g.C % 8 || g.Co % 8)
+    if (!convGeometry(n, x.shape, wt->shape, y.shape, g) || g.groups != 1 || g.KH != 1 || g.KW != 1 || g.sh < 1 || g.sw < 1 || g.ph ||
+        g.pw || g.OH != (g.H - 1) / g.sh + 1 || g.OW != (g.W - 1) / g.sw + 1 || g.C % 8 || g.Co % 8)
       return false;
+    // Strided: the pixels it reads are packed first (pf_subsample_nhwc16 into the column buffer).
+    const bool strided = g.sh != 1 || g.sw != 1;
+    const size_t packed = strided ? static_cast<size_t>(g.N) * g.OH * g.OW * g.C * 2 : 0;
+    if (strided && !fns.count("pf_subsample_nhwc16")) return false;
     PfEpilogue e{};
     e.act = kUnaryCopy;
     if (n.opType == "FusedConv" && !epilogueFromAttrs(n, e)) return false;
@@ -1528,7 +1533,7 @@ struct GpuExecutor::Impl {
       if (!b || !isFloatType(b->dtype) || b->numel() != g.Co) return false;
     }
     LtGemmDesc d;
-    d.M = static_cast<int64_t>(g.N) * g.H * g.W;
+    d.M = static_cast<int64_t>(g.N) * g.OH * g.OW;
     d.N = g.Co;
     d.K = g.C;
     d.lda = g.C; d.ldb = g.Co; d.ldy = g.Co;  // weights [C][Co] (the FP16 transformer GEMMs' layout)
@@ -1543,22 +1548,31 @@ struct GpuExecutor::Impl {
     }
     d.epilogue = e.act == kUnaryRelu ? (hasBias ? lt::kEpiReluBias : lt::kEpiRelu) : (hasBias ? lt::kEpiBias : lt::kEpiDefault);
     if (dry) {  // what the tile fallback needs (split-K workspace), should cuBLASLt have no algorithm here
+      s.colBytes = std::max(s.colBytes, packed);
       std::vector<Launch> sizing;
       lowerConvNhwc(s, n, true, kTacticConvNhwc128x128, sizing, true);
       return true;
     }
-    if (!ensureLt()) return false;
+    if (!ensureLt() || (strided && (!s.colBuffer || s.colBytes < packed))) return false;
+    std::vector<Launch> ls;
     d.A = x.ptr;
+    if (strided) {
+      Launch p = elementwiseLaunch("pf_subsample_nhwc16", static_cast<int64_t>(packed / 16));
+      p.arg(x.ptr); p.arg(s.colBuffer); p.arg(g.N); p.arg(g.H); p.arg(g.W); p.arg(g.C); p.arg(g.OH); p.arg(g.OW); p.arg(g.sh); p.arg(g.sw);
+      ls.push_back(p);
+      d.A = s.colBuffer;
+    }
     d.Y = y.ptr;
     d.B = nhwcGemmWeightKN(s, n.inputs[1]);
     if (hasBias) d.bias = deviceConstHalf(s, n.inputs[2]);
     Launch l;
     l.lt = makeLt(d);
     if (!l.lt) return false;
+    ls.push_back(l);
     // One trial call at load time: a refusal (cuBLASLt may reject a configuration its heuristic
     // offered) falls back to the NHWC kernels here instead of failing the run.
     try {
-      l(stream);
+      for (const Launch& t : ls) t(stream);
       checkCuda(cu.cuStreamSynchronize(stream), "cuBLASLt trial");
     } catch (const BuildError& err) {
       cu.cuStreamSynchronize(stream);
@@ -1572,7 +1586,7 @@ struct GpuExecutor::Impl {
       return false;
     }
     chosen[nodeIndex(n)] = kTacticConvNhwcCublasLt;
-    out.push_back(l);
+    out.insert(out.end(), ls.begin(), ls.end());
     return true;
   }
 

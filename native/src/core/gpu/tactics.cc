@@ -131,11 +131,11 @@ bool nhwcCublasLtConvEligible(const Graph& g, const Node& n) {
   const std::string act = n.opType == "FusedConv" ? n.attrs.getString("activation", "") : "";
   if (!(act.empty() || act == "None" || act == "Relu")) return false;
   for (int64_t v : n.attrs.getInts("strides", {1, 1}))
-    if (v != 1) return false;
+    if (v < 1) return false;
   for (int64_t v : n.attrs.getInts("pads", {0, 0, 0, 0}))
     if (v != 0) return false;
   const std::string autoPad = n.attrs.getString("auto_pad", "NOTSET");
-  return autoPad == "NOTSET" || autoPad == "VALID" || autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";  // 1 x 1, stride 1: no padding
+  return autoPad == "NOTSET" || autoPad == "VALID" || autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER";  // 1 x 1: SAME pads nothing
 }
 bool isNhwcGemmTactic(int64_t tactic) {
   const NhwcConvTile* t = nhwcConvTile(tactic);

@@ -30,9 +30,10 @@ enum Tactic : int64_t {
   kTacticConvNhwc256x128 = 16,
   kTacticConvNhwc128x64 = 17,
   kTacticConvNhwc64x64 = 18,
-  // An NHWC FP16 1 x 1 stride-1 convolution as one cuBLASLt GEMM over the pixels (FP16 in and out,
-  // bias + ReLU in cuBLASLt's epilogue, the residual as C): Hopper's wgmma kernels. A cuBLASLt
-  // tactic (autotuned only; a tile where the library is missing) and an NHWC one (chain member).
+  // An NHWC FP16 1 x 1 convolution as one cuBLASLt GEMM over the pixels it reads (strided ones
+  // packed first; FP16 in and out, bias + ReLU in cuBLASLt's epilogue, the residual as C): Hopper's
+  // wgmma kernels. A cuBLASLt tactic (autotuned only; a tile where the library is missing) and an
+  // NHWC one (chain member).
   kTacticConvNhwcCublasLt = 19,
   kTacticGemmF32 = 20,         // tiled GEMM, FP32 SIMT
   kTacticGemmF16TensorCore = 21,  // tiled GEMM, FP16 wmma, FP32 accumulation
@@ -117,7 +118,7 @@ bool nhwcConvEligible(const Graph& g, const Node& n);
 // Every NHWC convolution tactic: the tiles and kTacticConvNhwcCublasLt.
 bool isNhwcConvTactic(int64_t tactic);
 // The convolutions kTacticConvNhwcCublasLt may take (attribute level): NHWC-eligible, 1 x 1 weights
-// over a multiple of 8 input channels, stride 1, no padding, no activation or ReLU (the only one
+// over a multiple of 8 input channels, any stride, no padding, no activation or ReLU (the only one
 // of cuBLASLt's epilogues an NHWC convolution has). Only NHWC chain members (FP16 NHWC input and
 // output) run on it; others fall back to the heuristic tile.
 bool nhwcCublasLtConvEligible(const Graph& g, const Node& n);
