@@ -283,3 +283,31 @@ __device__ __forceinline__ void pfConvDepthwise(const PfConvParams& p) {
 }
 extern "C" __global__ void pf_conv_depthwise(PfConvParams p) { PF_KERNEL_PROLOGUE(); pfConvDepthwise<false>(p); }
 extern "C" __global__ void pf_conv_depthwise_round(PfConvParams p) { PF_KERNEL_PROLOGUE(); pfConvDepthwise<true>(p); }
+
+// 1 x 1 convolution of one-pixel images (squeeze-and-excitation fc layers, 1 x 1 heads): a
+// matrix-vector product per image, one warp per output value, the whole epilogue fused, and the
+// FP16 roundings of the input (left to this reader) and of the output (the folded RoundToFp16) in
+// the same launch: one launch where cuBLASLt takes two or three at batch 1.
+extern "C" __global__ void pf_conv1x1_vector(PfConvParams p, int roundInput, int roundOutput) {
+  PF_KERNEL_PROLOGUE();
+  const long long outputs = static_cast<long long>(p.N) * p.Co;
+  const int lane = threadIdx.x & 31;
+  const long long warpsInGrid = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  for (long long o = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5; o < outputs; o += warpsInGrid) {
+    const long long n = o / p.Co;
+    const int co = static_cast<int>(o % p.Co);
+    const float* x = p.input + n * p.C;
+    const float* w = p.weight + static_cast<long long>(co) * p.C;
+    float acc = 0.f;
+    for (int c = lane; c < p.C; c += 32) {
+      const float xv = roundInput ? __half2float(__float2half_rn(x[c])) : x[c];
+      acc += w[c] * xv;
+    }
+#pragma unroll
+    for (int off = 16; off; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) {
+      const float v = pfEpilogue(p.epi, acc, co, 0, o);
+      p.output[o] = roundOutput ? __half2float(__float2half_rn(v)) : v;
+    }
+  }
+}

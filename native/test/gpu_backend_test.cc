@@ -486,11 +486,14 @@ TEST(gpu_quantize_dequantize_match_the_cpu_reference) {
 
 // FP16 plans: GlobalAveragePool and binary ops (an SE block's pool and Mul) round their own outputs
 // (pf_row_mean_round, pf_binary_round), so every RoundToFp16 here is a view; values as the CPU's.
-TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
-  Plan p = emptyPlan(90, "fp16");
+// A squeeze-and-excitation block of an FP16 plan (MobileNetV3): pool -> 1x1 ReLU -> 1x1 HardSigmoid
+// -> scale, each followed by its RoundToFp16.
+Plan seBlockPlan(int sm, int batch = 2) {
+  Plan p = emptyPlan(sm, "fp16");
   Graph& g = p.graph;
-  addInput(g, "x", {2, 16, 7, 7});
+  addInput(g, "x", {batch, 16, 7, 7});
   g.initializers["w1"] = uniformFloats({4, 16, 1, 1}, 51);
+  g.initializers["b1"] = uniformFloats({4}, 54);
   g.initializers["w2"] = uniformFloats({16, 4, 1, 1}, 52);
   auto fp16 = [](Node n) {
     n.precision = "fp16";
@@ -503,7 +506,7 @@ TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
   };
   g.nodes.push_back(fp16(node("GlobalAveragePool", "pool", {"x"}, {"p32"})));
   round("p32", "p");
-  Node fc1 = node("FusedConv", "fc1", {"p", "w1"}, {"f32"});
+  Node fc1 = node("FusedConv", "fc1", {"p", "w1", "b1"}, {"f32"});
   fc1.domain = "planforge";
   fc1.attrs.values["activation"] = stringAttr("Relu");
   g.nodes.push_back(fp16(fc1));
@@ -518,8 +521,13 @@ TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
   g.nodes.push_back(node("Relu", "after", {"y"}, {"z"}));
   g.outputs = {"z"};
   inferShapes(g);
+  return p;
+}
+
+TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
+  Plan p = seBlockPlan(90);
   const std::map<std::string, Tensor> in{{"x", uniformFloats({2, 16, 7, 7}, 53)}};
-  CHECK_EQ(runGraph(g, in).size(), size_t(1));
+  CHECK_EQ(runGraph(p.graph, in).size(), size_t(1));
   gpu::DeviceInfo dev;
   if (!gpuWithKernels(&dev)) return;
   p.header.targetSm = dev.sm;
@@ -527,6 +535,45 @@ TEST(gpu_se_block_pool_and_mul_round_in_their_kernels) {
   gpu::prepareGpuPlan(p);
   gpu::GpuExecutor ex(p);
   CHECK_EQ(ex.stats(in).aliasLayers, 4);  // the four RoundToFp16
+}
+
+// The SE block's fc layers on the matrix-vector kernel (kTacticConvVector): one launch each, the
+// roundings inside; eligibility on the CPU.
+TEST(gpu_one_pixel_convolutions_on_the_vector_kernel) {
+  Plan p = seBlockPlan(90);
+  const Graph& g = p.graph;
+  for (const auto& n : g.nodes) {
+    CHECK_EQ(gpu::convVectorEligible(g, n), n.name == "fc1" || n.name == "fc2");
+    if (gpu::convVectorEligible(g, n)) {
+      CHECK_EQ(gpu::runtimeTactic(g, n, gpu::kTacticConvVector, false), int64_t(gpu::kTacticConvVector));
+      CHECK(gpu::heuristicTactic(g, n) != gpu::kTacticConvVector);  // only the autotuner picks it
+    }
+  }
+  CHECK_EQ(std::string(gpu::tacticName(gpu::kTacticConvVector)), std::string("conv_1x1_vector"));
+  Node c = g.nodes[2];  // fc1
+  CHECK_EQ(c.name, std::string("fc1"));
+  c.attrs.values["strides"] = intsAttr({2, 2});
+  CHECK(!gpu::convVectorEligible(g, c));
+  CHECK_EQ(gpu::runtimeTactic(g, c, gpu::kTacticConvVector, false), gpu::heuristicTactic(g, c));
+  c = g.nodes[2];
+  c.attrs.values["group"] = intAttr(2);
+  CHECK(!gpu::convVectorEligible(g, c));
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
+  for (int batch : {1, 3}) {
+    Plan q = seBlockPlan(dev.sm, batch);
+    gpu::prepareGpuPlan(q);
+    for (auto& n : q.graph.nodes)
+      if (gpu::convVectorEligible(q.graph, n)) n.tactic = gpu::kTacticConvVector;
+    q.header.tuned = true;
+    const std::map<std::string, Tensor> in{{"x", uniformFloats({batch, 16, 7, 7}, 55)}};
+    gpu::GpuExecutor probe(q);
+    const auto chosen = probe.chosenTactics(in);
+    CHECK_EQ(chosen.at("fc1"), int64_t(gpu::kTacticConvVector));
+    CHECK_EQ(chosen.at("fc2"), int64_t(gpu::kTacticConvVector));
+    const gpu::GpuLayerStats st = matchCpu(q, in, 1e-2, {});
+    CHECK_EQ(st.launches, 5);  // pool, fc1, fc2, scale, relu: one each
+  }
 }
 
 // Tensors of other element types on the GPU (what an attention_mask input turns into): Cast int64 -> bool ->

@@ -191,7 +191,11 @@ TEST(gpu_cublaslt_tactics_are_never_heuristic_and_only_candidates_when_present) 
         CHECK(!gpu::isCublasLtTactic(n.tactic));
         const auto ours = gpu::candidateTactics(a.graph, n);
         for (int64_t t : ours) CHECK(!gpu::isCublasLtTactic(t));
-        CHECK(gpu::tuningCandidates(a.graph, n, false) == ours);  // absent: not a candidate
+        // Absent: not a candidate (1 x 1 stride-1 convolutions add the vector kernel, ours too).
+        std::vector<int64_t> tuned = ours;
+        if (gpu::convVectorEligible(a.graph, n)) tuned.push_back(gpu::kTacticConvVector);
+        if (n.opType.find("Conv") != std::string::npos) CHECK_EQ(gpu::convVectorEligible(a.graph, n), n.name == "c1" || n.name == "c2");
+        CHECK(gpu::tuningCandidates(a.graph, n, false) == tuned);
         const auto withLt = gpu::tuningCandidates(a.graph, n, true);
         if (n.name == "dw") {
           CHECK(withLt == ours);  // depthwise: no cuBLASLt tactic
@@ -201,12 +205,12 @@ TEST(gpu_cublaslt_tactics_are_never_heuristic_and_only_candidates_when_present) 
           const bool nhwcLt = gpu::nhwcCublasLtConvEligible(a.graph, n);
           CHECK_EQ(nhwcLt, std::string(pr) == "fp16" && (n.name == "c1" || n.name == "c2" || n.name == "c7"));
           const size_t lts = std::string(pr) == "fp16" ? (nhwcLt ? 3 : 2) : 1;
-          CHECK_EQ(withLt.size(), ours.size() + lts);
+          CHECK_EQ(withLt.size(), tuned.size() + lts);
           CHECK(gpu::isCublasLtTactic(withLt.back()));
           CHECK_EQ(gpu::isCublasLtF16Tactic(withLt.back()), lts >= 2);
           CHECK_EQ(withLt.back() == gpu::kTacticConvNhwcCublasLt, nhwcLt);
           CHECK_EQ(withLt.front(), ours.front());
-          for (size_t k = ours.size(); k < withLt.size(); ++k) CHECK(gpu::isCublasLtTactic(withLt[k]));
+          for (size_t k = tuned.size(); k < withLt.size(); ++k) CHECK(gpu::isCublasLtTactic(withLt[k]));
         }
       }
     }

@@ -42,7 +42,7 @@ const char* const kOptionalKernelNames[] = {"pf_im2col", "pf_im2col_rows", "pf_b
                                             "pf_softmax_round", "pf_layernorm_round", "pf_conv_depthwise_round", "pf_attention",
                                             "pf_attention_f16_d32", "pf_attention_f16_d64", "pf_attention_f16_d128",
                                             "pf_layernorm_io", "pf_act_h", "pf_quantize_linear", "pf_dequantize_linear", "pf_programmatic_launch_v1",
-                                            "pf_subsample_nhwc16",
+                                            "pf_subsample_nhwc16", "pf_conv1x1_vector",
                                             "pf_binary_round", "pf_row_mean_round", "pf_copy_nd_bytes", "pf_gather_bytes", "pf_cast",
                                             "pf_logical"};
 // The NHWC FP16 convolution path (kernels/conv_nhwc.cuh; the tile kernels are in tactics.cc):
@@ -1338,6 +1338,14 @@ struct GpuExecutor::Impl {
       auto d = deferredInputs.find(n.inputs[0]);
       roundInput = d != deferredInputs.end() && !s.deferCancelled.count(d->second);
     }
+    if (tactic == kTacticConvVector) {
+      if (!bcastResidual.ok && lowerConvVector(dry, p, roundInput, round, out)) {
+        chosen[ni] = tactic;
+        return true;
+      }
+      if (strictTactic) return false;
+      tactic = heuristicTactic(plan.graph, n);
+    }
     const bool ltTactic = isCublasLtTactic(tactic);  // one of this convolution's (runtimeTactic checked it)
     if (ltEligible && (ltTactic || (dry && options.autotune))) {
       bool f16 = tactic == kTacticConvCublasLtF16;
@@ -1376,6 +1384,24 @@ struct GpuExecutor::Impl {
     if (bcastResidual.ok && !broadcastResidualLaunch(y, bcastResidual, ls)) return false;
     if (round && !roundInKernel) ls.push_back(roundLaunch(y));
     out.insert(out.end(), ls.begin(), ls.end());
+    return true;
+  }
+
+  // One-pixel 1 x 1 convolutions (kTacticConvVector): one warp per output value, the input's deferred
+  // rounding and the output's folded one inside the kernel.
+  bool lowerConvVector(bool dry, const PfConvParams& p, bool roundInput, bool roundOutput, std::vector<Launch>& out) {
+    if (!fns.count("pf_conv1x1_vector") || p.groups != 1 || p.KH != 1 || p.KW != 1 || p.H != 1 || p.W != 1 || p.OH != 1 || p.OW != 1)
+      return false;
+    if (dry) return true;
+    const int64_t outputs = static_cast<int64_t>(p.N) * p.Co;
+    Launch l;
+    l.fn = fns.at("pf_conv1x1_vector");
+    l.block[0] = 256;
+    l.grid[0] = gridFor(outputs * 32, 256);
+    l.arg(p);
+    l.arg(roundInput ? 1 : 0);
+    l.arg(roundOutput ? 1 : 0);
+    out.push_back(l);
     return true;
   }
 

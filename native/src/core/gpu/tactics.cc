@@ -184,6 +184,7 @@ const char* tacticName(int64_t t) {
     case kTacticGemmF16TensorCore: return "gemm_f16_tensorcore";
     case kTacticGemmCublasLt: return "gemm_cublaslt";
     case kTacticGemmCublasLtF16: return "gemm_cublaslt_f16";
+    case kTacticConvVector: return "conv_1x1_vector";
     case kTacticPool: return "pool";
     case kTacticRowReduce: return "row_reduce";
   }
@@ -256,8 +257,22 @@ std::vector<int64_t> cublasLtTacticsFor(const Graph& g, const Node& n) {
   return c;
 }
 
+bool convVectorEligible(const Graph& g, const Node& n) {
+  const bool onnx = n.domain.empty() || n.domain == "ai.onnx" || n.domain == "planforge";
+  if (!onnx || !isConv(n) || n.attrs.getInt("group", 1) != 1 || n.inputs.size() < 2) return false;
+  auto w = g.initializers.find(n.inputs[1]);
+  if (w == g.initializers.end() || w->second.shape.size() != 4 || w->second.shape[2] != 1 || w->second.shape[3] != 1) return false;
+  if (n.opType == "FusedConv" && !nhwcActivations().count(n.attrs.getString("activation", ""))) return false;
+  for (int64_t v : n.attrs.getInts("strides", {1, 1}))
+    if (v != 1) return false;
+  for (int64_t v : n.attrs.getInts("pads", {0, 0, 0, 0}))
+    if (v != 0) return false;
+  return true;
+}
+
 std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent) {
   std::vector<int64_t> c = candidateTactics(g, n);
+  if (!c.empty() && convVectorEligible(g, n)) c.push_back(kTacticConvVector);
   if (cublasLtPresent && !c.empty())
     for (int64_t lt : cublasLtTacticsFor(g, n)) c.push_back(lt);
   return c;
@@ -269,6 +284,7 @@ int64_t runtimeTactic(const Graph& g, const Node& n, int64_t planned, bool cubla
   if (std::find(ours.begin(), ours.end(), planned) != ours.end()) return planned;
   // Our kernels of the layer's family stay usable whatever the layer's precision.
   if (isConv(n) && (planned == kTacticConvF32 || planned == kTacticConvF16TensorCore || planned == kTacticConvDepthwise)) return planned;
+  if (planned == kTacticConvVector && convVectorEligible(g, n)) return planned;
   if (isGemm(n) && (planned == kTacticGemmF32 || planned == kTacticGemmF16TensorCore)) return planned;
   const std::vector<int64_t> lts = isCublasLtTactic(planned) ? cublasLtTacticsFor(g, n) : std::vector<int64_t>{};
   if (std::find(lts.begin(), lts.end(), planned) != lts.end()) {

@@ -45,6 +45,10 @@ enum Tactic : int64_t {
   kTacticGemmNhwc256x128 = 25,
   kTacticGemmNhwc128x64 = 26,
   kTacticGemmNhwc64x64 = 27,
+  // A 1 x 1 convolution of one-pixel images (SE fc layers at batch 1) as one matrix-vector kernel with
+  // the input / output roundings fused (pf_conv1x1_vector). Autotuned only (tuningCandidates): the
+  // shapes that make it pay are known at run time.
+  kTacticConvVector = 28,
   kTacticPool = 30,            // pf_pool2d
   kTacticRowReduce = 31,       // pf_row_mean / pf_softmax / pf_layernorm
 };
@@ -71,7 +75,11 @@ std::vector<int64_t> cublasLtTacticsFor(const Graph& g, const Node& n);
 // The FP16-operand cuBLASLt tactic of the layer, or kTacticReference (FP32 layers, other ops).
 int64_t cublasLtF16TacticFor(const Graph& g, const Node& n);
 bool isCublasLtF16Tactic(int64_t tactic);
-// What the autotuner times: candidateTactics() plus the cuBLASLt tactics when it is present.
+// The convolutions kTacticConvVector may take (attribute level): one group, 1 x 1 weights (a 4-D
+// initializer), stride 1, no padding; it runs only where the input is one pixel per image.
+bool convVectorEligible(const Graph& g, const Node& n);
+// What the autotuner times: candidateTactics(), kTacticConvVector where eligible, and the cuBLASLt
+// tactics when the library is present.
 std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent);
 
 // The tactic a layer runs with on this machine: the planned one when it is one of the layer's
