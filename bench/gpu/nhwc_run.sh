@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device call for the NHWC FP16 convolutions (native/kernels/conv_nhwc.cuh, tactics 15-18):
+# One device call for the NHWC FP16 convolutions (native/kernels/conv_nhwc.cuh, tactics 15-19; rows per model
+# and batch chosen with PF_ROWS, see row() below):
 # "nhwc" = the plan as built (heuristic: NHWC 128x128 tiles), "nhwc-autotune" = NHWC tiles timed per
 # layer (and the NCHW candidates for convolutions next to no NHWC value), against the previous best
 # paths with the NHWC path off (PLANFORGE_GPU_NHWC=0): "nchw-cublaslt-f16" and "nchw-autotune".
