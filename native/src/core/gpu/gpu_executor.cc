@@ -1583,9 +1583,10 @@ struct GpuExecutor::Impl {
     std::vector<Launch> ls;
     d.A = x.ptr;
     if (strided) {
-      Launch p = elementwiseLaunch("pf_subsample_nhwc16", static_cast<int64_t>(packed / 16));
-      p.arg(x.ptr); p.arg(s.colBuffer); p.arg(g.N); p.arg(g.H); p.arg(g.W); p.arg(g.C); p.arg(g.OH); p.arg(g.OW); p.arg(g.sh); p.arg(g.sw);
-      ls.push_back(p);
+      Launch pack = elementwiseLaunch("pf_subsample_nhwc16", static_cast<int64_t>(packed / 16));
+      pack.arg(x.ptr); pack.arg(s.colBuffer); pack.arg(g.N); pack.arg(g.H); pack.arg(g.W); pack.arg(g.C);
+      pack.arg(g.OH); pack.arg(g.OW); pack.arg(g.sh); pack.arg(g.sw);
+      ls.push_back(pack);
       d.A = s.colBuffer;
     }
     d.Y = y.ptr;
