@@ -46,7 +46,11 @@ export function uploadMultipart(url: string, headers: Record<string, string>, pa
       (res) => {
         answered = true;
         const chunks: Buffer[] = [];
-        const done = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+        const done = () => {
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+          // An answer before the whole body was sent (a refusal): the rest of the upload is moot.
+          if (!req.writableFinished) req.destroy();
+        };
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', () => undefined);
         res.on('end', done);

@@ -19,12 +19,21 @@ const LINGER_BYTES = 1 << 20;
 const LINGER_MS = 2_000;
 
 /**
- * Closing a socket that still has unread request bytes makes the kernel send a RST, which can
- * destroy the error response before the client reads it (the client then sees ECONNRESET
- * instead of 401/403/413). Like a web server's "lingering close", discard a bounded amount of
- * the rest of the body (at most LINGER_BYTES or LINGER_MS), then close once the response is out.
+ * Answers a request whose body was not read to its end (an upload refused from its headers or
+ * half-way: 401/403/413/400) without losing the answer. Closing a socket that still receives
+ * request bytes makes the kernel send a RST, which can destroy the error response before the
+ * client reads it (the client then sees EPIPE/ECONNRESET instead of the status).
+ * - A body announced at most LINGER_BYTES long is read to its end and discarded: the connection
+ *   stays open (keep-alive) and nothing is reset.
+ * - A longer or chunked body gets `connection: close`: once the response is out the socket is
+ *   half-closed (FIN), the rest is discarded for at most LINGER_BYTES or LINGER_MS ("lingering
+ *   close", as web servers do), then the socket is destroyed, so the client has read the answer
+ *   long before any reset and the upload is still cut short.
  */
-function lingerBeforeClose(raw: IncomingMessage, res: ServerResponse): void {
+function answerUnreadBody(raw: IncomingMessage, res: ServerResponse, reply: FastifyReply): void {
+  const announced = Number(raw.headers['content-length']);
+  const drainAll = raw.headers['content-length'] !== undefined && Number.isFinite(announced) && announced <= LINGER_BYTES;
+  const socket = raw.socket;
   let discarded = 0;
   let closing = false;
   const close = () => {
@@ -32,8 +41,8 @@ function lingerBeforeClose(raw: IncomingMessage, res: ServerResponse): void {
     closing = true;
     clearTimeout(timer);
     raw.removeListener('data', onData);
-    if (res.writableFinished) raw.socket?.destroy();
-    else res.once('finish', () => raw.socket?.destroy());
+    if (res.writableFinished) socket?.destroy();
+    else res.once('finish', () => socket?.destroy());
   };
   const onData = (chunk: Buffer) => {
     discarded += chunk.length;
@@ -41,8 +50,17 @@ function lingerBeforeClose(raw: IncomingMessage, res: ServerResponse): void {
   };
   const timer = setTimeout(close, LINGER_MS);
   timer.unref();
+  if (!drainAll) {
+    void reply.header('connection', 'close');
+    // Node ends a `connection: close` response with socket.destroySoon(), which resets a socket
+    // that still receives the body. Half-close instead; close() destroys it within the bounds.
+    if (socket) socket.destroySoon = () => void socket.end();
+  }
   raw.on('data', onData);
-  raw.once('end', () => clearTimeout(timer));
+  raw.once('end', () => {
+    clearTimeout(timer);
+    if (!drainAll) close();
+  });
   raw.once('error', close);
   raw.resume();
 }
@@ -73,12 +91,8 @@ export class ApiExceptionFilter implements ExceptionFilter {
       this.logger.error(`${request.method} ${request.url} failed (request ${body.requestId}): ${detail}`);
     }
     if (reply.sent) return;
-    // A request body we did not read to the end (an upload refused half-way) must not be
-    // read to its end: closing the connection stops the client's upload.
-    if (!request.raw.complete) {
-      void reply.header('connection', 'close');
-      lingerBeforeClose(request.raw, reply.raw);
-    }
+    // A request body we did not read to its end (an upload refused from its headers or half-way).
+    if (!request.raw.complete) answerUnreadBody(request.raw, reply.raw, reply);
     if (body.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_SECONDS));
     void reply.header('x-request-id', body.requestId).status(body.statusCode).send(body);
   }
