@@ -28,7 +28,8 @@ bench() {  # TAG MODEL BATCH [VAR=VALUE ...] [-- bench flags ...]
   grep -h "warning" "$W/bn.err" | head -3 >>"$OUT/$RUN_LOG"
 }
 # Rows per model / batch: PF_ROWS (default the four below); A/B rows: "nhwc-autotune-nopdl" (no programmatic
-# dependent launch), "nhwc-autotune-nolt" (no cuBLASLt at all, so no 1x1 convolutions on it).
+# dependent launch), "nhwc-autotune-nolt" (no cuBLASLt at all, so no 1x1 convolutions on it),
+# "nhwc-autotune-wgmma" (with the opt-in wgmma convolutions, PLANFORGE_GPU_WGMMA=1).
 row() {  # TAG MODEL BATCH [extra bench flags]
   local tag=$1 m=$2 b=$3; shift 3
   case $tag in
@@ -36,6 +37,7 @@ row() {  # TAG MODEL BATCH [extra bench flags]
     nhwc-autotune) bench "$tag" "$m" "$b" -- --autotune --timing-cache "$W/tc_nhwc" "$@" ;;
     nhwc-autotune-nopdl) bench "$tag" "$m" "$b" PLANFORGE_GPU_PDL=0 -- --autotune --timing-cache "$W/tc_nhwc" "$@" ;;
     nhwc-autotune-nolt) bench "$tag" "$m" "$b" PLANFORGE_CUBLASLT=0 -- --autotune --timing-cache "$W/tc_nolt" "$@" ;;
+    nhwc-autotune-wgmma) bench "$tag" "$m" "$b" PLANFORGE_GPU_WGMMA=1 -- --autotune --timing-cache "$W/tc_wgmma" "$@" ;;
     nchw-cublaslt-f16) bench "$tag" "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --cublaslt-f16 "$@" ;;
     nchw-autotune) bench "$tag" "$m" "$b" PLANFORGE_GPU_NHWC=0 -- --autotune --timing-cache "$W/tc_nchw" "$@" ;;
     nchw-autotune-nopdl) bench "$tag" "$m" "$b" PLANFORGE_GPU_NHWC=0 PLANFORGE_GPU_PDL=0 -- --autotune --timing-cache "$W/tc_nchw" "$@" ;;

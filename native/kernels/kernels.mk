@@ -9,9 +9,14 @@ NVCCFLAGS ?= -O3 -std=c++17
 KERNEL_SRCS := $(sort $(wildcard kernels/*.cu kernels/*.cuh))
 CUBINS := $(GPU_SMS:%=$(BUILD)/kernels/sm_%.cubin)
 
+# sm_90 is built as sm_90a (same SM in the ELF header, loads on every sm_90 GPU): Hopper's wgmma
+# kernels (conv_nhwc_wgmma.cuh) exist only there; the other targets compile without them.
+NVCC_ARCH_90 := -gencode=arch=compute_90a,code=sm_90a
+nvcc_arch = $(or $(NVCC_ARCH_$(1)),-arch=sm_$(1))
+
 $(BUILD)/kernels/sm_%.cubin: $(KERNEL_SRCS)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -cubin -arch=sm_$* -o $@.tmp kernels/planforge.cu
+	$(NVCC) $(NVCCFLAGS) -cubin $(call nvcc_arch,$*) -o $@.tmp kernels/planforge.cu
 	mv $@.tmp $@
 
 ifneq ($(NVCC),)

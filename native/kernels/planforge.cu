@@ -4,6 +4,7 @@
 #include "common.cuh"
 #include "gemm_conv.cuh"
 #include "conv_nhwc.cuh"
+#include "conv_nhwc_wgmma.cuh"
 #include "attention.cuh"
 
 #define PF_GRID_STRIDE(i, n) \

@@ -444,6 +444,147 @@ TEST(gpu_nhwc_heuristic_tile_and_split_k) {
   std::cerr << "  (heuristic: layer1 bs256 " << gpu::tacticName(a) << ", layer4 bs1 " << gpu::tacticName(b) << " x" << splits << ")\n";
 }
 
+// Hopper's wgmma tiles (kTacticConvNhwcWgmma*, kernels/conv_nhwc_wgmma.cuh) on a chain with 64 / 128
+// channels: c0 1x1 reads the FP32 graph input (reformat in: not a chain member's input), c1 3x3
+// 64 -> 128 ReLU, c2 3x3/2 128 -> 64, c3 3x3 64 -> 64 + residual (c2's output) ReLU, c4 3x3 dilation 2
+// 64 -> 128 HardSwish, c5 1x1 128 -> 64, c6 3x3 64 -> 72 ReLU (a partial column tile), c8 1x1 72 -> 16
+// (72 channels: not eligible) -> GAP; c7 3x3 128 -> 16 writes a graph output (FP32 NCHW: not a member).
+// Weights scaled by 1 / sqrt(fan-in) so that activations stay near 1 through the chain.
+Plan wgmmaChain(int sm, int batch) {
+  const std::string pr = "fp16";
+  Plan p = emptyPlan(sm, pr);
+  Graph& g = p.graph;
+  addInput(g, "x", {batch, 64, 14, 14});
+  const std::vector<std::pair<std::string, Shape>> ws{{"w0", {64, 64, 1, 1}},  {"w1", {128, 64, 3, 3}}, {"w2", {64, 128, 3, 3}},
+                                                      {"w3", {64, 64, 3, 3}},  {"w4", {128, 64, 3, 3}}, {"w5", {64, 128, 1, 1}},
+                                                      {"w6", {72, 64, 3, 3}},  {"w7", {16, 128, 3, 3}}, {"w8", {16, 72, 1, 1}}};
+  uint32_t seed = 1700;
+  for (const auto& w : ws) {
+    Tensor t = uniformFloats(w.second, ++seed);
+    const float scale = 1.7f / std::sqrt(static_cast<float>(w.second[1] * w.second[2] * w.second[3]));
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= scale;
+    g.initializers[w.first] = t;
+    g.initializers["b" + w.first.substr(1)] = uniformFloats({w.second[0]}, ++seed);
+  }
+  auto add = [&](Node n, const std::string& rounded) {
+    const std::string acc = n.outputs[0];
+    g.nodes.push_back(std::move(n));
+    g.nodes.push_back(roundNode(acc, rounded));
+  };
+  auto pads = [](Node n, int64_t v) {
+    n.attrs.values["pads"] = intsAttr({v, v, v, v});
+    return n;
+  };
+  add(conv("c0", {"x", "w0", "b0"}, "c0acc", pr, "Relu"), "a0");
+  add(pads(conv("c1", {"a0", "w1", "b1"}, "c1acc", pr, "Relu"), 1), "a1");
+  Node c2 = pads(conv("c2", {"a1", "w2", "b2"}, "c2acc", pr), 1);
+  c2.attrs.values["strides"] = intsAttr({2, 2});
+  add(c2, "a2");
+  add(pads(conv("c3", {"a2", "w3", "b3", "a2"}, "c3acc", pr, "Relu"), 1), "a3");
+  Node c4 = pads(conv("c4", {"a3", "w4", "b4"}, "c4acc", pr, "HardSwish"), 2);
+  c4.attrs.values["dilations"] = intsAttr({2, 2});
+  add(c4, "a4");
+  add(conv("c5", {"a4", "w5", "b5"}, "c5acc", pr), "a5");
+  add(pads(conv("c6", {"a5", "w6", "b6"}, "c6acc", pr, "Relu"), 1), "a6");
+  add(conv("c8", {"a6", "w8", "b8"}, "c8acc", pr), "a8");
+  g.nodes.push_back(node("GlobalAveragePool", "gap", {"a8"}, {"pooled"}));
+  add(pads(conv("c7", {"a4", "w7", "b7"}, "c7acc", pr), 1), "side");
+  g.outputs = {"pooled", "side"};
+  inferShapes(g);
+  return p;
+}
+
+TEST(gpu_nhwc_wgmma_tactics_eligibility_and_cubins) {
+  CHECK_EQ(int64_t(gpu::kTacticConvNhwcWgmma128x128), int64_t(40));  // stored in plans and timing caches: never renumber
+  CHECK_EQ(int64_t(gpu::kTacticConvNhwcWgmma128x64), int64_t(41));
+  CHECK_EQ(std::string(gpu::tacticName(40)), std::string("conv_nhwc_wgmma_f16_128x128"));
+  CHECK_EQ(std::string(gpu::tacticName(41)), std::string("conv_nhwc_wgmma_f16_128x64"));
+  CHECK_EQ(std::string(gpu::tacticName(42)), std::string("conv_nhwc_wgmma_f16_128x128_overlap"));
+  CHECK_EQ(std::string(gpu::tacticName(43)), std::string("conv_nhwc_wgmma_f16_128x64_overlap"));
+  CHECK_EQ(gpu::nhwcWgmmaTiles().size(), size_t(4));
+  for (const auto& t : gpu::nhwcWgmmaTiles()) {
+    CHECK(gpu::isNhwcConvTactic(t.tactic) && !gpu::isNhwcGemmTactic(t.tactic) && !gpu::isCublasLtTactic(t.tactic));
+    CHECK(gpu::nhwcConvTile(t.tactic) == nullptr && gpu::nhwcWgmmaTile(t.tactic) == &t);
+    CHECK(t.threads == 256 && t.bm == 128 && (t.bn == 64 || t.bn == 128));
+    CHECK(t.blocksPerSm * (t.sharedBytes() + 1024) <= 228 * 1024 && t.sharedBytes() <= 227 * 1024);  // fits a Hopper SM
+    CHECK(t.stages - (t.overlap ? 2 : 1) >= 1);  // tiles in flight ahead of the computed one
+    CHECK(128 * (t.bn + 8) * 2 <= t.stages * (t.bm + t.bn) * 128);  // the staged output tile fits
+  }
+  const Plan p = wgmmaChain(90, 2);
+  const Graph& g = p.graph;
+  std::set<std::string> eligible;
+  for (const auto& n : g.nodes) {
+    if (gpu::nhwcWgmmaConvEligible(g, n)) eligible.insert(n.name);
+    const auto c = gpu::candidateTactics(g, n);
+    CHECK(std::find(c.begin(), c.end(), int64_t(40)) == c.end());  // never a heuristic choice
+    const auto tuned = gpu::tuningCandidates(g, n, false);
+    CHECK_EQ(std::find(tuned.begin(), tuned.end(), int64_t(40)) != tuned.end(), eligible.count(n.name) != 0);
+    CHECK_EQ(std::find(tuned.begin(), tuned.end(), int64_t(41)) != tuned.end(), eligible.count(n.name) != 0);
+    if (eligible.count(n.name)) {
+      CHECK_EQ(gpu::runtimeTactic(g, n, 41, false), int64_t(41));
+    } else if (gpu::nhwcConvEligible(g, n)) {
+      CHECK_EQ(gpu::runtimeTactic(g, n, 41, false), gpu::heuristicTactic(g, n));
+    }
+  }
+  // Input channels a multiple of 64 (c6 has 72 output channels: fine; c8 reads 72: no).
+  CHECK(eligible == std::set<std::string>({"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"}));
+  // Through plan serialization.
+  Plan q = p;
+  for (auto& n : q.graph.nodes) n.tactic = gpu::nhwcWgmmaConvEligible(q.graph, n) ? int64_t(40) : gpu::heuristicTactic(q.graph, n);
+  q.header.tuned = true;
+  const std::vector<uint8_t> bytes = serializePlan(q);
+  const Plan r = parsePlan(bytes.data(), bytes.size());
+  for (size_t i = 0; i < q.graph.nodes.size(); ++i) CHECK_EQ(r.graph.nodes[i].tactic, q.graph.nodes[i].tactic);
+  // Only the sm_90 cubin (built as sm_90a) has the kernels; its ELF header still says SM 90.
+  const auto& cubins = gpu::embeddedCubins();
+  if (cubins.empty()) return;  // built without nvcc
+  for (const auto& c : cubins) {
+    const std::string image(reinterpret_cast<const char*>(c.data), c.size);
+    CHECK_EQ(gpu::cubinSm(c.data, c.size), c.sm);
+    for (const auto& t : gpu::nhwcWgmmaTiles()) CHECK_EQ(image.find(t.kernel) != std::string::npos, c.sm == 90);
+  }
+}
+
+TEST(gpu_nhwc_wgmma_convolutions_match_the_cpu_reference) {
+  CHECK_EQ(runGraph(wgmmaChain(90, 1).graph, {{"x", uniformFloats({1, 64, 14, 14}, 81)}}).size(), size_t(2));  // the graph is valid
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev)) return;
+  {  // Opt-in for now (PLANFORGE_GPU_WGMMA=1): without it the layers run on the tiles.
+    Plan p = wgmmaChain(dev.sm, 2);
+    gpu::prepareGpuPlan(p);
+    for (auto& n : p.graph.nodes)
+      if (gpu::nhwcWgmmaConvEligible(p.graph, n)) n.tactic = gpu::kTacticConvNhwcWgmma128x128;
+    p.header.tuned = true;
+    unsetenv("PLANFORGE_GPU_WGMMA");
+    gpu::GpuExecutor probe(p);
+    for (const auto& c : probe.chosenTactics({{"x", uniformFloats({2, 64, 14, 14}, 82)}}))
+      CHECK(gpu::nhwcWgmmaTile(c.second) == nullptr);
+  }
+  setenv("PLANFORGE_GPU_WGMMA", "1", 1);
+  struct SwitchOff {
+    ~SwitchOff() { unsetenv("PLANFORGE_GPU_WGMMA"); }
+  } switchOff;
+  for (const auto& t : gpu::nhwcWgmmaTiles())
+    for (int batch : {1, 3}) {
+      Plan p = wgmmaChain(dev.sm, batch);
+      gpu::prepareGpuPlan(p);
+      for (auto& n : p.graph.nodes)
+        if (gpu::nhwcWgmmaConvEligible(p.graph, n)) n.tactic = t.tactic;
+      p.header.tuned = true;
+      const std::map<std::string, Tensor> in{{"x", uniformFloats({batch, 64, 14, 14}, 80 + batch)}};
+      gpu::GpuExecutor probe(p);
+      const auto chosen = probe.chosenTactics(in);
+      // Chain members (FP16 NHWC in and out) on the wgmma tile where the GPU is Hopper; c0 reads the
+      // FP32 graph input and c7 writes a graph output: a tile (the heuristic's) instead, as
+      // everything does on other GPUs.
+      for (const char* c : {"c1", "c2", "c3", "c4", "c5", "c6"}) CHECK_EQ(chosen.at(c) == t.tactic, dev.sm == 90);
+      for (const char* c : {"c0", "c7", "c8"}) CHECK(gpu::nhwcConvTile(chosen.at(c)) != nullptr);
+      const gpu::GpuLayerStats st = expectMatches(p, in);
+      CHECK_EQ(st.nhwcLayers, 9);
+      std::cerr << "  (" << gpu::tacticName(t.tactic) << " batch " << batch << ": " << st.launches << " launches)\n";
+    }
+}
+
 // GEMMs on the NHWC kernels (a 1 x 1 convolution over the rows): Gemm with bias, Gemm with transB,
 // FusedGemm with ReLU + residual, a batched-rows FusedMatMul with erf-GELU, and an FC layer with a
 // long K (split-K at one row).

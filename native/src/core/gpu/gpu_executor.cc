@@ -348,6 +348,16 @@ struct GpuExecutor::Impl {
         fns[k] = f;
       }
     nhwcEnabled = true;
+    // Hopper's wgmma kernels: only sm_90a cubins have them (an older plan, another SM: the tiles).
+    // Opt-in (PLANFORGE_GPU_WGMMA=1) until a GPU run has checked them against the CPU reference
+    // and timed them: written in a session without GPU time (native/kernels/README.md).
+    const char* wgmmaSwitch = std::getenv("PLANFORGE_GPU_WGMMA");
+    if (!wgmmaSwitch || std::string(wgmmaSwitch) != "1") return;
+    for (const auto& t : nhwcWgmmaTiles()) {
+      CUfunction f = nullptr;
+      if (dev.sm != 90 || cu.cuModuleGetFunction(&f, module, t.kernel) != 0 || !f) continue;
+      if (cu.cuFuncSetAttribute(f, kFuncAttributeMaxDynamicSharedBytes, t.sharedBytes()) == 0) fns[t.kernel] = f;
+    }
   }
 
   // The tactic asked for: the autotuner's override, else preferCublasLt's choice, else the plan's
@@ -1283,6 +1293,12 @@ struct GpuExecutor::Impl {
       tactic = kTacticConvNhwc128x128;  // not a GEMM here after all (side exit, no algorithm): the tile heuristic
       heuristicTile = true;
     }
+    if (nhwcWgmmaTile(tactic)) {
+      if (lowerConvNhwc(s, n, dry, tactic, out)) return true;
+      if (strictTactic) return false;
+      tactic = kTacticConvNhwc128x128;  // no wgmma kernel here (not sm_90a), not a chain member after all: the tile heuristic
+      heuristicTile = true;
+    }
     if (isNhwcConvTactic(tactic)) {
       if (lowerConvNhwc(s, n, dry, tactic, out, heuristicTile)) return true;
       // Shapes the NHWC kernels do not take (a residual that broadcasts...): the NCHW kernels,
@@ -1441,11 +1457,14 @@ struct GpuExecutor::Impl {
   // layout), activation and the output's layout / rounding all in the GEMM's epilogue (or in the
   // split-K reduce).
   bool lowerConvNhwc(Spec& s, const Node& n, bool dry, int64_t tactic, std::vector<Launch>& out, bool heuristicTile = false) {
-    const NhwcConvTile* tile = nhwcConvTile(tactic);
+    // The wgmma tiles: chain members over a multiple of 64 input channels, where the cubin has them.
+    const NhwcWgmmaTile* wgmma = nhwcWgmmaTile(tactic);
+    const NhwcConvTile* tile = wgmma ? nullptr : nhwcConvTile(tactic);
     const size_t ni = nodeIndex(n);
     Operand x = operand(s, n, 0, dry), y = output(s, n, 0);
     const Tensor* wt = hostInput(s, n, 1);
-    if (!tile || !nhwcEnabled || !x.ok || !y.ok || !wt || x.shape.size() != 4 || wt->shape.size() != 4 || y.shape.size() != 4) return false;
+    if (wgmma && (!fns.count(wgmma->kernel) || !x.nhwc16 || !y.nhwc16)) return false;
+    if (!(tile || wgmma) || !nhwcEnabled || !x.ok || !y.ok || !wt || x.shape.size() != 4 || wt->shape.size() != 4 || y.shape.size() != 4) return false;
     if (!(x.nhwc16 || isF32(x)) || !(y.nhwc16 || isF32(y)) || !onlyFirstOutput(n)) return false;
     PfConvParams g{};
     if (!convGeometry(n, x.shape, wt->shape, y.shape, g) || g.groups != 1 || g.Co % 8 || (x.nhwc16 && g.C % 8)) return false;
@@ -1458,8 +1477,9 @@ struct GpuExecutor::Impl {
     if (M >= INT32_MAX || K >= INT32_MAX || static_cast<long long>(g.H) * g.W * p.C >= INT32_MAX) return false;
     p.M = static_cast<int>(M);
     p.K = static_cast<int>(K);
+    if (wgmma && p.C % 64) return false;
     // Untuned plans (cross-compiled: the plan says "NHWC", not which tile): the shape heuristic.
-    if (heuristicTile || (!plan.header.tuned && !tacticOverride.count(ni))) {
+    if (!wgmma && (heuristicTile || (!plan.header.tuned && !tacticOverride.count(ni)))) {
       tile = nhwcConvTile(nhwcHeuristicTile(M, g.Co, K, dev.sm, dev.multiprocessors));
       tactic = tile->tactic;
     }
@@ -1477,6 +1497,7 @@ struct GpuExecutor::Impl {
     if (n.opType == "FusedConv" && n.inputs.size() > 3 && !n.inputs[3].empty()) {
       Operand r = operand(s, n, 3, dry);
       if (!r.ok || r.shape != y.shape || !(r.nhwc16 || isF32(r))) return false;
+      if (wgmma && !r.nhwc16) return false;
       p.residual = r.ptr;
       p.residualNchw = r.nhwc16 ? 0 : 1;
     }
@@ -1508,7 +1529,21 @@ struct GpuExecutor::Impl {
       p.input = x.ptr;
     }
     p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C, K);
-    if (!nhwcGemmLaunches(s, dry, *tile, c4 ? tile->kernelC4 : tile->kernel, p, ls)) return false;
+    if (wgmma) {
+      if ((g.Co + wgmma->bn - 1) / wgmma->bn > 65535) return false;
+      p.splits = 1;
+      p.kTilesPerSplit = static_cast<int>(K / 64);
+      Launch l;
+      l.fn = fns.at(wgmma->kernel);
+      l.grid[0] = static_cast<unsigned>((M + wgmma->bm - 1) / wgmma->bm);
+      l.grid[1] = static_cast<unsigned>((g.Co + wgmma->bn - 1) / wgmma->bn);
+      l.block[0] = static_cast<unsigned>(wgmma->threads);
+      l.shared = static_cast<unsigned>(wgmma->sharedBytes());
+      l.arg(p);
+      ls.push_back(l);
+    } else if (!nhwcGemmLaunches(s, dry, *tile, c4 ? tile->kernelC4 : tile->kernel, p, ls)) {
+      return false;
+    }
     chosen[ni] = tactic;
     out.insert(out.end(), ls.begin(), ls.end());
     return true;
@@ -2086,7 +2121,7 @@ struct GpuExecutor::Impl {
     // own (FP32 NCHW reformatted in, FP32 NCHW out) where the plan says so; never where the path is
     // off (PLANFORGE_GPU_NHWC=0, older cubin, preferCublasLt A/B runs).
     const size_t ni = nodeIndex(n);
-    if (nhwcConvTile(t) && !nhwcUsable(n)) t = nchwTactic(n);
+    if ((nhwcConvTile(t) || nhwcWgmmaTile(t)) && !nhwcUsable(n)) t = nchwTactic(n);
     else if (!isNhwcConvTactic(t) && nhwcConnected(ni)) t = kTacticConvNhwc128x128;
     if (fellBack && dry) {
       ++s.stats.cublasLtFallbacks;

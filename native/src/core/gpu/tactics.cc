@@ -119,9 +119,26 @@ const NhwcConvTile* nhwcConvTile(int64_t tactic) {
   return nullptr;
 }
 bool isNhwcConvTactic(int64_t tactic) {
-  if (tactic == kTacticConvNhwcCublasLt) return true;
+  if (tactic == kTacticConvNhwcCublasLt || nhwcWgmmaTile(tactic)) return true;
   const NhwcConvTile* t = nhwcConvTile(tactic);
   return t && t->tactic == tactic;
+}
+
+bool nhwcWgmmaConvEligible(const Graph& g, const Node& n) {
+  return nhwcConvEligible(g, n) && g.initializers.at(n.inputs[1]).shape[1] % 64 == 0;
+}
+const std::vector<NhwcWgmmaTile>& nhwcWgmmaTiles() {
+  static const std::vector<NhwcWgmmaTile> t{
+      {kTacticConvNhwcWgmma128x128, "pf_conv_nhwc_wgmma_128x128", 128, 128, 256, 3, false, 2},
+      {kTacticConvNhwcWgmma128x64, "pf_conv_nhwc_wgmma_128x64", 128, 64, 256, 4, false, 2},
+      {kTacticConvNhwcWgmma128x128Overlap, "pf_conv_nhwc_wgmma_128x128_overlap", 128, 128, 256, 4, true, 1},
+      {kTacticConvNhwcWgmma128x64Overlap, "pf_conv_nhwc_wgmma_128x64_overlap", 128, 64, 256, 4, true, 2}};
+  return t;
+}
+const NhwcWgmmaTile* nhwcWgmmaTile(int64_t tactic) {
+  for (const auto& t : nhwcWgmmaTiles())
+    if (t.tactic == tactic) return &t;
+  return nullptr;
 }
 
 bool nhwcCublasLtConvEligible(const Graph& g, const Node& n) {
@@ -185,6 +202,10 @@ const char* tacticName(int64_t t) {
     case kTacticGemmCublasLt: return "gemm_cublaslt";
     case kTacticGemmCublasLtF16: return "gemm_cublaslt_f16";
     case kTacticConvVector: return "conv_1x1_vector";
+    case kTacticConvNhwcWgmma128x128: return "conv_nhwc_wgmma_f16_128x128";
+    case kTacticConvNhwcWgmma128x64: return "conv_nhwc_wgmma_f16_128x64";
+    case kTacticConvNhwcWgmma128x128Overlap: return "conv_nhwc_wgmma_f16_128x128_overlap";
+    case kTacticConvNhwcWgmma128x64Overlap: return "conv_nhwc_wgmma_f16_128x64_overlap";
     case kTacticPool: return "pool";
     case kTacticRowReduce: return "row_reduce";
   }
@@ -273,6 +294,8 @@ bool convVectorEligible(const Graph& g, const Node& n) {
 std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent) {
   std::vector<int64_t> c = candidateTactics(g, n);
   if (!c.empty() && convVectorEligible(g, n)) c.push_back(kTacticConvVector);
+  if (!c.empty() && nhwcWgmmaConvEligible(g, n))
+    for (const auto& t : nhwcWgmmaTiles()) c.push_back(t.tactic);
   if (cublasLtPresent && !c.empty())
     for (int64_t lt : cublasLtTacticsFor(g, n)) c.push_back(lt);
   return c;
@@ -285,6 +308,7 @@ int64_t runtimeTactic(const Graph& g, const Node& n, int64_t planned, bool cubla
   // Our kernels of the layer's family stay usable whatever the layer's precision.
   if (isConv(n) && (planned == kTacticConvF32 || planned == kTacticConvF16TensorCore || planned == kTacticConvDepthwise)) return planned;
   if (planned == kTacticConvVector && convVectorEligible(g, n)) return planned;
+  if (nhwcWgmmaTile(planned) && nhwcWgmmaConvEligible(g, n)) return planned;
   if (isGemm(n) && (planned == kTacticGemmF32 || planned == kTacticGemmF16TensorCore)) return planned;
   const std::vector<int64_t> lts = isCublasLtTactic(planned) ? cublasLtTacticsFor(g, n) : std::vector<int64_t>{};
   if (std::find(lts.begin(), lts.end(), planned) != lts.end()) {

@@ -49,6 +49,13 @@ enum Tactic : int64_t {
   // the input / output roundings fused (pf_conv1x1_vector). Autotuned only (tuningCandidates): the
   // shapes that make it pay are known at run time.
   kTacticConvVector = 28,
+  // NHWC FP16 convolutions on Hopper's warpgroup MMA (wgmma, kernels/conv_nhwc_wgmma.cuh): chain
+  // members (FP16 NHWC in and out) over a multiple of 64 input channels. Only sm_90a cubins have
+  // the kernels; autotuned only (tuningCandidates); a tile where the kernel is missing.
+  kTacticConvNhwcWgmma128x128 = 40,
+  kTacticConvNhwcWgmma128x64 = 41,
+  kTacticConvNhwcWgmma128x128Overlap = 42,  // wgmma groups overlapped with the next tile's loads and barrier
+  kTacticConvNhwcWgmma128x64Overlap = 43,
   kTacticPool = 30,            // pf_pool2d
   kTacticRowReduce = 31,       // pf_row_mean / pf_softmax / pf_layernorm
 };
@@ -78,8 +85,8 @@ bool isCublasLtF16Tactic(int64_t tactic);
 // The convolutions kTacticConvVector may take (attribute level): one group, 1 x 1 weights (a 4-D
 // initializer), stride 1, no padding; it runs only where the input is one pixel per image.
 bool convVectorEligible(const Graph& g, const Node& n);
-// What the autotuner times: candidateTactics(), kTacticConvVector where eligible, and the cuBLASLt
-// tactics when the library is present.
+// What the autotuner times: candidateTactics(), kTacticConvVector and the wgmma tiles where
+// eligible, and the cuBLASLt tactics when the library is present.
 std::vector<int64_t> tuningCandidates(const Graph& g, const Node& n, bool cublasLtPresent);
 
 // The tactic a layer runs with on this machine: the planned one when it is one of the layer's
@@ -123,13 +130,27 @@ std::vector<std::pair<size_t, std::string>> deferrableConvRounds(const Graph& g)
 // and whose fused activation the epilogue has. Eligible convolutions list these tactics first, so
 // the heuristic choice of a cross-compiled FP16 plan is the 128 x 128 tile.
 bool nhwcConvEligible(const Graph& g, const Node& n);
-// Every NHWC convolution tactic: the tiles and kTacticConvNhwcCublasLt.
+// Every NHWC convolution tactic: the tiles, kTacticConvNhwcCublasLt and the wgmma tiles.
 bool isNhwcConvTactic(int64_t tactic);
 // The convolutions kTacticConvNhwcCublasLt may take (attribute level): NHWC-eligible, 1 x 1 weights
 // over a multiple of 8 input channels, any stride, no padding, no activation or ReLU (the only one
 // of cuBLASLt's epilogues an NHWC convolution has). Only NHWC chain members (FP16 NHWC input and
 // output) run on it; others fall back to the heuristic tile.
 bool nhwcCublasLtConvEligible(const Graph& g, const Node& n);
+// The convolutions the wgmma tactics may take (attribute level): NHWC-eligible with a multiple of
+// 64 input channels (a 64-wide K tile is then one kernel position). They run only as NHWC chain
+// members with an FP16 NHWC residual (if any), where the cubin has the kernels (sm_90a).
+bool nhwcWgmmaConvEligible(const Graph& g, const Node& n);
+struct NhwcWgmmaTile {
+  int64_t tactic;
+  const char* kernel;
+  int bm, bn, threads, stages;
+  bool overlap;  // wgmma groups overlapped with the next K tile's loads (prefetch distance stages - 2)
+  int blocksPerSm;  // on an H100 (shared memory; registers: __launch_bounds__)
+  int sharedBytes() const { return stages * (bm + bn) * 128 + 1024; }  // 128-byte rows + 1 KiB to align the swizzle atoms
+};
+const std::vector<NhwcWgmmaTile>& nhwcWgmmaTiles();
+const NhwcWgmmaTile* nhwcWgmmaTile(int64_t tactic);
 // GEMMs on the same kernels: FP16 / INT8 Gemm / MatMul (+ Fused*) whose weights are a 2-D
 // initializer, K and N multiples of 8, Gemm without transA and with alpha = beta = 1, a bias of N
 // values (no broadcast mask), an activation the epilogue has.
