@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <sstream>
 
 #include "core/executor.h"
 #include "core/gpu/cubin.h"
@@ -583,6 +584,116 @@ TEST(gpu_nhwc_wgmma_convolutions_match_the_cpu_reference) {
       CHECK_EQ(st.nhwcLayers, 9);
       std::cerr << "  (" << gpu::tacticName(t.tactic) << " batch " << batch << ": " << st.launches << " launches)\n";
     }
+}
+
+// One wgmma layer seen directly: pre (1x1 C -> C, reads the FP32 graph input: a tile) -> mid (the case,
+// a chain member: wgmma) -> post (1x1 Co -> Co identity weights, writes the graph output: a tile), so
+// the output is mid's output exactly (FP16 values) and a mismatch names mid's (n, co, oh, ow).
+Plan wgmmaSingleLayer(int sm, int batch, int64_t C, int64_t Co, int64_t k, int64_t stride, int64_t hw) {
+  const std::string pr = "fp16";
+  Plan p = emptyPlan(sm, pr);
+  Graph& g = p.graph;
+  addInput(g, "x", {batch, C, hw, hw});
+  auto scaled = [](Shape s, uint32_t seed) {
+    Tensor t = uniformFloats(s, seed);
+    const float f = 1.7f / std::sqrt(static_cast<float>(s[1] * s[2] * s[3]));
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= f;
+    return t;
+  };
+  g.initializers["wpre"] = scaled({C, C, 1, 1}, 31);
+  g.initializers["bpre"] = uniformFloats({C}, 32);
+  g.initializers["wmid"] = scaled({Co, C, k, k}, 33);
+  g.initializers["bmid"] = uniformFloats({Co}, 34);
+  Tensor eye(DataType::kFloat, {Co, Co, 1, 1});
+  for (int64_t i = 0; i < eye.numel(); ++i) eye.data<float>()[i] = 0.f;
+  for (int64_t i = 0; i < Co; ++i) eye.data<float>()[i * Co + i] = 1.f;
+  g.initializers["wpost"] = eye;
+  auto add = [&](Node n, const std::string& rounded) {
+    const std::string acc = n.outputs[0];
+    g.nodes.push_back(std::move(n));
+    g.nodes.push_back(roundNode(acc, rounded));
+  };
+  add(conv("pre", {"x", "wpre", "bpre"}, "preacc", pr, "Relu"), "a0");
+  Node mid = conv("mid", {"a0", "wmid", "bmid"}, "midacc", pr);
+  mid.attrs.values["strides"] = intsAttr({stride, stride});
+  mid.attrs.values["pads"] = intsAttr({k / 2, k / 2, k / 2, k / 2});
+  add(mid, "a1");
+  add(conv("post", {"a1", "wpost"}, "postacc", pr), "y");
+  g.outputs = {"y"};
+  inferShapes(g);
+  return p;
+}
+
+// Where a wgmma layer's output differs from the CPU reference: how many values, the first one, and how
+// the bad ones spread over output channels and pixels modulo 8 (a swizzle or fragment-layout mistake
+// shows as a pattern there).
+std::string wgmmaMismatchPattern(const Tensor& got, const Tensor& want, double tol) {
+  double scale = 1e-6;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(want.getDouble(i)));
+  const int64_t C = want.shape[1], HW = want.shape[2] * want.shape[3];
+  int64_t bad = 0, first = -1;
+  int64_t byChannel[8] = {0}, byPixel[8] = {0};
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double d = std::fabs(got.getDouble(i) - want.getDouble(i));
+    if (!(d <= tol * scale)) {
+      if (first < 0) first = i;
+      ++bad;
+      const int64_t c = (i / HW) % C, n = i / (HW * C), pix = n * HW + i % HW;
+      ++byChannel[c % 8];
+      ++byPixel[pix % 8];
+    }
+  }
+  if (!bad) return "";
+  std::ostringstream o;
+  const int64_t c = (first / HW) % C, n = first / (HW * C), q = first % HW;
+  o << bad << " of " << want.numel() << " values differ; first (n " << n << ", co " << c << ", oh " << q / want.shape[3] << ", ow "
+    << q % want.shape[3] << "): got " << got.getDouble(first) << ", want " << want.getDouble(first) << "; by co % 8:";
+  for (int64_t v : byChannel) o << ' ' << v;
+  o << "; by pixel % 8:";
+  for (int64_t v : byPixel) o << ' ' << v;
+  return o.str();
+}
+
+TEST(gpu_nhwc_wgmma_single_layers_match_the_cpu_reference) {
+  {  // The graph is valid, and the identity post layer passes mid's output through.
+    const Plan p = wgmmaSingleLayer(90, 1, 64, 72, 3, 1, 9);
+    const std::map<std::string, Tensor> in{{"x", uniformFloats({1, 64, 9, 9}, 91)}};
+    Graph upToMid = p.graph;
+    upToMid.outputs = {"a1"};
+    CHECK(maxRelErr(runGraph(p.graph, in).at("y"), runGraph(upToMid, in).at("a1")) == 0.0);
+  }
+  gpu::DeviceInfo dev;
+  if (!gpuWithKernels(&dev) || dev.sm != 90) return;
+  setenv("PLANFORGE_GPU_WGMMA", "1", 1);
+  struct SwitchOff {
+    ~SwitchOff() { unsetenv("PLANFORGE_GPU_WGMMA"); }
+  } switchOff;
+  struct Case {
+    int64_t C, Co, k, stride, hw;
+  };
+  // 1x1 (one K tile, two K tiles), 3x3 (9 / 18 K tiles, padding), strided, a partial column tile.
+  const std::vector<Case> cases{{64, 64, 1, 1, 12}, {128, 128, 1, 1, 12}, {64, 128, 3, 1, 12}, {128, 64, 3, 2, 13}, {64, 72, 3, 1, 9}};
+  int failures = 0;
+  for (const auto& t : gpu::nhwcWgmmaTiles())
+    for (const Case& c : cases) {
+      Plan p = wgmmaSingleLayer(dev.sm, 2, c.C, c.Co, c.k, c.stride, c.hw);
+      gpu::prepareGpuPlan(p);
+      for (auto& n : p.graph.nodes)
+        if (n.name == "mid") n.tactic = t.tactic;
+      p.header.tuned = true;
+      const std::map<std::string, Tensor> in{{"x", uniformFloats({2, c.C, c.hw, c.hw}, 91)}};
+      const auto want = runGraph(p.graph, in);
+      gpu::GpuExecutor ex(p);
+      CHECK_EQ(ex.chosenTactics(in).at("mid"), t.tactic);
+      const auto got = ex.run(in);
+      const std::string pattern = wgmmaMismatchPattern(got.at("y"), want.at("y"), 2e-2);
+      if (!pattern.empty()) {
+        ++failures;
+        std::cerr << "  " << gpu::tacticName(t.tactic) << " C " << c.C << " Co " << c.Co << " " << c.k << "x" << c.k << "/" << c.stride
+                  << ": " << pattern << "\n";
+      }
+    }
+  CHECK_EQ(failures, 0);
 }
 
 // GEMMs on the NHWC kernels (a 1 x 1 convolution over the rows): Gemm with bias, Gemm with transB,
