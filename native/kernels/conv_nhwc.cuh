@@ -107,6 +107,50 @@ __device__ __forceinline__ void pfConvNhwcStore(const PfConvNhwcParams& p, int m
   }
 }
 
+// The input window origin of each of a thread's A rows (output pixels m0 + rowBase + i * STEP): the
+// image, and the top-left input row / column (outside the image for rows past M).
+template <int STEP, int ROWS>
+__device__ __forceinline__ void pfConvNhwcRowOrigins(const PfConvNhwcParams& p, int m0, int rowBase, const __half* (&image)[ROWS],
+                                                     int (&ih)[ROWS], int (&iw)[ROWS]) {
+  const int pix = p.OH * p.OW;
+#pragma unroll
+  for (int i = 0; i < ROWS; ++i) {
+    const int m = m0 + rowBase + i * STEP;
+    if (m < p.M) {
+      const int n = m / pix, q = m - n * pix, oh = q / p.OW, ow = q - oh * p.OW;
+      image[i] = p.input + static_cast<long long>(n) * p.H * p.W * p.C;
+      ih[i] = oh * p.sh - p.ph;
+      iw[i] = ow * p.sw - p.pw;
+    } else {
+      image[i] = p.input;
+      ih[i] = -(1 << 28);  // never inside the image
+      iw[i] = 0;
+    }
+  }
+}
+
+// The staged epilogue's two coalesced passes over a BM x BN output tile in shared memory (cs, LDC
+// halves per row): the FP16 NHWC residual in before the fragments are finished, the output out after.
+template <int BM, int BN, int LDC, int T>
+__device__ __forceinline__ void pfConvNhwcStageResidual(const PfConvNhwcParams& p, const __half* res, __half* cs, int m0, int n0, int tid) {
+  constexpr int CH = BN / 8;
+  for (int c = tid; c < BM * CH; c += T) {
+    const int r = c / CH, k = c - r * CH, m = m0 + r, co = n0 + k * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (m < p.M && co < p.Co) v = __ldg(reinterpret_cast<const uint4*>(res + static_cast<long long>(m) * p.Co + co));
+    *reinterpret_cast<uint4*>(cs + r * LDC + k * 8) = v;
+  }
+}
+template <int BM, int BN, int LDC, int T>
+__device__ __forceinline__ void pfConvNhwcStoreStaged(const PfConvNhwcParams& p, const __half* cs, __half* out, int m0, int n0, int tid) {
+  constexpr int CH = BN / 8;
+  for (int c = tid; c < BM * CH; c += T) {
+    const int r = c / CH, k = c - r * CH, m = m0 + r, co = n0 + k * 8;
+    if (m < p.M && co < p.Co)
+      *reinterpret_cast<uint4*>(out + static_cast<long long>(m) * p.Co + co) = *reinterpret_cast<const uint4*>(cs + r * LDC + k * 8);
+  }
+}
+
 // C4 (stems with at most 4 input channels, C = 4): a 16-byte chunk holds two kernel positions of
 // 4 channels, each loaded with its own 8-byte copy (zero-filled outside the image), so K is
 // KH * KW * 4 (rounded up to 8; the weights' rows are padded) instead of KH * KW * 8.
@@ -132,21 +176,7 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
   const int chunk = tid & 3, rowBase = tid >> 2;
   const __half* aImage[A_ROWS];
   int aIh[A_ROWS], aIw[A_ROWS];
-  const int pix = p.OH * p.OW;
-#pragma unroll
-  for (int i = 0; i < A_ROWS; ++i) {
-    const int m = m0 + rowBase + i * (T / 4);
-    if (m < p.M) {
-      const int n = m / pix, q = m - n * pix, oh = q / p.OW, ow = q - oh * p.OW;
-      aImage[i] = p.input + static_cast<long long>(n) * p.H * p.W * p.C;
-      aIh[i] = oh * p.sh - p.ph;
-      aIw[i] = ow * p.sw - p.pw;
-    } else {
-      aImage[i] = p.input;
-      aIh[i] = -(1 << 28);  // never inside the image
-      aIw[i] = 0;
-    }
-  }
+  pfConvNhwcRowOrigins<T / 4>(p, m0, rowBase, aImage, aIh, aIw);
   int kc = ktBegin * BK + chunk * 8;
   int pos = C4 ? kc / 4 : kc / p.C, ci = C4 ? 0 : kc - pos * p.C;
   int kh = pos / p.KW, kw = pos - kh * p.KW;
@@ -254,7 +284,7 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
   const int coBase = n0 + wn * WTN + (lane & 3) * 2;
   const bool fast = p.splits == 1 && !p.outputNchw && !(p.residual && p.residualNchw);
   if (fast) {
-    constexpr int LDC = BN + 8, CH = BN / 8;  // halves per staged row (16-byte aligned, conflict-free); chunks per row
+    constexpr int LDC = BN + 8;  // halves per staged row (16-byte aligned, conflict-free)
     static_assert(BM * LDC <= STAGES * (BM + BN) * LDS, "the output tile fits the pipeline's shared memory");
     float2 bias[NI];
 #pragma unroll
@@ -267,12 +297,7 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
     __half* out = static_cast<__half*>(p.output);
     __syncthreads();  // every warp is done with the last stage
     if (res) {
-      for (int c = tid; c < BM * CH; c += T) {
-        const int r = c / CH, k = c - r * CH, m = m0 + r, co = n0 + k * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (m < p.M && co < p.Co) v = __ldg(reinterpret_cast<const uint4*>(res + static_cast<long long>(m) * p.Co + co));
-        *reinterpret_cast<uint4*>(cs + r * LDC + k * 8) = v;
-      }
+      pfConvNhwcStageResidual<BM, BN, LDC, T>(p, res, cs, m0, n0, tid);
       __syncthreads();
     }
 #pragma unroll
@@ -288,11 +313,7 @@ __device__ __forceinline__ void pfConvNhwcGemm(const PfConvNhwcParams& p) {
           *cp = __floats2half2_rn(v0, v1);
         }
     __syncthreads();
-    for (int c = tid; c < BM * CH; c += T) {
-      const int r = c / CH, k = c - r * CH, m = m0 + r, co = n0 + k * 8;
-      if (m < p.M && co < p.Co)
-        *reinterpret_cast<uint4*>(out + static_cast<long long>(m) * p.Co + co) = *reinterpret_cast<const uint4*>(cs + r * LDC + k * 8);
-    }
+    pfConvNhwcStoreStaged<BM, BN, LDC, T>(p, cs, out, m0, n0, tid);
     return;
   }
 #pragma unroll

@@ -102,21 +102,7 @@ __device__ __forceinline__ void pfConvNhwcWgmma(const PfConvNhwcParams& p) {
 
   const __half* aImage[A_ROWS];
   int aIh[A_ROWS], aIw[A_ROWS];
-  const int pix = p.OH * p.OW;
-#pragma unroll
-  for (int i = 0; i < A_ROWS; ++i) {
-    const int m = m0 + rowBase + i * 32;
-    if (m < p.M) {
-      const int n = m / pix, q = m - n * pix, oh = q / p.OW, ow = q - oh * p.OW;
-      aImage[i] = p.input + static_cast<long long>(n) * p.H * p.W * p.C;
-      aIh[i] = oh * p.sh - p.ph;
-      aIw[i] = ow * p.sw - p.pw;
-    } else {
-      aImage[i] = p.input;
-      aIh[i] = -(1 << 28);  // never inside the image
-      aIw[i] = 0;
-    }
-  }
+  pfConvNhwcRowOrigins<32>(p, m0, rowBase, aImage, aIh, aIw);
   int ci = chunk * 8, kh = 0, kw = 0;  // this thread's channel and kernel position in the next K tile
   int kb = chunk * 8;                  // its K offset into the weight rows
   auto loadTile = [&](int stage) {
@@ -179,18 +165,12 @@ __device__ __forceinline__ void pfConvNhwcWgmma(const PfConvNhwcParams& p) {
   pfCpAsyncWait<0>();
   __syncthreads();  // the pipeline's shared memory becomes the output tile
 
-  constexpr int LDC = BN + 8, CH = BN / 8;  // halves per staged row (16-byte aligned, conflict-free); chunks per row
+  constexpr int LDC = BN + 8;  // halves per staged row (16-byte aligned, conflict-free)
   static_assert(BM * LDC * 2 <= STAGES * STAGE_BYTES, "the output tile fits the pipeline's shared memory");
   __half* cs = reinterpret_cast<__half*>(smem);
   const __half* res = static_cast<const __half*>(p.residual);
-  __half* out = static_cast<__half*>(p.output);
   if (res) {
-    for (int c = tid; c < BM * CH; c += T) {
-      const int r = c / CH, k = c - r * CH, m = m0 + r, co = n0 + k * 8;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (m < p.M && co < p.Co) v = __ldg(reinterpret_cast<const uint4*>(res + static_cast<long long>(m) * p.Co + co));
-      *reinterpret_cast<uint4*>(cs + r * LDC + k * 8) = v;
-    }
+    pfConvNhwcStageResidual<BM, BN, LDC, T>(p, res, cs, m0, n0, tid);
     __syncthreads();
   }
   const int row0 = wg * 64 + warpInWg * 16 + (lane >> 2);
@@ -208,11 +188,7 @@ __device__ __forceinline__ void pfConvNhwcWgmma(const PfConvNhwcParams& p) {
     }
   }
   __syncthreads();
-  for (int c = tid; c < BM * CH; c += T) {
-    const int r = c / CH, k = c - r * CH, m = m0 + r, co = n0 + k * 8;
-    if (m < p.M && co < p.Co)
-      *reinterpret_cast<uint4*>(out + static_cast<long long>(m) * p.Co + co) = *reinterpret_cast<const uint4*>(cs + r * LDC + k * 8);
-  }
+  pfConvNhwcStoreStaged<BM, BN, LDC, T>(p, cs, static_cast<__half*>(p.output), m0, n0, tid);
 }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
