@@ -42,6 +42,19 @@ Node roundNode(const std::string& in, const std::string& out) {
   r.domain = "planforge";
   return r;
 }
+// Convolution weights uniform in +-1.7 / sqrt(fan-in): activations stay near 1 through a deep chain.
+Tensor fanInScaled(Shape shape, uint32_t seed) {
+  Tensor t = uniformFloats(shape, seed);
+  const float f = 1.7f / std::sqrt(static_cast<float>(shape[1] * shape[2] * shape[3]));
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= f;
+  return t;
+}
+// An FP16 layer and its RoundToFp16 (as the precision pass writes them).
+void addRounded(Graph& g, Node n, const std::string& rounded) {
+  const std::string acc = n.outputs[0];
+  g.nodes.push_back(std::move(n));
+  g.nodes.push_back(roundNode(acc, rounded));
+}
 
 // ResNet-like FP16 plan as the precision pass writes it (a RoundToFp16 after every FP16 layer):
 // stem 3x3/2 on 3 channels (FP32 NCHW input: reformat, channels padded to 8) -> MaxPool ->
@@ -67,11 +80,7 @@ Plan resnetLike(int sm, int batch) {
   }
   g.initializers["wf"] = uniformFloats({32, 10}, ++seed);
   g.initializers["bf"] = uniformFloats({10}, ++seed);
-  auto add = [&](Node n, const std::string& rounded) {
-    const std::string acc = n.outputs[0];
-    g.nodes.push_back(std::move(n));
-    g.nodes.push_back(roundNode(acc, rounded));
-  };
+  auto add = [&](Node n, const std::string& rounded) { addRounded(g, std::move(n), rounded); };
   Node c0 = conv("c0", {"x", "w0", "b0"}, "c0acc", pr, "Relu");
   c0.attrs.values["strides"] = intsAttr({2, 2});
   c0.attrs.values["pads"] = intsAttr({1, 1, 1, 1});
@@ -260,11 +269,7 @@ TEST(gpu_nhwc_layout_keeps_conv_chains_and_drops_reformats) {
   g.initializers["w1"] = uniformFloats({24, 16, 1, 1}, 3);
   g.initializers["w2"] = uniformFloats({48, 24, 1, 1}, 4);
   g.initializers["we"] = uniformFloats({48, 1, 3, 3}, 5);
-  auto add = [&](Node n, const std::string& rounded) {
-    const std::string acc = n.outputs[0];
-    g.nodes.push_back(std::move(n));
-    g.nodes.push_back(roundNode(acc, rounded));
-  };
+  auto add = [&](Node n, const std::string& rounded) { addRounded(g, std::move(n), rounded); };
   add(conv("stem", {"x", "w0"}, "s", "fp16", "HardSwish"), "sr");
   Node dw = conv("dw", {"sr", "wd"}, "d", "fp16");
   dw.attrs.values["group"] = intAttr(16);
@@ -450,7 +455,6 @@ TEST(gpu_nhwc_heuristic_tile_and_split_k) {
 // 64 -> 128 ReLU, c2 3x3/2 128 -> 64, c3 3x3 64 -> 64 + residual (c2's output) ReLU, c4 3x3 dilation 2
 // 64 -> 128 HardSwish, c5 1x1 128 -> 64, c6 3x3 64 -> 72 ReLU (a partial column tile), c8 1x1 72 -> 16
 // (72 channels: not eligible) -> GAP; c7 3x3 128 -> 16 writes a graph output (FP32 NCHW: not a member).
-// Weights scaled by 1 / sqrt(fan-in) so that activations stay near 1 through the chain.
 Plan wgmmaChain(int sm, int batch) {
   const std::string pr = "fp16";
   Plan p = emptyPlan(sm, pr);
@@ -461,17 +465,10 @@ Plan wgmmaChain(int sm, int batch) {
                                                       {"w6", {72, 64, 3, 3}},  {"w7", {16, 128, 3, 3}}, {"w8", {16, 72, 1, 1}}};
   uint32_t seed = 1700;
   for (const auto& w : ws) {
-    Tensor t = uniformFloats(w.second, ++seed);
-    const float scale = 1.7f / std::sqrt(static_cast<float>(w.second[1] * w.second[2] * w.second[3]));
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= scale;
-    g.initializers[w.first] = t;
+    g.initializers[w.first] = fanInScaled(w.second, ++seed);
     g.initializers["b" + w.first.substr(1)] = uniformFloats({w.second[0]}, ++seed);
   }
-  auto add = [&](Node n, const std::string& rounded) {
-    const std::string acc = n.outputs[0];
-    g.nodes.push_back(std::move(n));
-    g.nodes.push_back(roundNode(acc, rounded));
-  };
+  auto add = [&](Node n, const std::string& rounded) { addRounded(g, std::move(n), rounded); };
   auto pads = [](Node n, int64_t v) {
     n.attrs.values["pads"] = intsAttr({v, v, v, v});
     return n;
@@ -594,25 +591,15 @@ Plan wgmmaSingleLayer(int sm, int batch, int64_t C, int64_t Co, int64_t k, int64
   Plan p = emptyPlan(sm, pr);
   Graph& g = p.graph;
   addInput(g, "x", {batch, C, hw, hw});
-  auto scaled = [](Shape s, uint32_t seed) {
-    Tensor t = uniformFloats(s, seed);
-    const float f = 1.7f / std::sqrt(static_cast<float>(s[1] * s[2] * s[3]));
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] *= f;
-    return t;
-  };
-  g.initializers["wpre"] = scaled({C, C, 1, 1}, 31);
+  g.initializers["wpre"] = fanInScaled({C, C, 1, 1}, 31);
   g.initializers["bpre"] = uniformFloats({C}, 32);
-  g.initializers["wmid"] = scaled({Co, C, k, k}, 33);
+  g.initializers["wmid"] = fanInScaled({Co, C, k, k}, 33);
   g.initializers["bmid"] = uniformFloats({Co}, 34);
   Tensor eye(DataType::kFloat, {Co, Co, 1, 1});
   for (int64_t i = 0; i < eye.numel(); ++i) eye.data<float>()[i] = 0.f;
   for (int64_t i = 0; i < Co; ++i) eye.data<float>()[i * Co + i] = 1.f;
   g.initializers["wpost"] = eye;
-  auto add = [&](Node n, const std::string& rounded) {
-    const std::string acc = n.outputs[0];
-    g.nodes.push_back(std::move(n));
-    g.nodes.push_back(roundNode(acc, rounded));
-  };
+  auto add = [&](Node n, const std::string& rounded) { addRounded(g, std::move(n), rounded); };
   add(conv("pre", {"x", "wpre", "bpre"}, "preacc", pr, "Relu"), "a0");
   Node mid = conv("mid", {"a0", "wmid", "bmid"}, "midacc", pr);
   mid.attrs.values["strides"] = intsAttr({stride, stride});
