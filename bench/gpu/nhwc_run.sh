@@ -86,7 +86,11 @@ stamp "5b. conformance --cublaslt with the conv epilogues"
 stamp "conformance: $(grep -c '"rc":0,' "$OUT/conformance_cublaslt.jsonl" 2>/dev/null) of $(wc -l <"$OUT/conformance_cublaslt.jsonl" 2>/dev/null) pass"
 
 stamp "6. worker steps (tune with a shared timing cache, verify, bench)"
-[ "${PF_WORKER_STEPS:-0}" = 1 ] && [ "$(left)" -gt 70 ] && bounded 25 bash "$C/gpu/worker_steps.sh" >"$OUT/worker_steps.out" 2>&1
+# PF_WORKER_WGMMA=1: the worker steps tune (and verify) with the opt-in wgmma convolutions.
+[ "${PF_WORKER_STEPS:-0}" = 1 ] && [ "$(left)" -gt 70 ] && (
+  [ "${PF_WORKER_WGMMA:-0}" = 1 ] && export PLANFORGE_GPU_WGMMA=1
+  bounded 25 bash "$C/gpu/worker_steps.sh" >"$OUT/worker_steps.out" 2>&1
+)
 
 stamp "7. PyTorch baseline"
 [ "${PF_BASELINE:-1}" = 1 ] && [ "$(left)" -gt 25 ] && PYTHONUNBUFFERED=1 bounded 3 python3 "$C/pytorch_baseline.py" --models ${PF_BASELINE_MODELS:-resnet50} --batches ${PF_BASELINE_BATCHES:-1,256} \
