@@ -1531,6 +1531,11 @@ struct GpuExecutor::Impl {
     p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C, K);
     if (wgmma) {
       if ((g.Co + wgmma->bn - 1) / wgmma->bn > 65535) return false;
+      if (dry) {  // the split-K workspace of the tiles (the heuristic's; all of them while autotuning)
+        std::vector<Launch> sizing;
+        const NhwcConvTile& fallback = *nhwcConvTile(nhwcHeuristicTile(M, g.Co, K, dev.sm, dev.multiprocessors));
+        nhwcGemmLaunches(s, true, fallback, fallback.kernel, p, sizing);
+      }
       p.splits = 1;
       p.kTilesPerSplit = static_cast<int>(K / 64);
       Launch l;
