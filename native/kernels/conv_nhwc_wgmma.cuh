@@ -158,8 +158,7 @@ __device__ __forceinline__ void pfConvNhwcWgmma(const PfConvNhwcParams& p) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) pfWgmmaM64K16<BN>(acc, da + 2 * kk, db + 2 * kk);
     pfWgmmaCommit();
-    if (OVERLAP) pfWgmmaWait<1>();
-    else pfWgmmaWait<0>();
+    pfWgmmaWait<OVERLAP ? 1 : 0>();
   }
   pfWgmmaWait<0>();
   pfCpAsyncWait<0>();

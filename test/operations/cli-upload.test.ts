@@ -1,8 +1,8 @@
 /**
  * The CLI's streamed multipart upload (apps/cli/src/multipart-upload.ts) against a raw HTTP server
- * that dies in the middle of its answer. (An answer sent before the body is read, then a closed
- * connection, is covered against the real API in cli.test.ts: the API reads a bounded amount of the
- * rest first, without which the client's kernel may discard the answer on the reset.)
+ * that dies in the middle of its answer. (An answer sent before the body is read is covered against
+ * the real API: cli.test.ts for the CLI, test/api/refused-upload.test.ts for how the API keeps a reset
+ * from overtaking the answer.)
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';

@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BuildSpecError } from '../../../../libs/contracts/index.js';
@@ -30,7 +30,8 @@ const LINGER_MS = 2_000;
  *   close", as web servers do), then the socket is destroyed, so the client has read the answer
  *   long before any reset and the upload is still cut short.
  */
-function answerUnreadBody(raw: IncomingMessage, res: ServerResponse, reply: FastifyReply): void {
+function answerUnreadBody(raw: IncomingMessage, reply: FastifyReply): void {
+  const res = reply.raw;
   const announced = Number(raw.headers['content-length']);
   const drainAll = raw.headers['content-length'] !== undefined && Number.isFinite(announced) && announced <= LINGER_BYTES;
   const socket = raw.socket;
@@ -92,7 +93,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     }
     if (reply.sent) return;
     // A request body we did not read to its end (an upload refused from its headers or half-way).
-    if (!request.raw.complete) answerUnreadBody(request.raw, reply.raw, reply);
+    if (!request.raw.complete) answerUnreadBody(request.raw, reply);
     if (body.statusCode === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_SECONDS));
     void reply.header('x-request-id', body.requestId).status(body.statusCode).send(body);
   }
