@@ -1287,16 +1287,19 @@ struct GpuExecutor::Impl {
   bool lowerConv(Spec& s, const Node& n, bool dry, std::vector<Launch>& out) {
     int64_t tactic = resolveTactic(s, n, dry);
     bool heuristicTile = false;
-    if (tactic == kTacticConvNhwcCublasLt) {
-      if (lowerConvNhwcLt(s, n, dry, out)) return true;
+    // The NHWC tactics that only some layers / machines can run (cuBLASLt's 1x1 GEMM, the wgmma
+    // tiles): where they cannot (a side exit after all, no algorithm, no wgmma kernel here), the tile
+    // heuristic's choice runs instead, so the dry pass also sizes that fallback's split-K workspace.
+    if (tactic == kTacticConvNhwcCublasLt || nhwcWgmmaTile(tactic)) {
+      if (tactic == kTacticConvNhwcCublasLt ? lowerConvNhwcLt(s, n, dry, out) : lowerConvNhwc(s, n, dry, tactic, out)) {
+        if (dry) {
+          std::vector<Launch> sizing;
+          lowerConvNhwc(s, n, true, kTacticConvNhwc128x128, sizing, true);
+        }
+        return true;
+      }
       if (strictTactic) return false;
-      tactic = kTacticConvNhwc128x128;  // not a GEMM here after all (side exit, no algorithm): the tile heuristic
-      heuristicTile = true;
-    }
-    if (nhwcWgmmaTile(tactic)) {
-      if (lowerConvNhwc(s, n, dry, tactic, out)) return true;
-      if (strictTactic) return false;
-      tactic = kTacticConvNhwc128x128;  // no wgmma kernel here (not sm_90a), not a chain member after all: the tile heuristic
+      tactic = kTacticConvNhwc128x128;
       heuristicTile = true;
     }
     if (isNhwcConvTactic(tactic)) {
@@ -1531,11 +1534,6 @@ struct GpuExecutor::Impl {
     p.weight = dry ? 0 : nhwcWeight(s, n.inputs[1], p.C, K);
     if (wgmma) {
       if ((g.Co + wgmma->bn - 1) / wgmma->bn > 65535) return false;
-      if (dry) {  // the split-K workspace of the tiles (the heuristic's; all of them while autotuning)
-        std::vector<Launch> sizing;
-        const NhwcConvTile& fallback = *nhwcConvTile(nhwcHeuristicTile(M, g.Co, K, dev.sm, dev.multiprocessors));
-        nhwcGemmLaunches(s, true, fallback, fallback.kernel, p, sizing);
-      }
       p.splits = 1;
       p.kTilesPerSplit = static_cast<int>(K / 64);
       Launch l;
@@ -1613,10 +1611,8 @@ struct GpuExecutor::Impl {
       d.beta = 1.f;
     }
     d.epilogue = e.act == kUnaryRelu ? (hasBias ? lt::kEpiReluBias : lt::kEpiRelu) : (hasBias ? lt::kEpiBias : lt::kEpiDefault);
-    if (dry) {  // what the tile fallback needs (split-K workspace), should cuBLASLt have no algorithm here
+    if (dry) {  // the packing buffer; lowerConv sizes the tile fallback's workspace
       s.colBytes = std::max(s.colBytes, packed);
-      std::vector<Launch> sizing;
-      lowerConvNhwc(s, n, true, kTacticConvNhwc128x128, sizing, true);
       return true;
     }
     if (!ensureLt() || (strided && (!s.colBuffer || s.colBytes < packed))) return false;
